@@ -1,0 +1,1 @@
+//! Catalog example service: products and stock reservations.

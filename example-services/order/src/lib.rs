@@ -1,0 +1,1 @@
+//! Order example service: orders placed as an orchestrated saga.

@@ -1,0 +1,1 @@
+//! Payment example service: a simulated payment processor with fault injection.

@@ -1,0 +1,3 @@
+//! Weir edge gateway.
+
+pub mod routing;

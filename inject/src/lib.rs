@@ -1,0 +1,1 @@
+//! Sidecar injection into Kubernetes manifests and the mutating admission webhook.
