@@ -1,1 +1,45 @@
-//! What the Weir example services share: server start-up, problem responses, database pools, calls through the sidecar, telemetry.
+//! What the Weir example services share: server start-up, problem responses,
+//! database pools, calls through the sidecar, telemetry.
+//!
+//! The three example services (catalog, order, payment) are small on purpose;
+//! everything they would otherwise copy lives here once, so each service crate
+//! reads as its domain and nothing else.
+//!
+//! # Layout
+//!
+//! - [`problem`]: RFC 9457 `application/problem+json` errors with stable type URIs.
+//! - [`extract`]: request extractors that turn bad input into `400`/`413`/`422`
+//!   problems naming the field, never a `500`.
+//! - [`server`]: the middleware stack (request id, tracing, body limit, problem
+//!   rendering) and serving with graceful shutdown.
+//! - [`health`]: `/healthz` and `/readyz` (database reachable).
+//! - [`db`]: SQLite-or-PostgreSQL pools with embedded migrations.
+//! - [`outbound`]: the HTTP client for calls to other services, direct or through
+//!   the sidecar's outbound proxy.
+//! - [`telemetry`]: log set-up and trace-context header propagation.
+//! - [`openapi`]: serving the generated OpenAPI document.
+//! - [`env`]: typed reading of environment variables for `Config::from_env`.
+
+pub mod db;
+pub mod env;
+pub mod extract;
+pub mod health;
+pub mod openapi;
+pub mod outbound;
+pub mod problem;
+pub mod server;
+pub mod telemetry;
+
+pub use db::{Backend, Db, DbError, Migrations};
+pub use outbound::{Outbound, OutboundError, OutboundResponse};
+pub use problem::Problem;
+
+/// Milliseconds since the Unix epoch: the one clock the services store.
+///
+/// Stored as an integer so SQLite and PostgreSQL see the same type.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

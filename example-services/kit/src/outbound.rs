@@ -1,0 +1,219 @@
+//! Calls to other services, directly or through the sidecar's outbound proxy.
+//!
+//! In the mesh a service addresses its peers by logical name
+//! (`http://catalog/v1/reservations`) and every connection goes to the local
+//! sidecar's outbound address, which resolves the name, balances, retries and
+//! breaks circuits. The request keeps the logical name in its `Host` header,
+//! which is how the sidecar knows where it is meant to go. Without a proxy the
+//! URL is dialled directly (tests, or plain Kubernetes DNS).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri, header};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpStream;
+
+use crate::telemetry::propagation_headers;
+
+/// Largest response body read from a peer.
+const MAX_RESPONSE: usize = 1024 * 1024;
+
+/// Why an outbound call produced no HTTP response.
+///
+/// All of these are transient from the caller's point of view: the request
+/// may or may not have reached the peer, so only idempotent calls may be retried.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    /// The URL could not be parsed.
+    #[error("invalid url `{url}`")]
+    InvalidUrl {
+        /// The URL.
+        url: String,
+        /// The cause.
+        #[source]
+        source: axum::http::Error,
+    },
+    /// The request body could not be encoded.
+    #[error("cannot encode request body")]
+    Encode(#[source] serde_json::Error),
+    /// Connecting or sending failed.
+    #[error("request to {url} failed")]
+    Send {
+        /// The URL.
+        url: String,
+        /// The cause.
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    /// Reading the response body failed or it was too large.
+    #[error("reading the response from {url} failed")]
+    Body {
+        /// The URL.
+        url: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// No complete response within the timeout.
+    #[error("request to {url} timed out after {timeout:?}")]
+    Timeout {
+        /// The URL.
+        url: String,
+        /// The timeout.
+        timeout: Duration,
+    },
+}
+
+/// A complete response from a peer.
+#[derive(Debug, Clone)]
+pub struct OutboundResponse {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl OutboundResponse {
+    /// Decodes the body as JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+}
+
+/// The HTTP client services use to call each other.
+#[derive(Clone, Debug)]
+pub struct Outbound {
+    client: Client<ProxyConnector, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl Outbound {
+    /// A client that sends every request to `proxy` when set (the sidecar's
+    /// outbound address), else straight to the URL's host; each call must
+    /// complete within `timeout`.
+    pub fn new(proxy: Option<SocketAddr>, timeout: Duration) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(timeout));
+        let connector = ProxyConnector { http, proxy };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Self { client, timeout }
+    }
+
+    /// Sends a request with an optional JSON body, copying the trace context and
+    /// request id from `incoming`, and reads the whole response.
+    pub async fn send_json<B: Serialize>(
+        &self,
+        method: Method,
+        url: &str,
+        incoming: &HeaderMap,
+        extra: &[(&str, &str)],
+        body: Option<&B>,
+    ) -> Result<OutboundResponse, OutboundError> {
+        let bytes = match body {
+            Some(body) => Bytes::from(serde_json::to_vec(body).map_err(OutboundError::Encode)?),
+            None => Bytes::new(),
+        };
+        let mut builder = Request::builder().method(method).uri(url);
+        if let Some(headers) = builder.headers_mut() {
+            headers.extend(propagation_headers(incoming));
+            if body.is_some() {
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+            }
+            headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+            for (name, value) in extra {
+                if let (Ok(name), Ok(value)) = (
+                    header::HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(value),
+                ) {
+                    headers.insert(name, value);
+                }
+            }
+        }
+        let request =
+            builder
+                .body(Full::new(bytes))
+                .map_err(|source| OutboundError::InvalidUrl {
+                    url: url.to_owned(),
+                    source,
+                })?;
+        let call = async {
+            let response =
+                self.client
+                    .request(request)
+                    .await
+                    .map_err(|source| OutboundError::Send {
+                        url: url.to_owned(),
+                        source,
+                    })?;
+            let (parts, body) = response.into_parts();
+            let body = http_body_util::Limited::new(body, MAX_RESPONSE)
+                .collect()
+                .await
+                .map_err(|source| OutboundError::Body {
+                    url: url.to_owned(),
+                    source,
+                })?
+                .to_bytes();
+            Ok(OutboundResponse {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(OutboundError::Timeout {
+                url: url.to_owned(),
+                timeout: self.timeout,
+            }),
+        }
+    }
+}
+
+/// Dials the proxy when one is configured, else the request's own host.
+#[derive(Clone, Debug)]
+struct ProxyConnector {
+    http: HttpConnector,
+    proxy: Option<SocketAddr>,
+}
+
+impl tower::Service<Uri> for ProxyConnector {
+    type Response = TokioIo<TcpStream>;
+    type Error = <HttpConnector as tower::Service<Uri>>::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower::Service::<Uri>::poll_ready(&mut self.http, cx)
+    }
+
+    fn call(&mut self, destination: Uri) -> Self::Future {
+        let target = match self.proxy {
+            Some(proxy) => Uri::builder()
+                .scheme("http")
+                .authority(proxy.to_string())
+                .path_and_query("/")
+                .build()
+                .unwrap_or(destination),
+            None => destination,
+        };
+        Box::pin(tower::Service::call(&mut self.http, target))
+    }
+}

@@ -1,0 +1,119 @@
+//! The middleware stack every service shares, and serving with graceful shutdown.
+//!
+//! Layers run bottom to top on the way in (axum `docs/middleware.md`), so in
+//! request order a request meets: the body limit, then [`request_context`]
+//! (request id, tracing span, problem rendering), then the routes. Unknown
+//! paths and methods answer with problems too, so a client never sees a bare
+//! text error from us.
+
+use std::future::Future;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use crate::problem::Problem;
+
+/// Header carrying the request id, generated when the caller sent none.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Largest request body the services accept (JSON documents are small).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The request id of the current request, available as an extension.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Wraps a service's routes in the shared stack: problem fallbacks, request
+/// context and the body limit.
+pub fn finish(routes: Router) -> Router {
+    routes
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(request_context))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets requests
+/// in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "listening");
+    }
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found("no route matches this path")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+    )
+    .with_detail("this path does not accept the method")
+}
+
+/// Request id in and out, one tracing span per request, and the request id
+/// added to every problem body.
+async fn request_context(mut request: Request, next: Next) -> Response {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        request.headers_mut().insert(REQUEST_ID, value);
+    }
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
+
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+    );
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+
+    if let Some(problem) = response.extensions_mut().remove::<Problem>() {
+        let mut problem = problem;
+        problem.request_id = Some(request_id.clone());
+        let rendered = problem.render();
+        let (mut parts, body) = rendered.into_parts();
+        // Keep headers the handler set (Retry-After, Location…) on the re-rendered body.
+        for (name, value) in response.headers() {
+            if name != axum::http::header::CONTENT_LENGTH {
+                parts.headers.entry(name).or_insert_with(|| value.clone());
+            }
+        }
+        response = Response::from_parts(parts, body);
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    let _entered = span.enter();
+    tracing::info!(
+        status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "request finished"
+    );
+    response.into_response()
+}
