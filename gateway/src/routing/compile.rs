@@ -1,0 +1,290 @@
+//! From raw config to [`RouteTable`]: validate every route, collect every
+//! error with its field path, then index.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use http::Method;
+
+use super::config::{RouteConfig, VersioningConfig};
+use super::deprecation::Deprecation;
+use super::error::{RouteError, RouteErrorKind};
+use super::matcher::{HeaderCondition, HeaderMatcher};
+use super::pattern::{self, HostPattern, PathPattern};
+use super::rewrite::Rewrite;
+use super::route::Route;
+use super::split::Upstreams;
+use super::table::RouteTable;
+use super::version::Versioning;
+
+impl RouteTable {
+    /// Validates `routes` and `versioning` and builds the indexed table.
+    ///
+    /// `upstream_exists` answers whether an upstream name is defined, so the
+    /// table does not depend on how the gateway models upstreams. On failure
+    /// every problem found is returned, each naming its field
+    /// (`routes[3].match.path_template`), in config order.
+    pub fn compile(
+        routes: &[RouteConfig],
+        versioning: &VersioningConfig,
+        upstream_exists: &dyn Fn(&str) -> bool,
+    ) -> Result<RouteTable, Vec<RouteError>> {
+        let mut errors = Vec::new();
+        let versioning = Versioning::compile(versioning, &mut errors);
+        let mut names: HashMap<&str, usize> = HashMap::with_capacity(routes.len());
+        let mut compiled = Vec::with_capacity(routes.len());
+        for (i, cfg) in routes.iter().enumerate() {
+            let field = format!("routes[{i}]");
+            if cfg.name.is_empty() {
+                errors.push(RouteError::new(format!("{field}.name"), RouteErrorKind::Empty));
+            } else if let Some(first) = names.insert(&cfg.name, i) {
+                names.insert(&cfg.name, first);
+                errors.push(RouteError::new(
+                    format!("{field}.name"),
+                    RouteErrorKind::DuplicateName {
+                        name: cfg.name.clone(),
+                        first,
+                    },
+                ));
+            }
+            if let Some(route) = compile_route(i, cfg, &field, upstream_exists, &mut errors) {
+                compiled.push(route);
+            }
+        }
+        if errors.is_empty() {
+            Ok(RouteTable::build(compiled, versioning))
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn compile_route(
+    index: usize,
+    cfg: &RouteConfig,
+    field: &str,
+    upstream_exists: &dyn Fn(&str) -> bool,
+    errors: &mut Vec<RouteError>,
+) -> Option<Route> {
+    let before = errors.len();
+    let m = &cfg.matches;
+    let mfield = format!("{field}.match");
+
+    let mut hosts = Vec::new();
+    if m.host.is_some() && !m.hosts.is_empty() {
+        errors.push(RouteError::new(&mfield, RouteErrorKind::Conflict("use either host or hosts, not both")));
+    }
+    let host_fields = m
+        .host
+        .iter()
+        .map(|h| (format!("{mfield}.host"), h))
+        .chain(m.hosts.iter().enumerate().map(|(j, h)| (format!("{mfield}.hosts[{j}]"), h)));
+    for (f, h) in host_fields {
+        match HostPattern::parse(h) {
+            Ok(p) => hosts.push(p),
+            Err(reason) => errors.push(RouteError::new(
+                f,
+                RouteErrorKind::BadHost {
+                    pattern: h.clone(),
+                    reason,
+                },
+            )),
+        }
+    }
+    if hosts.is_empty() || hosts.contains(&HostPattern::Any) {
+        hosts = vec![HostPattern::Any];
+    }
+    hosts.dedup();
+
+    let paths = [
+        ("path", &m.path, pattern::parse_exact as fn(&str) -> Result<PathPattern, String>),
+        ("path_prefix", &m.path_prefix, pattern::parse_prefix),
+        ("path_template", &m.path_template, pattern::parse_template),
+    ];
+    if paths.iter().filter(|(_, v, _)| v.is_some()).count() > 1 {
+        errors.push(RouteError::new(
+            &mfield,
+            RouteErrorKind::Conflict("use only one of path, path_prefix and path_template"),
+        ));
+    }
+    let mut path = PathPattern::Prefix("/".into());
+    for (name, value, parse) in paths {
+        if let Some(v) = value {
+            match parse(v) {
+                Ok(p) => path = p,
+                Err(reason) => errors.push(RouteError::new(
+                    format!("{mfield}.{name}"),
+                    RouteErrorKind::BadPath { path: v.clone(), reason },
+                )),
+            }
+        }
+    }
+
+    let mut methods: Vec<Method> = Vec::with_capacity(m.methods.len());
+    for (j, raw) in m.methods.iter().enumerate() {
+        match Method::from_bytes(raw.to_ascii_uppercase().as_bytes()) {
+            Ok(method) if !methods.contains(&method) => methods.push(method),
+            Ok(_) => {}
+            Err(e) => errors.push(RouteError::new(
+                format!("{mfield}.methods[{j}]"),
+                RouteErrorKind::BadMethod(raw.clone(), e),
+            )),
+        }
+    }
+
+    let mut headers = Vec::with_capacity(m.headers.len());
+    for (j, h) in m.headers.iter().enumerate() {
+        let hfield = format!("{mfield}.headers[{j}]");
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|e| errors.push(RouteError::new(format!("{hfield}.name"), RouteErrorKind::BadHeaderName(h.name.clone(), e))))
+            .ok();
+        let condition = match (&h.value, h.present) {
+            (Some(v), None) => HeaderValue::from_str(v)
+                .map(HeaderCondition::Equals)
+                .map_err(|e| errors.push(RouteError::new(format!("{hfield}.value"), RouteErrorKind::BadHeaderValue(v.clone(), e))))
+                .ok(),
+            (None, Some(true)) => Some(HeaderCondition::Present),
+            (None, Some(false)) => Some(HeaderCondition::Absent),
+            _ => {
+                errors.push(RouteError::new(&hfield, RouteErrorKind::Conflict("give exactly one of value and present")));
+                None
+            }
+        };
+        if let (Some(name), Some(condition)) = (name, condition) {
+            headers.push(HeaderMatcher::new(name, condition));
+        }
+    }
+
+    if cfg.version == Some(0) {
+        errors.push(RouteError::new(format!("{field}.version"), RouteErrorKind::OutOfRange("versions start at 1")));
+    }
+
+    let upstreams = compile_upstreams(cfg, field, upstream_exists, errors);
+
+    let timeout = cfg.timeout.as_deref().and_then(|t| match humantime::parse_duration(t) {
+        Ok(d) if d > Duration::ZERO => Some(d),
+        Ok(_) => {
+            errors.push(RouteError::new(format!("{field}.timeout"), RouteErrorKind::OutOfRange("timeout must be more than 0")));
+            None
+        }
+        Err(e) => {
+            errors.push(RouteError::new(format!("{field}.timeout"), RouteErrorKind::BadDuration(t.to_owned(), e)));
+            None
+        }
+    });
+    let max_body_bytes = cfg.limits.max_body_bytes.as_deref().and_then(|s| {
+        let parsed = parse_size(s);
+        if parsed.is_none() {
+            errors.push(RouteError::new(format!("{field}.limits.max_body_bytes"), RouteErrorKind::BadSize(s.to_owned())));
+        }
+        parsed
+    });
+
+    let rewrite = Rewrite::compile(&cfg.rewrite, &path, &format!("{field}.rewrite"), errors);
+    let deprecation = cfg
+        .deprecated
+        .as_ref()
+        .and_then(|d| Deprecation::compile(d, &format!("{field}.deprecated"), errors));
+
+    if errors.len() > before {
+        return None;
+    }
+    Some(Route {
+        index,
+        name: cfg.name.as_str().into(),
+        hosts,
+        path,
+        methods,
+        headers,
+        version: cfg.version,
+        upstreams: upstreams?,
+        timeout,
+        max_body_bytes,
+        rewrite,
+        deprecation,
+        config: cfg.clone(),
+    })
+}
+
+fn compile_upstreams(
+    cfg: &RouteConfig,
+    field: &str,
+    upstream_exists: &dyn Fn(&str) -> bool,
+    errors: &mut Vec<RouteError>,
+) -> Option<Upstreams> {
+    let check = |name: &str, f: String, errors: &mut Vec<RouteError>| {
+        if name.is_empty() {
+            errors.push(RouteError::new(f, RouteErrorKind::Empty));
+        } else if !upstream_exists(name) {
+            errors.push(RouteError::new(f, RouteErrorKind::UnknownUpstream(name.to_owned())));
+        }
+    };
+    match (&cfg.upstream, cfg.split.is_empty()) {
+        (Some(name), true) => {
+            check(name, format!("{field}.upstream"), errors);
+            Some(Upstreams::single(name))
+        }
+        (None, false) => {
+            for (j, s) in cfg.split.iter().enumerate() {
+                check(&s.upstream, format!("{field}.split[{j}].upstream"), errors);
+                if cfg.split[..j].iter().any(|o| o.upstream == s.upstream) {
+                    errors.push(RouteError::new(
+                        format!("{field}.split[{j}].upstream"),
+                        RouteErrorKind::Conflict("upstream listed twice in split"),
+                    ));
+                }
+            }
+            let weighted = Upstreams::weighted(cfg.split.iter().map(|s| (s.upstream.as_str(), s.weight)));
+            if weighted.is_none() {
+                errors.push(RouteError::new(format!("{field}.split"), RouteErrorKind::ZeroWeights));
+            }
+            weighted
+        }
+        (Some(_), false) => {
+            errors.push(RouteError::new(field, RouteErrorKind::Conflict("use either upstream or split, not both")));
+            None
+        }
+        (None, true) => {
+            errors.push(RouteError::new(field, RouteErrorKind::Conflict("needs an upstream or a split")));
+            None
+        }
+    }
+}
+
+/// Parses `65536`, `64KiB`, `10MiB`, `1GiB`, `500kB`, `2MB` (decimal units are
+/// powers of 1000, binary units powers of 1024).
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let number: u64 = s[..digits].parse().ok()?;
+    let unit = s[digits..].trim();
+    let multiplier: u64 = match unit {
+        "" | "B" => 1,
+        "kB" | "KB" => 1_000,
+        "KiB" => 1 << 10,
+        "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(multiplier)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536"), Some(65536));
+        assert_eq!(parse_size("64KiB"), Some(65536));
+        assert_eq!(parse_size("10MiB"), Some(10 << 20));
+        assert_eq!(parse_size("2 MB"), Some(2_000_000));
+        assert_eq!(parse_size("1GiB"), Some(1 << 30));
+        assert_eq!(parse_size("ten"), None);
+        assert_eq!(parse_size("5PiB"), None);
+        assert_eq!(parse_size("99999999999999999999GiB"), None);
+    }
+}
