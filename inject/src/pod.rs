@@ -1,0 +1,450 @@
+//! The one injection: what the CLI and the webhook both do to a pod.
+//!
+//! Both paths hand [`inject_pod_template`] a JSON object with `metadata` and
+//! `spec` (a Pod, or a workload's pod template), so a pod created from an
+//! injected Deployment and a pod mutated by the webhook come out identical.
+//!
+//! Startup order comes from native sidecars (Kubernetes 1.29+): `weir-init`
+//! installs the iptables redirect, then `weir-sidecar` starts as an init
+//! container with `restartPolicy: Always`, and the kubelet waits for its
+//! startup probe (`/readyz`) before starting the next init container or the
+//! app. On termination the kubelet stops the app first and the sidecar last,
+//! so in-flight requests from the app still have a proxy.
+
+use serde_json::{Map, Value, json};
+
+use crate::error::InjectError;
+use crate::options::{
+    INIT_CONTAINER, INJECT_ANNOTATION, INJECTED_ANNOTATION, InjectOptions, Mode, PROXY_UID,
+    PodSettings, SIDECAR_CONTAINER,
+};
+
+/// Where the sidecar finds its `sidecar.yaml` when a ConfigMap is mounted.
+const CONFIG_DIR: &str = "/etc/weir";
+const CONFIG_VOLUME: &str = "weir-config";
+/// iptables takes `/run/xtables.lock`; with a read-only root it needs a writable `/run`.
+const XTABLES_VOLUME: &str = "weir-xtables-lock";
+/// Time the sidecar itself needs after SIGTERM to drain (its `shutdown.drain` default).
+const SIDECAR_SHUTDOWN_SECONDS: i64 = 30;
+
+/// What happened to one pod (template).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Injected,
+    Skipped(SkipReason),
+}
+
+/// Why a pod was left unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// No `weir.dev/inject: enabled` and not `--all`.
+    NotOptedIn,
+    /// `weir.dev/inject: disabled`.
+    OptedOut,
+    /// `weir.dev/injected` or a `weir-sidecar` container is already there.
+    AlreadyInjected,
+    /// `hostNetwork: true`: iptables rules and proxy ports would land on the node.
+    HostNetwork,
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SkipReason::NotOptedIn => "not opted in (no weir.dev/inject: enabled)",
+            SkipReason::OptedOut => "opted out (weir.dev/inject: disabled)",
+            SkipReason::AlreadyInjected => "already injected",
+            SkipReason::HostNetwork => "uses hostNetwork",
+        })
+    }
+}
+
+/// Injects the sidecar into `pod`, an object with `metadata` and `spec` (a Pod
+/// or a pod template), if it opts in and is not injected yet. On an error the
+/// pod is left unchanged.
+pub fn inject_pod_template(pod: &mut Value, opts: &InjectOptions) -> Result<Outcome, InjectError> {
+    let Some(obj) = pod.as_object() else {
+        return Err(InjectError::Pod("a pod template must be a mapping".into()));
+    };
+    let empty = Map::new();
+    let metadata = match obj.get("metadata") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(InjectError::Pod("metadata must be a mapping".into())),
+    };
+    let annotations = sub_map(metadata, "annotations", "metadata.annotations", &empty)?;
+    let labels = sub_map(metadata, "labels", "metadata.labels", &empty)?;
+    let Some(spec) = obj.get("spec").and_then(Value::as_object) else {
+        return Err(InjectError::Pod("spec must be a mapping".into()));
+    };
+    let containers = match spec.get("containers") {
+        Some(Value::Array(c)) if !c.is_empty() => c,
+        _ => {
+            return Err(InjectError::Pod(
+                "spec.containers must be a non-empty list".into(),
+            ));
+        }
+    };
+    let init_containers = match spec.get("initContainers") {
+        None | Some(Value::Null) => &Vec::new(),
+        Some(Value::Array(c)) => c,
+        Some(_) => {
+            return Err(InjectError::Pod(
+                "spec.initContainers must be a list".into(),
+            ));
+        }
+    };
+
+    if annotations.contains_key(INJECTED_ANNOTATION)
+        || containers
+            .iter()
+            .chain(init_containers)
+            .any(|c| c.get("name").and_then(Value::as_str) == Some(SIDECAR_CONTAINER))
+    {
+        return Ok(Outcome::Skipped(SkipReason::AlreadyInjected));
+    }
+    match annotations.get(INJECT_ANNOTATION) {
+        Some(Value::String(s)) if s == "disabled" => {
+            return Ok(Outcome::Skipped(SkipReason::OptedOut));
+        }
+        Some(Value::String(s)) if s == "enabled" => {}
+        None if opts.all => {}
+        None => return Ok(Outcome::Skipped(SkipReason::NotOptedIn)),
+        Some(other) => {
+            return Err(InjectError::Annotations {
+                problems: vec![format!(
+                    "{INJECT_ANNOTATION}: expected `enabled` or `disabled`, got {other}"
+                )],
+            });
+        }
+    }
+    if spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
+        return Ok(Outcome::Skipped(SkipReason::HostNetwork));
+    }
+
+    let settings = PodSettings::resolve(opts, annotations, labels)?;
+    let app_port = settings
+        .app_port
+        .or_else(|| first_container_port(containers));
+    let sidecar = sidecar_container(&settings, app_port);
+    let init = (settings.mode == Mode::Transparent).then(|| init_container(&settings));
+    let grace = spec
+        .get("terminationGracePeriodSeconds")
+        .and_then(Value::as_i64);
+
+    // All checks passed: from here on nothing fails, so an error above leaves the pod as it was.
+    let obj = pod.as_object_mut().expect("checked above");
+    let metadata = obj.entry("metadata").or_insert_with(|| json!({}));
+    if metadata.is_null() {
+        *metadata = json!({});
+    }
+    let annotations = metadata
+        .as_object_mut()
+        .expect("checked above")
+        .entry("annotations")
+        .or_insert_with(|| json!({}));
+    if annotations.is_null() {
+        *annotations = json!({});
+    }
+    annotations
+        .as_object_mut()
+        .expect("checked above")
+        .insert(INJECTED_ANNOTATION.to_owned(), json!("true"));
+
+    let spec = obj
+        .get_mut("spec")
+        .and_then(Value::as_object_mut)
+        .expect("checked above");
+    let mut inits: Vec<Value> = init.into_iter().chain([sidecar]).collect();
+    if let Some(Value::Array(existing)) = spec.remove("initContainers") {
+        inits.extend(existing);
+    }
+    spec.insert("initContainers".into(), Value::Array(inits));
+
+    if settings.mode == Mode::Explicit {
+        let proxy = format!("http://127.0.0.1:{}", settings.outbound_port);
+        if let Some(Value::Array(containers)) = spec.get_mut("containers") {
+            for c in containers.iter_mut().filter_map(Value::as_object_mut) {
+                add_env_if_absent(c, "HTTP_PROXY", &proxy);
+            }
+        }
+    }
+
+    let mut volumes = Vec::new();
+    if settings.mode == Mode::Transparent {
+        volumes.push(json!({"name": XTABLES_VOLUME, "emptyDir": {}}));
+    }
+    if let Some(cm) = &settings.config_map {
+        volumes.push(json!({"name": CONFIG_VOLUME, "configMap": {"name": cm}}));
+    }
+    if !volumes.is_empty() {
+        match spec.get_mut("volumes") {
+            Some(Value::Array(existing)) => existing.extend(volumes),
+            _ => {
+                spec.insert("volumes".into(), Value::Array(volumes));
+            }
+        }
+    }
+
+    // The kubelet's grace period covers the preStop sleep and the proxy's drain.
+    let needed = i64::from(settings.drain_seconds) + SIDECAR_SHUTDOWN_SECONDS;
+    if grace.unwrap_or(30) < needed {
+        spec.insert("terminationGracePeriodSeconds".into(), json!(needed));
+    }
+    Ok(Outcome::Injected)
+}
+
+fn sub_map<'a>(
+    parent: &'a Map<String, Value>,
+    key: &str,
+    path: &str,
+    empty: &'a Map<String, Value>,
+) -> Result<&'a Map<String, Value>, InjectError> {
+    match parent.get(key) {
+        None | Some(Value::Null) => Ok(empty),
+        Some(Value::Object(m)) => Ok(m),
+        Some(_) => Err(InjectError::Pod(format!("{path} must be a mapping"))),
+    }
+}
+
+/// The app's port: the first `containerPort` of the first container that declares one.
+fn first_container_port(containers: &[Value]) -> Option<u16> {
+    containers.iter().find_map(|c| {
+        c.get("ports")?.as_array()?.iter().find_map(|p| {
+            p.get("containerPort")?
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+        })
+    })
+}
+
+fn add_env_if_absent(container: &mut Map<String, Value>, name: &str, value: &str) {
+    let env = container.entry("env").or_insert_with(|| json!([]));
+    if !env.is_array() {
+        *env = json!([]);
+    }
+    let env = env.as_array_mut().expect("set above");
+    if !env
+        .iter()
+        .any(|e| e.get("name").and_then(Value::as_str) == Some(name))
+    {
+        env.push(json!({"name": name, "value": value}));
+    }
+}
+
+fn field_env(name: &str, field: &str) -> Value {
+    json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": field}}})
+}
+
+fn sidecar_container(s: &PodSettings, app_port: Option<u16>) -> Value {
+    let mut env = vec![
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+        json!({"name": "WEIR_MODE", "value": s.mode.as_str()}),
+        json!({"name": "WEIR_INBOUND_ADDRESS", "value": format!("0.0.0.0:{}", s.inbound_port)}),
+        json!({"name": "WEIR_OUTBOUND_ADDRESS", "value": format!("127.0.0.1:{}", s.outbound_port)}),
+        json!({"name": "WEIR_ADMIN_ADDRESS", "value": format!("0.0.0.0:{}", s.admin_port)}),
+    ];
+    if let Some(port) = app_port {
+        env.push(json!({"name": "WEIR_APP_ADDRESS", "value": format!("127.0.0.1:{port}")}));
+    }
+    if let Some(service) = &s.service {
+        env.push(json!({"name": "WEIR_SERVICE", "value": service}));
+        env.push(json!({"name": "OTEL_SERVICE_NAME", "value": format!("{service}-sidecar")}));
+    }
+    if let Some(endpoint) = &s.otlp_endpoint {
+        env.push(json!({"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": endpoint}));
+    }
+
+    let mut args = vec![json!("run")];
+    let mut mounts = Vec::new();
+    if s.config_map.is_some() {
+        args.extend([
+            json!("--config"),
+            json!(format!("{CONFIG_DIR}/sidecar.yaml")),
+        ]);
+        mounts.push(json!({"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": true}));
+    }
+
+    let mut requests = Map::new();
+    requests.insert("cpu".into(), json!(s.cpu_request));
+    requests.insert("memory".into(), json!(s.memory_request));
+    let mut limits = Map::new();
+    if let Some(cpu) = &s.cpu_limit {
+        limits.insert("cpu".into(), json!(cpu));
+    }
+    if let Some(memory) = &s.memory_limit {
+        limits.insert("memory".into(), json!(memory));
+    }
+    let mut resources = Map::new();
+    resources.insert("requests".into(), Value::Object(requests));
+    if !limits.is_empty() {
+        resources.insert("limits".into(), Value::Object(limits));
+    }
+
+    let probe = |path: &str, period: u32, failures: u32| {
+        json!({
+            "httpGet": {"path": path, "port": s.admin_port},
+            "periodSeconds": period,
+            "timeoutSeconds": 1,
+            "failureThreshold": failures,
+        })
+    };
+    let mut container = json!({
+        "name": SIDECAR_CONTAINER,
+        "image": s.image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": args,
+        // A native sidecar: the kubelet starts it before the app containers,
+        // waits for its startup probe, and stops it after them.
+        "restartPolicy": "Always",
+        "ports": [
+            {"name": "weir-inbound", "containerPort": s.inbound_port, "protocol": "TCP"},
+            {"name": "weir-outbound", "containerPort": s.outbound_port, "protocol": "TCP"},
+            {"name": "weir-admin", "containerPort": s.admin_port, "protocol": "TCP"},
+        ],
+        "env": env,
+        "resources": resources,
+        // Ready, not merely alive, before the app starts: the app's first
+        // request must find a proxy that can route it.
+        "startupProbe": probe("/readyz", 1, 120),
+        "readinessProbe": probe("/readyz", 5, 3),
+        "livenessProbe": probe("/healthz", 10, 3),
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": true,
+            "runAsNonRoot": true,
+            "runAsUser": PROXY_UID,
+            "runAsGroup": PROXY_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    });
+    let c = container.as_object_mut().expect("built as an object");
+    if !mounts.is_empty() {
+        c.insert("volumeMounts".into(), Value::Array(mounts));
+    }
+    if s.drain_seconds > 0 {
+        // Keep serving while endpoint controllers and load balancers notice the
+        // pod is going away; the image has no shell, hence the sleep action.
+        c.insert(
+            "lifecycle".into(),
+            json!({"preStop": {"sleep": {"seconds": s.drain_seconds}}}),
+        );
+    }
+    container
+}
+
+fn init_container(s: &PodSettings) -> Value {
+    json!({
+        "name": INIT_CONTAINER,
+        "image": s.image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": ["init-iptables"],
+        "env": [
+            {"name": "WEIR_PROXY_UID", "value": PROXY_UID.to_string()},
+            {"name": "WEIR_INBOUND_PORT", "value": s.inbound_port.to_string()},
+            {"name": "WEIR_OUTBOUND_PORT", "value": s.outbound_port.to_string()},
+            // Probes reach the admin port directly, not through the proxy.
+            {"name": "WEIR_SKIP_INBOUND_PORTS", "value": s.admin_port.to_string()},
+        ],
+        "resources": {
+            "requests": {"cpu": "10m", "memory": "16Mi"},
+            "limits": {"cpu": "100m", "memory": "64Mi"},
+        },
+        "volumeMounts": [{"name": XTABLES_VOLUME, "mountPath": "/run"}],
+        // Root with only the two network capabilities iptables needs.
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},
+            "readOnlyRootFilesystem": true,
+            "runAsNonRoot": false,
+            "runAsUser": 0,
+            "runAsGroup": 0,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(annotations: Value) -> Value {
+        json!({
+            "metadata": {"annotations": annotations, "labels": {"app": "catalog"}},
+            "spec": {"containers": [{"name": "app", "image": "catalog", "ports": [{"containerPort": 8081}]}]},
+        })
+    }
+
+    #[test]
+    fn injects_native_sidecar_after_init_and_is_idempotent() {
+        let mut p = pod(json!({"weir.dev/inject": "enabled"}));
+        let outcome = inject_pod_template(&mut p, &InjectOptions::default()).expect("inject");
+        assert_eq!(outcome, Outcome::Injected);
+        let inits = p["spec"]["initContainers"]
+            .as_array()
+            .expect("init containers");
+        assert_eq!(inits[0]["name"], INIT_CONTAINER);
+        assert_eq!(inits[1]["name"], SIDECAR_CONTAINER);
+        assert_eq!(inits[1]["restartPolicy"], "Always");
+        let env = inits[1]["env"].as_array().expect("env");
+        assert!(env.contains(&json!({"name": "WEIR_APP_ADDRESS", "value": "127.0.0.1:8081"})));
+        assert!(env.contains(&json!({"name": "WEIR_SERVICE", "value": "catalog"})));
+        assert_eq!(p["metadata"]["annotations"][INJECTED_ANNOTATION], "true");
+
+        let once = p.clone();
+        let again = inject_pod_template(&mut p, &InjectOptions::default()).expect("inject");
+        assert_eq!(again, Outcome::Skipped(SkipReason::AlreadyInjected));
+        assert_eq!(p, once);
+    }
+
+    #[test]
+    fn opt_out_beats_all_and_no_opt_in_skips() {
+        let opts = InjectOptions {
+            all: true,
+            ..InjectOptions::default()
+        };
+        let mut p = pod(json!({"weir.dev/inject": "disabled"}));
+        let before = p.clone();
+        assert_eq!(
+            inject_pod_template(&mut p, &opts).ok(),
+            Some(Outcome::Skipped(SkipReason::OptedOut))
+        );
+        assert_eq!(p, before);
+        let mut p = pod(json!({}));
+        assert_eq!(
+            inject_pod_template(&mut p, &InjectOptions::default()).ok(),
+            Some(Outcome::Skipped(SkipReason::NotOptedIn))
+        );
+        assert_eq!(
+            inject_pod_template(&mut p, &opts).ok(),
+            Some(Outcome::Injected)
+        );
+    }
+
+    #[test]
+    fn explicit_mode_sets_http_proxy_and_skips_iptables() {
+        let mut p = pod(json!({"weir.dev/inject": "enabled", "weir.dev/mode": "explicit"}));
+        inject_pod_template(&mut p, &InjectOptions::default()).expect("inject");
+        let inits = p["spec"]["initContainers"]
+            .as_array()
+            .expect("init containers");
+        assert_eq!(inits.len(), 1);
+        assert_eq!(
+            p["spec"]["containers"][0]["env"][0],
+            json!({"name": "HTTP_PROXY", "value": "http://127.0.0.1:4140"})
+        );
+        assert!(p["spec"].get("volumes").is_none());
+    }
+
+    #[test]
+    fn bad_annotation_leaves_pod_unchanged() {
+        let mut p = pod(json!({"weir.dev/inject": "enabled", "weir.dev/inbound-port": "http"}));
+        let before = p.clone();
+        assert!(matches!(
+            inject_pod_template(&mut p, &InjectOptions::default()),
+            Err(InjectError::Annotations { .. })
+        ));
+        assert_eq!(p, before);
+    }
+}

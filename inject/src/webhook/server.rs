@@ -1,0 +1,290 @@
+//! `sidecar webhook`: the HTTPS server the API server calls.
+//!
+//! Routes:
+//! - `POST /mutate`: inject pods annotated `weir.dev/inject: enabled`.
+//! - `POST /mutate/namespace`: inject every pod not annotated `disabled`; the
+//!   MutatingWebhookConfiguration sends pods here from namespaces labelled
+//!   `weir.dev/inject=enabled` (the webhook cannot read namespaces itself).
+//! - `GET /healthz`: alive.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::cli::InjectDefaults;
+use crate::error::WebhookError;
+use crate::options::InjectOptions;
+use crate::webhook::review::review;
+
+/// The API server sends objects of at most ~1.5 MiB; anything larger is not a review.
+const MAX_BODY_BYTES: usize = 4 << 20;
+const MAX_CONNECTIONS: usize = 512;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// In-flight reviews get this long after shutdown starts (the API server times out at 10s).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `sidecar webhook`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebhookArgs {
+    /// Address to serve HTTPS on.
+    #[arg(long, default_value = "0.0.0.0:8443", env = "WEIR_WEBHOOK_LISTEN")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain (the Secret made by deploy/k8s/webhook-certs.sh).
+    #[arg(
+        long,
+        env = "WEIR_WEBHOOK_TLS_CERT",
+        default_value = "/etc/weir-webhook/tls.crt"
+    )]
+    pub tls_cert: PathBuf,
+    /// PEM private key.
+    #[arg(
+        long,
+        env = "WEIR_WEBHOOK_TLS_KEY",
+        default_value = "/etc/weir-webhook/tls.key"
+    )]
+    pub tls_key: PathBuf,
+    #[command(flatten)]
+    pub defaults: InjectDefaults,
+}
+
+/// Loads the certificate and key and serves until `shutdown` completes.
+pub async fn run_webhook(
+    args: WebhookArgs,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WebhookError> {
+    let tls = load_tls(&args.tls_cert, &args.tls_key)?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| WebhookError::Bind {
+            address: args.listen.to_string(),
+            source,
+        })?;
+    tracing::info!(address = %args.listen, "admission webhook listening");
+    serve_webhook(
+        listener,
+        Some(tls),
+        args.defaults.to_options(false),
+        shutdown,
+    )
+    .await
+}
+
+/// A rustls server config (ring provider) from PEM files.
+pub fn load_tls(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, WebhookError> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| WebhookError::Read {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let cert_pem = read(cert)?;
+    let key_pem = read(key)?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .ok()
+        .filter(|c: &Vec<_>| !c.is_empty())
+        .ok_or_else(|| WebhookError::Pem {
+            what: "certificate",
+            path: cert.to_owned(),
+        })?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| WebhookError::Pem {
+        what: "private key",
+        path: key.to_owned(),
+    })?;
+    let mut config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(WebhookError::Tls)?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(WebhookError::Tls)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serves the webhook on `listener` (HTTPS with `tls`, plain HTTP without,
+/// which only tests use) until `shutdown` completes, then lets in-flight
+/// reviews finish for up to 10 s.
+pub async fn serve_webhook(
+    listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+    opts: InjectOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WebhookError> {
+    let opts = Arc::new(opts);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                // Per-connection errors (the peer reset before accept, fd limits)
+                // must not stop the server; back off briefly on resource limits.
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let watcher = graceful.watcher();
+        let acceptor = acceptor.clone();
+        let opts = opts.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let service = hyper::service::service_fn(move |req| handle(req, opts.clone()));
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let result = match acceptor {
+                Some(acceptor) => {
+                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    watcher
+                        .watch(
+                            builder
+                                .serve_connection(TokioIo::new(tls), service)
+                                .into_owned(),
+                        )
+                        .await
+                }
+                None => {
+                    watcher
+                        .watch(
+                            builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .into_owned(),
+                        )
+                        .await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight reviews did not finish within the drain timeout");
+    }
+    Ok(())
+}
+
+type Body = Full<Bytes>;
+
+async fn handle(
+    req: Request<Incoming>,
+    opts: Arc<InjectOptions>,
+) -> Result<Response<Body>, std::convert::Infallible> {
+    let all = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => return Ok(text(StatusCode::OK, "ok\n")),
+        (&Method::POST, "/mutate") => false,
+        (&Method::POST, "/mutate/namespace") => true,
+        (_, "/mutate" | "/mutate/namespace" | "/healthz") => {
+            return Ok(problem(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "method not allowed",
+            ));
+        }
+        _ => return Ok(problem(StatusCode::NOT_FOUND, "not-found", "no such route")),
+    };
+    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return Ok(problem(
+                StatusCode::BAD_REQUEST,
+                "bad-admission-review",
+                &format!("cannot read the body (limit {MAX_BODY_BYTES} bytes): {e}"),
+            ));
+        }
+    };
+    let opts = if all {
+        InjectOptions {
+            all: true,
+            ..(*opts).clone()
+        }
+    } else {
+        (*opts).clone()
+    };
+    match review(&body, &opts) {
+        Ok(response) => {
+            let bytes = serde_json::to_vec(&response).unwrap_or_default();
+            Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(bytes)))
+                .unwrap_or_default())
+        }
+        Err(e) => Ok(problem(
+            StatusCode::BAD_REQUEST,
+            "bad-admission-review",
+            &e.to_string(),
+        )),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap_or_default()
+}
+
+/// RFC 9457 problem details, like every error Weir generates itself.
+fn problem(status: StatusCode, slug: &str, detail: &str) -> Response<Body> {
+    let body = serde_json::json!({
+        "type": format!("https://weir.dev/problems/{slug}"),
+        "title": status.canonical_reason().unwrap_or("error"),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/problem+json")
+        .body(Full::new(Bytes::from(
+            serde_json::to_vec(&body).unwrap_or_default(),
+        )))
+        .unwrap_or_default()
+}
