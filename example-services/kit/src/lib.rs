@@ -32,7 +32,7 @@ pub mod telemetry;
 
 pub use db::{Backend, Db, DbError, Migrations};
 pub use outbound::{Outbound, OutboundError, OutboundResponse};
-pub use problem::Problem;
+pub use problem::{Problem, ProblemDetails};
 
 /// Milliseconds since the Unix epoch: the one clock the services store.
 ///

@@ -18,8 +18,16 @@ pub const CONTENT_TYPE: &str = "application/problem+json";
 
 /// An RFC 9457 problem: status, stable type, human title and detail, plus
 /// `field` for validation errors and free-form extension members.
+///
+/// Boxed so `Result<T, Problem>` stays one pointer wide on the happy path.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Problem(Box<ProblemDetails>);
+
+/// The members of a [`Problem`], as serialized.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Problem {
+#[schema(as = Problem)]
+pub struct ProblemDetails {
     /// Stable URI naming the kind of problem, `https://weir.dev/problems/<slug>`.
     #[serde(rename = "type")]
     pub type_uri: String,
@@ -45,7 +53,7 @@ pub struct Problem {
 impl Problem {
     /// A problem with the given status, type slug and title.
     pub fn new(status: StatusCode, slug: &str, title: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(ProblemDetails {
             type_uri: format!("{TYPE_BASE}{slug}"),
             title: title.into(),
             status: status.as_u16(),
@@ -53,7 +61,7 @@ impl Problem {
             field: None,
             request_id: None,
             extensions: Map::new(),
-        }
+        }))
     }
 
     /// Adds the occurrence-specific explanation.
@@ -135,6 +143,20 @@ impl Problem {
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
         response
+    }
+}
+
+impl std::ops::Deref for Problem {
+    type Target = ProblemDetails;
+
+    fn deref(&self) -> &ProblemDetails {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Problem {
+    fn deref_mut(&mut self) -> &mut ProblemDetails {
+        &mut self.0
     }
 }
 
