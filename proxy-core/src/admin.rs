@@ -1,1 +1,117 @@
-//! admin
+//! The admin listener: probes, metrics, effective config, operations.
+//!
+//! It runs on its own address so that probes and scrapes never compete with
+//! traffic, and so it can be kept off the public network.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+use crate::body::{self, Body};
+use crate::problem::Problem;
+use crate::server::{ConnInfo, Handler, ServeOptions};
+use crate::shutdown::Shutdown;
+
+/// Produces a JSON document on demand (effective config, breaker state…).
+pub type JsonSource = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+/// Runs a reload; `Err` carries the reasons the new config was refused.
+pub type ReloadHook = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// What the admin endpoints read.
+#[derive(Clone)]
+pub struct AdminState {
+    pub registry: Arc<Registry>,
+    /// Set once listeners are bound and config is loaded; cleared on shutdown.
+    pub ready: Arc<AtomicBool>,
+    /// `GET /config`: the effective config with secrets redacted.
+    pub config: JsonSource,
+    /// `POST /reload`, when the component supports it.
+    pub reload: Option<ReloadHook>,
+    /// Further `GET` endpoints returning JSON, by path (e.g. `/state`).
+    pub extra: BTreeMap<&'static str, JsonSource>,
+}
+
+impl AdminState {
+    pub fn new(registry: Arc<Registry>, config: JsonSource) -> Self {
+        Self {
+            registry,
+            ready: Arc::new(AtomicBool::new(false)),
+            config,
+            reload: None,
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(body::full(serde_json::to_vec_pretty(value).unwrap_or_default()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn text(status: StatusCode, content_type: &'static str, s: String) -> Response<Body> {
+    let mut resp = Response::new(body::full(s));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+#[derive(Clone)]
+struct AdminHandler(Arc<AdminState>);
+
+impl Handler for AdminHandler {
+    fn handle(self, req: Request<Incoming>, _conn: Arc<ConnInfo>) -> impl Future<Output = Response<Body>> + Send + 'static {
+        let resp = route(&self.0, &req);
+        async move { resp }
+    }
+}
+
+fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path();
+    match (req.method(), path) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        (&Method::GET, "/readyz") => {
+            if state.ready.load(Ordering::Relaxed) {
+                text(StatusCode::OK, "text/plain", "ready\n".into())
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".into())
+            }
+        }
+        (&Method::GET, "/metrics") => text(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            crate::metrics::encode_text(&state.registry),
+        ),
+        (&Method::GET, "/config") => json(StatusCode::OK, &(state.config)()),
+        (&Method::POST, "/reload") => match &state.reload {
+            Some(hook) => match hook() {
+                Ok(()) => json(StatusCode::OK, &serde_json::json!({"status": "reloaded"})),
+                Err(reason) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "config-invalid", "New configuration refused")
+                    .detail(reason)
+                    .into_response(),
+            },
+            None => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found").into_response(),
+        },
+        (&Method::GET, p) if state.extra.contains_key(p) => json(StatusCode::OK, &(state.extra[p])()),
+        (_, "/healthz" | "/readyz" | "/metrics" | "/config" | "/reload") => {
+            Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed").into_response()
+        }
+        _ => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found")
+            .detail(format!("no admin endpoint at {path}"))
+            .into_response(),
+    }
+}
+
+/// Serves the admin endpoints on `listener` until `shutdown`.
+pub async fn serve_admin(listener: TcpListener, state: AdminState, shutdown: Shutdown) {
+    let opts = ServeOptions { drain: std::time::Duration::from_secs(1), ..ServeOptions::default() };
+    crate::server::serve(listener, opts, AdminHandler(Arc::new(state)), shutdown).await;
+}

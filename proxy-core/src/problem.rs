@@ -1,1 +1,141 @@
-//! problem
+//! RFC 9457 problem documents for the errors the proxies generate themselves.
+//!
+//! Every response that Weir (not the upstream) produces for a failure goes
+//! through [`Problem`], so clients see one shape: `application/problem+json`
+//! with a stable `type` URI they can switch on, and the request id that ties
+//! it to the access log and the trace.
+
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+use serde_json::{Map, Value};
+
+use crate::body::{self, Body};
+
+/// Base of every problem `type` URI.
+pub const TYPE_BASE: &str = "https://weir.dev/problems/";
+
+/// The response header naming the component that generated an error.
+pub const GENERATED_BY: HeaderName = HeaderName::from_static("x-weir-error");
+
+/// A problem response under construction.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    status: StatusCode,
+    slug: &'static str,
+    title: &'static str,
+    detail: Option<String>,
+    request_id: Option<String>,
+    extensions: Map<String, Value>,
+    headers: HeaderMap,
+}
+
+impl Problem {
+    /// `slug` becomes the stable type URI `https://weir.dev/problems/<slug>`.
+    pub fn new(status: StatusCode, slug: &'static str, title: &'static str) -> Self {
+        Self {
+            status,
+            slug,
+            title,
+            detail: None,
+            request_id: None,
+            extensions: Map::new(),
+            headers: HeaderMap::new(),
+        }
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// Carries the request id taken from the request headers, if any.
+    pub fn request_id_from(mut self, headers: &HeaderMap) -> Self {
+        if let Some(id) = headers.get(crate::forward::REQUEST_ID).and_then(|v| v.to_str().ok()) {
+            self.request_id = Some(id.to_owned());
+        }
+        self
+    }
+
+    pub fn request_id(mut self, id: impl Into<String>) -> Self {
+        self.request_id = Some(id.into());
+        self
+    }
+
+    /// Adds a member beside the standard ones (RFC 9457 §3.2).
+    pub fn extension(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extensions.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Adds a response header (e.g. `Allow`, `Retry-After`, `WWW-Authenticate`).
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn slug(&self) -> &'static str {
+        self.slug
+    }
+
+    /// The JSON document.
+    pub fn to_json(&self) -> Value {
+        let mut doc = Map::new();
+        doc.insert("type".into(), format!("{TYPE_BASE}{}", self.slug).into());
+        doc.insert("title".into(), self.title.into());
+        doc.insert("status".into(), self.status.as_u16().into());
+        if let Some(detail) = &self.detail {
+            doc.insert("detail".into(), detail.clone().into());
+        }
+        if let Some(id) = &self.request_id {
+            doc.insert("request_id".into(), id.clone().into());
+        }
+        for (k, v) in &self.extensions {
+            doc.insert(k.clone(), v.clone());
+        }
+        Value::Object(doc)
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let bytes = serde_json::to_vec(&self.to_json()).unwrap_or_default();
+        let mut resp = Response::new(body::full(bytes));
+        *resp.status_mut() = self.status;
+        let headers = resp.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(id) = self.request_id.as_deref().and_then(|id| HeaderValue::from_str(id).ok()) {
+            headers.insert(crate::forward::REQUEST_ID, id);
+        }
+        headers.insert(GENERATED_BY, HeaderValue::from_static(self.slug));
+        for (name, value) in self.headers {
+            if let Some(name) = name {
+                headers.append(name, value);
+            }
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn renders_rfc9457_document() {
+        let resp = Problem::new(StatusCode::BAD_GATEWAY, "upstream-unavailable", "Upstream unavailable")
+            .detail("connection refused")
+            .request_id("abc")
+            .into_response();
+        assert_eq!(resp.status(), 502);
+        assert_eq!(resp.headers()[CONTENT_TYPE], "application/problem+json");
+        assert_eq!(resp.headers()["x-request-id"], "abc");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["type"], "https://weir.dev/problems/upstream-unavailable");
+        assert_eq!(v["status"], 502);
+        assert_eq!(v["request_id"], "abc");
+    }
+}

@@ -1,1 +1,221 @@
-//! reload
+//! Hot reload: a whole runtime snapshot built off to the side and swapped in
+//! with one `ArcSwap::store`.
+//!
+//! Requests load the current snapshot once when they start and keep it to the
+//! end, so a reload never changes the rules under a request in flight, and no
+//! lock is ever taken on the request path. A file that fails to parse or
+//! validate leaves the running snapshot in place; the failure is logged and
+//! counted.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::config::ConfigErrors;
+use crate::shutdown::Shutdown;
+
+/// Builds a snapshot from the file at `path`; `previous` lets the builder keep
+/// state that must survive reloads (connection pools, health, rate limits).
+pub type BuildFn<S> = dyn Fn(&Path, Option<&S>) -> Result<S, ConfigErrors> + Send + Sync;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+/// Reload counters (`weir_config_reloads_total{result}`,
+/// `weir_config_last_reload_success`).
+#[derive(Clone, Debug, Default)]
+pub struct ReloadMetrics {
+    reloads: Family<ResultLabel, Counter>,
+    last_ok: Gauge,
+}
+
+impl ReloadMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register("weir_config_reloads", "Configuration reloads by result", self.reloads.clone());
+        registry.register(
+            "weir_config_last_reload_success",
+            "1 when the last reload attempt succeeded, 0 when it was refused",
+            self.last_ok.clone(),
+        );
+    }
+
+    fn record(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.reloads.get_or_create(&ResultLabel { result }).inc();
+        self.last_ok.set(i64::from(ok));
+    }
+
+    /// Reloads by result, for tests and `/config`.
+    pub fn count(&self, ok: bool) -> u64 {
+        let result = if ok { "success" } else { "failure" };
+        self.reloads.get_or_create(&ResultLabel { result }).get()
+    }
+}
+
+/// Owns the current snapshot of type `S` and replaces it on demand.
+pub struct Reloader<S> {
+    path: PathBuf,
+    current: Arc<ArcSwap<S>>,
+    build: Box<BuildFn<S>>,
+    metrics: ReloadMetrics,
+    /// Serialises reloads (file events, SIGHUP and the admin endpoint may race);
+    /// never touched by requests.
+    building: Mutex<()>,
+}
+
+impl<S: Send + Sync + 'static> Reloader<S> {
+    /// Builds the first snapshot; an invalid file is an error here, since there
+    /// is nothing to keep serving.
+    pub fn new(
+        path: impl Into<PathBuf>,
+        build: impl Fn(&Path, Option<&S>) -> Result<S, ConfigErrors> + Send + Sync + 'static,
+        metrics: ReloadMetrics,
+    ) -> Result<Self, ConfigErrors> {
+        let path = path.into();
+        let first = build(&path, None)?;
+        Ok(Self {
+            path,
+            current: Arc::new(ArcSwap::from_pointee(first)),
+            build: Box::new(build),
+            metrics,
+            building: Mutex::new(()),
+        })
+    }
+
+    /// The swap cell requests read from.
+    pub fn current(&self) -> &Arc<ArcSwap<S>> {
+        &self.current
+    }
+
+    pub fn metrics(&self) -> &ReloadMetrics {
+        &self.metrics
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Re-reads the file and swaps the new snapshot in, or keeps the old one.
+    pub fn reload(&self) -> Result<(), ConfigErrors> {
+        let _guard = self.building.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = self.current.load_full();
+        match (self.build)(&self.path, Some(&previous)) {
+            Ok(next) => {
+                self.current.store(Arc::new(next));
+                self.metrics.record(true);
+                tracing::info!(path = %self.path.display(), "configuration reloaded");
+                Ok(())
+            }
+            Err(errors) => {
+                self.metrics.record(false);
+                for e in errors.iter() {
+                    tracing::error!(path = %self.path.display(), error = %e, "configuration reload refused; keeping the running configuration");
+                }
+                Err(errors)
+            }
+        }
+    }
+
+    /// Reloads on SIGHUP and whenever the file (or the directory entry that
+    /// points at it, as Kubernetes ConfigMap mounts swap a symlink) changes.
+    pub fn spawn_watchers(self: &Arc<Self>, shutdown: Shutdown) {
+        #[cfg(unix)]
+        {
+            let this = self.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+                let stopped = stop.wait();
+                tokio::pin!(stopped);
+                loop {
+                    tokio::select! {
+                        _ = hup.recv() => { let _ = this.reload(); }
+                        _ = &mut stopped => return,
+                    }
+                }
+            });
+        }
+        self.spawn_file_watcher(shutdown);
+    }
+
+    fn spawn_file_watcher(self: &Arc<Self>, shutdown: Shutdown) {
+        use notify::{RecursiveMode, Watcher};
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        let file_name = self.path.file_name().map(|n| n.to_owned());
+        let mut watcher = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = res {
+                let relevant = ev.paths.iter().any(|p| p.file_name() == file_name.as_deref() || p.ends_with("..data"));
+                if relevant && !ev.kind.is_access() {
+                    let _ = tx.try_send(());
+                }
+            }
+        }) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP or POST /reload");
+                return;
+            }
+        };
+        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the config directory");
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _watcher = watcher;
+            let stopped = shutdown.wait();
+            tokio::pin!(stopped);
+            loop {
+                tokio::select! {
+                    ev = rx.recv() => {
+                        if ev.is_none() { return; }
+                        // Editors write in several steps: wait for the burst to settle.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        while rx.try_recv().is_ok() {}
+                        let _ = this.reload();
+                    }
+                    _ = &mut stopped => return,
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_file_keeps_old_snapshot() {
+        let dir = std::env::temp_dir().join(format!("weir-reload-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("n.txt");
+        std::fs::write(&file, "1").unwrap();
+        let build = |p: &Path, _prev: Option<&u32>| {
+            let s = std::fs::read_to_string(p).unwrap();
+            s.trim().parse::<u32>().map_err(|e| crate::config::ConfigError::new("", e.to_string()).into())
+        };
+        let r = Reloader::new(&file, build, ReloadMetrics::default()).unwrap();
+        assert_eq!(**r.current().load(), 1);
+        std::fs::write(&file, "two").unwrap();
+        assert!(r.reload().is_err());
+        assert_eq!(**r.current().load(), 1);
+        std::fs::write(&file, "3").unwrap();
+        r.reload().unwrap();
+        assert_eq!(**r.current().load(), 3);
+        assert_eq!(r.metrics().count(true), 1);
+        assert_eq!(r.metrics().count(false), 1);
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
