@@ -1,0 +1,283 @@
+//! Circuit breaking as per-endpoint outlier ejection.
+//!
+//! An [`OutlierDetector`] belongs to one destination and holds an
+//! [`EndpointHealth`] per endpoint. An endpoint is ejected after
+//! `consecutive_failures` failures in a row (5xx, connection errors, gRPC
+//! `UNAVAILABLE`/`INTERNAL`/`DEADLINE_EXCEEDED`) or when its success rate over a
+//! window with at least `min_requests` falls below `threshold`. It stays out
+//! for `base × ejections` (capped at `max`), then admits one half-open probe: a
+//! success restores it, a failure ejects it again for longer. At most
+//! `max_percent` of the endpoints are ejected at once (but always at least one
+//! may be, as in Envoy, so a single-endpoint destination can still open).
+//!
+//! The balancer skips endpoints that are not [`available`](EndpointHealth::is_available);
+//! when none is, the destination fails fast with [`CircuitOpen`] (a 503) instead
+//! of waiting on timeouts. [`Breaker`] wraps one endpoint's service and feeds
+//! the outcomes back.
+
+mod endpoint;
+mod service;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+pub use endpoint::{Admission, EndpointHealth, EndpointSnapshot};
+pub use service::{Breaker, BreakerLayer, ObservedBody, ResponseFuture};
+
+/// The state of one endpoint's breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Taking traffic.
+    Closed,
+    /// Ejected.
+    Open,
+    /// Ejection over; one probe decides.
+    HalfOpen,
+}
+
+impl BreakerState {
+    /// The label used in metrics and `/state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+}
+
+/// Success-rate ejection settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SuccessRate {
+    /// Eject when the success rate is below this (0.0–1.0).
+    pub threshold: f64,
+    /// Over this window.
+    pub window: Duration,
+    /// Only once the window holds at least this many requests.
+    pub min_requests: u32,
+}
+
+/// The breaker settings of one destination.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BreakerSettings {
+    /// Eject after this many failures in a row (`None`: never by count).
+    pub consecutive_failures: Option<u32>,
+    /// Eject on a low success rate (`None`: never by rate).
+    pub success_rate: Option<SuccessRate>,
+    /// First ejection time; the n-th ejection lasts `n × base`.
+    pub ejection_base: Duration,
+    /// Longest ejection.
+    pub ejection_max: Duration,
+    /// Most endpoints ejected at once, in percent (at least one is always allowed
+    /// unless this is 0).
+    pub max_percent: u8,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        BreakerSettings {
+            consecutive_failures: Some(5),
+            success_rate: None,
+            ejection_base: Duration::from_secs(1),
+            ejection_max: Duration::from_secs(60),
+            max_percent: 50,
+        }
+    }
+}
+
+/// The service error when every endpoint of a destination is ejected. Maps to
+/// `503` with the problem type `https://weir.dev/problems/circuit-open`.
+#[derive(Debug, Clone, Default, thiserror::Error)]
+#[error("circuit open: every endpoint of the destination is ejected")]
+pub struct CircuitOpen {
+    _priv: (),
+}
+
+impl CircuitOpen {
+    /// The error.
+    pub fn new() -> Self {
+        CircuitOpen { _priv: () }
+    }
+}
+
+/// Observer of breaker transitions: `(endpoint, from, to)`.
+pub type BreakerHook = Arc<dyn Fn(SocketAddr, BreakerState, BreakerState) + Send + Sync>;
+
+/// What every endpoint of one detector shares.
+pub(crate) struct Shared {
+    settings: BreakerSettings,
+    origin: Instant,
+    ejected: AtomicUsize,
+    total: AtomicUsize,
+    transitions: Mutex<()>,
+    hook: Option<BreakerHook>,
+}
+
+impl Shared {
+    fn may_eject_another(&self) -> bool {
+        let pct = usize::from(self.settings.max_percent.min(100));
+        if pct == 0 {
+            return false;
+        }
+        let total = self.total.load(Ordering::Acquire);
+        let max = (total * pct / 100).max(1);
+        self.ejected.load(Ordering::Acquire) < max
+    }
+
+    fn notify(&self, addr: SocketAddr, from: BreakerState, to: BreakerState) {
+        if let Some(h) = &self.hook {
+            h(addr, from, to);
+        }
+    }
+}
+
+/// The outlier detector of one destination.
+pub struct OutlierDetector {
+    shared: Arc<Shared>,
+    /// Read lock-free on every call; written under `shared.transitions`.
+    endpoints: ArcSwap<Vec<Arc<EndpointHealth>>>,
+}
+
+impl std::fmt::Debug for OutlierDetector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutlierDetector")
+            .field("settings", &self.shared.settings)
+            .field("ejected", &self.ejected())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OutlierDetector {
+    /// A detector with no endpoints yet.
+    pub fn new(settings: BreakerSettings) -> Self {
+        Self::build(settings, None)
+    }
+
+    /// A detector that reports every transition to `hook` (metrics).
+    pub fn with_hook(settings: BreakerSettings, hook: BreakerHook) -> Self {
+        Self::build(settings, Some(hook))
+    }
+
+    fn build(settings: BreakerSettings, hook: Option<BreakerHook>) -> Self {
+        OutlierDetector {
+            shared: Arc::new(Shared {
+                settings,
+                origin: Instant::now(),
+                ejected: AtomicUsize::new(0),
+                total: AtomicUsize::new(0),
+                transitions: Mutex::new(()),
+                hook,
+            }),
+            endpoints: ArcSwap::from_pointee(Vec::new()),
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &BreakerSettings {
+        &self.shared.settings
+    }
+
+    /// The health of `addr`, added to the detector if new.
+    pub fn endpoint(&self, addr: SocketAddr) -> Arc<EndpointHealth> {
+        if let Some(h) = self.get(addr) {
+            return h;
+        }
+        let _g = self
+            .shared
+            .transitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let current = self.endpoints.load_full();
+        if let Some(h) = current.iter().find(|h| h.addr() == addr) {
+            return h.clone();
+        }
+        let h = Arc::new(EndpointHealth::new(addr, self.shared.clone()));
+        let mut next = Vec::with_capacity(current.len() + 1);
+        next.extend(current.iter().cloned());
+        next.push(h.clone());
+        self.shared.total.store(next.len(), Ordering::Release);
+        self.endpoints.store(Arc::new(next));
+        h
+    }
+
+    /// The health of `addr`, if it is known (lock-free).
+    pub fn get(&self, addr: SocketAddr) -> Option<Arc<EndpointHealth>> {
+        self.endpoints
+            .load()
+            .iter()
+            .find(|h| h.addr() == addr)
+            .cloned()
+    }
+
+    /// Whether `addr` may take a call: unknown endpoints are (they have no
+    /// history yet). Lock-free, for a balancer's filter.
+    pub fn is_available(&self, addr: SocketAddr) -> bool {
+        self.endpoints
+            .load()
+            .iter()
+            .find(|h| h.addr() == addr)
+            .is_none_or(|h| h.is_available())
+    }
+
+    /// Keeps exactly `addrs` (after a discovery update): new ones are added,
+    /// gone ones retired (their ejection no longer counts against `max_percent`).
+    pub fn sync(&self, addrs: &[SocketAddr]) -> Vec<Arc<EndpointHealth>> {
+        let retired: Vec<Arc<EndpointHealth>>;
+        {
+            let _g = self
+                .shared
+                .transitions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let current = self.endpoints.load_full();
+            let (keep, gone): (Vec<_>, Vec<_>) = current
+                .iter()
+                .cloned()
+                .partition(|h| addrs.contains(&h.addr()));
+            let mut next = keep;
+            for a in addrs {
+                if !next.iter().any(|h| h.addr() == *a) {
+                    next.push(Arc::new(EndpointHealth::new(*a, self.shared.clone())));
+                }
+            }
+            self.shared.total.store(next.len(), Ordering::Release);
+            self.endpoints.store(Arc::new(next));
+            retired = gone;
+        }
+        for h in &retired {
+            h.retire();
+        }
+        let eps = self.endpoints.load();
+        addrs
+            .iter()
+            .filter_map(|a| eps.iter().find(|h| h.addr() == *a).cloned())
+            .collect()
+    }
+
+    /// Endpoints ejected now (open or half-open).
+    pub fn ejected(&self) -> usize {
+        self.shared.ejected.load(Ordering::Acquire)
+    }
+
+    /// True when no endpoint can take a call.
+    pub fn all_unavailable(&self) -> bool {
+        let eps = self.endpoints.load();
+        !eps.is_empty() && !eps.iter().any(|h| h.is_available())
+    }
+
+    /// Every endpoint's state, for `/state`.
+    pub fn snapshot(&self) -> Vec<EndpointSnapshot> {
+        self.endpoints.load().iter().map(|h| h.snapshot()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;
