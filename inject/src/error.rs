@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum InjectError {
     /// The input is not YAML; `line`/`column` are 1-based positions in the whole input.
-    #[error("invalid YAML at line {line}, column {column}: {source}")]
+    #[error("invalid YAML: {source}")]
     Yaml {
         line: usize,
         column: usize,
@@ -21,7 +21,7 @@ pub enum InjectError {
         source: serde_norway::Error,
     },
     /// A document is YAML but not a Kubernetes object we can read.
-    #[error("document {document} (line {line}): {message}")]
+    #[error("document {document} (starting at line {line}): {message}")]
     Manifest {
         document: usize,
         line: usize,
@@ -33,6 +33,14 @@ pub enum InjectError {
     /// The pod (or pod template) has the wrong shape, e.g. `spec.containers` is not a list.
     #[error("malformed pod: {0}")]
     Pod(String),
+    /// A workload's pod template could not be injected.
+    #[error("{workload}: {source}")]
+    Workload {
+        /// `kind/name`
+        workload: String,
+        #[source]
+        source: Box<InjectError>,
+    },
     /// Rendering the result back to YAML failed.
     #[error("cannot render YAML: {0}")]
     Render(#[source] serde_norway::Error),
@@ -42,7 +50,9 @@ impl InjectError {
     /// Adds document context to a pod-level error raised while injecting a manifest.
     pub(crate) fn in_document(self, document: usize, line: usize) -> Self {
         match self {
-            InjectError::Annotations { .. } | InjectError::Pod(_) => InjectError::Manifest {
+            InjectError::Annotations { .. }
+            | InjectError::Pod(_)
+            | InjectError::Workload { .. } => InjectError::Manifest {
                 document,
                 line,
                 message: self.to_string(),

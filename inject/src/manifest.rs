@@ -131,8 +131,10 @@ fn inject_object(
             }
         };
     }
-    let outcome = inject_pod_template(template, opts)
-        .map_err(|e| InjectError::Pod(format!("{workload}: {e}")))?;
+    let outcome = inject_pod_template(template, opts).map_err(|e| InjectError::Workload {
+        workload: workload.clone(),
+        source: Box::new(e),
+    })?;
     reports.push(WorkloadReport { workload, outcome });
     Ok(())
 }

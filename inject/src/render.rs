@@ -3,7 +3,7 @@
 //! Injection works on `serde_json::Value` (the webhook's native form), whose
 //! maps may be sorted; [`ordered_like`] rebuilds a YAML value whose mappings
 //! list keys in the original document's order, with new keys after them in
-//! sorted order. Sorting new keys makes the output independent of whether
+//! sorted order (`name` first). Sorting new keys makes the output independent of whether
 //! serde_json's `preserve_order` feature is on somewhere in the build.
 
 use serde_json::Value;
@@ -30,7 +30,8 @@ pub(crate) fn ordered_like(new: &Value, old: Option<&Yaml>) -> Yaml {
                 .iter()
                 .filter(|(k, _)| !out.contains_key(k.as_str()))
                 .collect();
-            rest.sort_by(|a, b| a.0.cmp(b.0));
+            // `name` first, as people write containers, env and ports.
+            rest.sort_by(|a, b| (a.0 != "name", a.0).cmp(&(b.0 != "name", b.0)));
             for (k, v) in rest {
                 out.insert(Yaml::String(k.clone()), ordered_like(v, None));
             }
