@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use http::header::{HeaderName, HeaderValue};
 use http::Method;
+use http::header::{HeaderName, HeaderValue};
 
 use super::config::{RouteConfig, VersioningConfig};
 use super::deprecation::Deprecation;
@@ -37,7 +37,10 @@ impl RouteTable {
         for (i, cfg) in routes.iter().enumerate() {
             let field = format!("routes[{i}]");
             if cfg.name.is_empty() {
-                errors.push(RouteError::new(format!("{field}.name"), RouteErrorKind::Empty));
+                errors.push(RouteError::new(
+                    format!("{field}.name"),
+                    RouteErrorKind::Empty,
+                ));
             } else if let Some(first) = names.insert(&cfg.name, i) {
                 names.insert(&cfg.name, first);
                 errors.push(RouteError::new(
@@ -73,13 +76,17 @@ fn compile_route(
 
     let mut hosts = Vec::new();
     if m.host.is_some() && !m.hosts.is_empty() {
-        errors.push(RouteError::new(&mfield, RouteErrorKind::Conflict("use either host or hosts, not both")));
+        errors.push(RouteError::new(
+            &mfield,
+            RouteErrorKind::Conflict("use either host or hosts, not both"),
+        ));
     }
-    let host_fields = m
-        .host
-        .iter()
-        .map(|h| (format!("{mfield}.host"), h))
-        .chain(m.hosts.iter().enumerate().map(|(j, h)| (format!("{mfield}.hosts[{j}]"), h)));
+    let host_fields = m.host.iter().map(|h| (format!("{mfield}.host"), h)).chain(
+        m.hosts
+            .iter()
+            .enumerate()
+            .map(|(j, h)| (format!("{mfield}.hosts[{j}]"), h)),
+    );
     for (f, h) in host_fields {
         match HostPattern::parse(h) {
             Ok(p) => hosts.push(p),
@@ -98,7 +105,11 @@ fn compile_route(
     hosts.dedup();
 
     let paths = [
-        ("path", &m.path, pattern::parse_exact as fn(&str) -> Result<PathPattern, String>),
+        (
+            "path",
+            &m.path,
+            pattern::parse_exact as fn(&str) -> Result<PathPattern, String>,
+        ),
         ("path_prefix", &m.path_prefix, pattern::parse_prefix),
         ("path_template", &m.path_template, pattern::parse_template),
     ];
@@ -115,7 +126,10 @@ fn compile_route(
                 Ok(p) => path = p,
                 Err(reason) => errors.push(RouteError::new(
                     format!("{mfield}.{name}"),
-                    RouteErrorKind::BadPath { path: v.clone(), reason },
+                    RouteErrorKind::BadPath {
+                        path: v.clone(),
+                        reason,
+                    },
                 )),
             }
         }
@@ -137,17 +151,30 @@ fn compile_route(
     for (j, h) in m.headers.iter().enumerate() {
         let hfield = format!("{mfield}.headers[{j}]");
         let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|e| errors.push(RouteError::new(format!("{hfield}.name"), RouteErrorKind::BadHeaderName(h.name.clone(), e))))
+            .map_err(|e| {
+                errors.push(RouteError::new(
+                    format!("{hfield}.name"),
+                    RouteErrorKind::BadHeaderName(h.name.clone(), e),
+                ))
+            })
             .ok();
         let condition = match (&h.value, h.present) {
             (Some(v), None) => HeaderValue::from_str(v)
                 .map(HeaderCondition::Equals)
-                .map_err(|e| errors.push(RouteError::new(format!("{hfield}.value"), RouteErrorKind::BadHeaderValue(v.clone(), e))))
+                .map_err(|e| {
+                    errors.push(RouteError::new(
+                        format!("{hfield}.value"),
+                        RouteErrorKind::BadHeaderValue(v.clone(), e),
+                    ))
+                })
                 .ok(),
             (None, Some(true)) => Some(HeaderCondition::Present),
             (None, Some(false)) => Some(HeaderCondition::Absent),
             _ => {
-                errors.push(RouteError::new(&hfield, RouteErrorKind::Conflict("give exactly one of value and present")));
+                errors.push(RouteError::new(
+                    &hfield,
+                    RouteErrorKind::Conflict("give exactly one of value and present"),
+                ));
                 None
             }
         };
@@ -157,26 +184,41 @@ fn compile_route(
     }
 
     if cfg.version == Some(0) {
-        errors.push(RouteError::new(format!("{field}.version"), RouteErrorKind::OutOfRange("versions start at 1")));
+        errors.push(RouteError::new(
+            format!("{field}.version"),
+            RouteErrorKind::OutOfRange("versions start at 1"),
+        ));
     }
 
     let upstreams = compile_upstreams(cfg, field, upstream_exists, errors);
 
-    let timeout = cfg.timeout.as_deref().and_then(|t| match humantime::parse_duration(t) {
-        Ok(d) if d > Duration::ZERO => Some(d),
-        Ok(_) => {
-            errors.push(RouteError::new(format!("{field}.timeout"), RouteErrorKind::OutOfRange("timeout must be more than 0")));
-            None
-        }
-        Err(e) => {
-            errors.push(RouteError::new(format!("{field}.timeout"), RouteErrorKind::BadDuration(t.to_owned(), e)));
-            None
-        }
-    });
+    let timeout = cfg
+        .timeout
+        .as_deref()
+        .and_then(|t| match humantime::parse_duration(t) {
+            Ok(d) if d > Duration::ZERO => Some(d),
+            Ok(_) => {
+                errors.push(RouteError::new(
+                    format!("{field}.timeout"),
+                    RouteErrorKind::OutOfRange("timeout must be more than 0"),
+                ));
+                None
+            }
+            Err(e) => {
+                errors.push(RouteError::new(
+                    format!("{field}.timeout"),
+                    RouteErrorKind::BadDuration(t.to_owned(), e),
+                ));
+                None
+            }
+        });
     let max_body_bytes = cfg.limits.max_body_bytes.as_deref().and_then(|s| {
         let parsed = parse_size(s);
         if parsed.is_none() {
-            errors.push(RouteError::new(format!("{field}.limits.max_body_bytes"), RouteErrorKind::BadSize(s.to_owned())));
+            errors.push(RouteError::new(
+                format!("{field}.limits.max_body_bytes"),
+                RouteErrorKind::BadSize(s.to_owned()),
+            ));
         }
         parsed
     });
@@ -217,7 +259,10 @@ fn compile_upstreams(
         if name.is_empty() {
             errors.push(RouteError::new(f, RouteErrorKind::Empty));
         } else if !upstream_exists(name) {
-            errors.push(RouteError::new(f, RouteErrorKind::UnknownUpstream(name.to_owned())));
+            errors.push(RouteError::new(
+                f,
+                RouteErrorKind::UnknownUpstream(name.to_owned()),
+            ));
         }
     };
     match (&cfg.upstream, cfg.split.is_empty()) {
@@ -235,18 +280,28 @@ fn compile_upstreams(
                     ));
                 }
             }
-            let weighted = Upstreams::weighted(cfg.split.iter().map(|s| (s.upstream.as_str(), s.weight)));
+            let weighted =
+                Upstreams::weighted(cfg.split.iter().map(|s| (s.upstream.as_str(), s.weight)));
             if weighted.is_none() {
-                errors.push(RouteError::new(format!("{field}.split"), RouteErrorKind::ZeroWeights));
+                errors.push(RouteError::new(
+                    format!("{field}.split"),
+                    RouteErrorKind::ZeroWeights,
+                ));
             }
             weighted
         }
         (Some(_), false) => {
-            errors.push(RouteError::new(field, RouteErrorKind::Conflict("use either upstream or split, not both")));
+            errors.push(RouteError::new(
+                field,
+                RouteErrorKind::Conflict("use either upstream or split, not both"),
+            ));
             None
         }
         (None, true) => {
-            errors.push(RouteError::new(field, RouteErrorKind::Conflict("needs an upstream or a split")));
+            errors.push(RouteError::new(
+                field,
+                RouteErrorKind::Conflict("needs an upstream or a split"),
+            ));
             None
         }
     }

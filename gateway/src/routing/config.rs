@@ -166,7 +166,11 @@ impl HeaderOpsConfig {
 pub struct DeprecationConfig {
     /// When the route was (or will be) deprecated, RFC 3339 UTC (`2026-01-01T00:00:00Z`)
     /// or a date (`2026-01-01`). Sent as the `Deprecation` header.
-    #[serde(default, alias = "deprecation", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "deprecation",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub since: Option<String>,
     /// When the route goes away; from then on requests get `410 Gone`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

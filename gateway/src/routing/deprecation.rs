@@ -33,24 +33,37 @@ pub struct Deprecation {
 }
 
 impl Deprecation {
-    pub(crate) fn compile(cfg: &DeprecationConfig, field: &str, errors: &mut Vec<RouteError>) -> Option<Self> {
+    pub(crate) fn compile(
+        cfg: &DeprecationConfig,
+        field: &str,
+        errors: &mut Vec<RouteError>,
+    ) -> Option<Self> {
         let before = errors.len();
-        let since = cfg.since.as_deref().and_then(|s| parse_date(s, &format!("{field}.since"), errors));
-        let sunset = cfg.sunset.as_deref().and_then(|s| parse_date(s, &format!("{field}.sunset"), errors));
-        if let (Some(d), Some(s)) = (since, sunset) {
-            if d > s {
-                errors.push(RouteError::new(
-                    format!("{field}.since"),
-                    RouteErrorKind::OutOfRange("deprecation date is after the sunset date"),
-                ));
-            }
+        let since = cfg
+            .since
+            .as_deref()
+            .and_then(|s| parse_date(s, &format!("{field}.since"), errors));
+        let sunset = cfg
+            .sunset
+            .as_deref()
+            .and_then(|s| parse_date(s, &format!("{field}.sunset"), errors));
+        if let (Some(d), Some(s)) = (since, sunset)
+            && d > s
+        {
+            errors.push(RouteError::new(
+                format!("{field}.since"),
+                RouteErrorKind::OutOfRange("deprecation date is after the sunset date"),
+            ));
         }
         let link = cfg.link.as_deref().and_then(|l| {
             let ok = (l.starts_with("https://") || l.starts_with("http://"))
                 && !l.contains(['<', '>', ' ', '"'])
                 && HeaderValue::from_str(l).is_ok();
             if !ok {
-                errors.push(RouteError::new(format!("{field}.link"), RouteErrorKind::BadLink(l.to_owned())));
+                errors.push(RouteError::new(
+                    format!("{field}.link"),
+                    RouteErrorKind::BadLink(l.to_owned()),
+                ));
             }
             ok.then(|| l.into())
         });
@@ -58,7 +71,11 @@ impl Deprecation {
             return None;
         }
         let mut headers = Vec::with_capacity(3);
-        let secs = since.map_or(0, |t| t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs());
+        let secs = since.map_or(0, |t| {
+            t.duration_since(UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO)
+                .as_secs()
+        });
         headers.push((DEPRECATION, value(&format!("@{secs}"))));
         if let Some(s) = sunset {
             headers.push((SUNSET, value(&httpdate::fmt_http_date(s))));
@@ -123,7 +140,10 @@ fn parse_date(s: &str, field: &str, errors: &mut Vec<RouteError>) -> Option<Syst
     match humantime::parse_rfc3339(text) {
         Ok(t) => Some(t),
         Err(e) => {
-            errors.push(RouteError::new(field, RouteErrorKind::BadDate(s.to_owned(), e)));
+            errors.push(RouteError::new(
+                field,
+                RouteErrorKind::BadDate(s.to_owned(), e),
+            ));
             None
         }
     }
@@ -158,7 +178,10 @@ mod tests {
         d.apply(&mut h);
         assert_eq!(h["deprecation"], "@1767225600");
         assert_eq!(h["sunset"], "Wed, 30 Jun 2027 00:00:00 GMT");
-        assert_eq!(h["link"], "<https://docs.example.com/migrate>; rel=\"deprecation\"");
+        assert_eq!(
+            h["link"],
+            "<https://docs.example.com/migrate>; rel=\"deprecation\""
+        );
     }
 
     #[test]
@@ -175,7 +198,12 @@ mod tests {
     #[test]
     fn gone_from_the_sunset_instant() {
         let mut errors = Vec::new();
-        let d = Deprecation::compile(&cfg(None, Some("2027-06-30T00:00:00Z"), None), "f", &mut errors).unwrap();
+        let d = Deprecation::compile(
+            &cfg(None, Some("2027-06-30T00:00:00Z"), None),
+            "f",
+            &mut errors,
+        )
+        .unwrap();
         let sunset = d.sunset().unwrap();
         assert!(!d.is_gone(sunset - Duration::from_secs(1)));
         assert!(d.is_gone(sunset));
@@ -191,7 +219,10 @@ mod tests {
         );
         assert!(d.is_none());
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["routes[2].deprecated.since", "routes[2].deprecated.link"]);
+        assert_eq!(
+            fields,
+            ["routes[2].deprecated.since", "routes[2].deprecated.link"]
+        );
 
         let mut errors = Vec::new();
         Deprecation::compile(&cfg(None, Some("next tuesday"), None), "r", &mut errors);

@@ -2,8 +2,8 @@
 //! methods and the API version. The index narrows a request down to a few
 //! candidate routes by host and path; these checks pick among them.
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::Method;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// One compiled `match.headers[]` condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,13 +84,19 @@ pub(crate) fn sort_allow(allow: &mut [Method]) {
     ];
     allow.sort_by(|a, b| {
         let rank = |m: &Method| ORDER.iter().position(|o| o == m).unwrap_or(ORDER.len());
-        rank(a).cmp(&rank(b)).then_with(|| a.as_str().cmp(b.as_str()))
+        rank(a)
+            .cmp(&rank(b))
+            .then_with(|| a.as_str().cmp(b.as_str()))
     });
 }
 
 /// Renders an `Allow` header value such as `GET, HEAD, POST`.
 pub fn allow_header(allow: &[Method]) -> HeaderValue {
-    let joined = allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+    let joined = allow
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
     // Method names are HTTP tokens, so the joined list is always a valid value.
     HeaderValue::from_str(&joined).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -120,8 +126,12 @@ mod tests {
 
     #[test]
     fn present_and_absent() {
-        let present = HeaderMatcher::new(HeaderName::from_static("x-canary"), HeaderCondition::Present);
-        let absent = HeaderMatcher::new(HeaderName::from_static("x-canary"), HeaderCondition::Absent);
+        let present = HeaderMatcher::new(
+            HeaderName::from_static("x-canary"),
+            HeaderCondition::Present,
+        );
+        let absent =
+            HeaderMatcher::new(HeaderName::from_static("x-canary"), HeaderCondition::Absent);
         let with = headers(&[("x-canary", "")]);
         assert!(present.matches(&with) && !absent.matches(&with));
         assert!(!present.matches(&HeaderMap::new()) && absent.matches(&HeaderMap::new()));
@@ -139,7 +149,10 @@ mod tests {
     fn allow_is_deduplicated_and_ordered() {
         let mut allow = Vec::new();
         extend_allow(&mut allow, &[Method::POST, Method::GET]);
-        extend_allow(&mut allow, &[Method::GET, Method::from_bytes(b"PURGE").unwrap()]);
+        extend_allow(
+            &mut allow,
+            &[Method::GET, Method::from_bytes(b"PURGE").unwrap()],
+        );
         sort_allow(&mut allow);
         assert_eq!(allow_header(&allow), "GET, HEAD, POST, PURGE");
     }

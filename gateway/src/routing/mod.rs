@@ -32,10 +32,10 @@ mod version;
 mod tests;
 
 pub use config::{RouteConfig, VersioningConfig};
-pub use deprecation::{Deprecation, DEPRECATION, SUNSET};
+pub use deprecation::{DEPRECATION, Deprecation, SUNSET};
 pub use error::{RouteError, RouteErrorKind, RouteErrors};
-pub use matcher::{allow_header, HeaderCondition, HeaderMatcher};
-pub use pattern::{normalize_host, HostPattern, PathPattern, Template, MAX_TEMPLATE_PARAMS};
+pub use matcher::{HeaderCondition, HeaderMatcher, allow_header};
+pub use pattern::{HostPattern, MAX_TEMPLATE_PARAMS, PathPattern, Template, normalize_host};
 pub use rewrite::{HeaderOps, PathRewrite, Rewrite, TemplatePart};
 pub use route::{Matched, PathParams, Route, RouteMatch};
 pub use split::Upstreams;

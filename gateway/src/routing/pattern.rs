@@ -50,10 +50,9 @@ impl HostPattern {
         if name.split('.').any(str::is_empty) {
             return Err("empty label");
         }
-        if !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':'))
-        {
+        if !name.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':')
+        }) {
             return Err("only letters, digits, '-', '_' and '.' are allowed");
         }
         Ok(if wild {
@@ -170,7 +169,10 @@ fn check_common(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
         return Err("must start with '/'".into());
     }
-    if let Some(c) = path.chars().find(|c| matches!(c, '?' | '#') || c.is_whitespace() || c.is_control()) {
+    if let Some(c) = path
+        .chars()
+        .find(|c| matches!(c, '?' | '#') || c.is_whitespace() || c.is_control())
+    {
         return Err(format!("must not contain {c:?}"));
     }
     Ok(())
@@ -190,7 +192,11 @@ pub(crate) fn parse_prefix(path: &str) -> Result<PathPattern, String> {
     if trimmed.contains(['{', '}']) {
         return Err("'{' and '}' belong in path_template".into());
     }
-    Ok(PathPattern::Prefix(if trimmed.is_empty() { "/".into() } else { trimmed.into() }))
+    Ok(PathPattern::Prefix(if trimmed.is_empty() {
+        "/".into()
+    } else {
+        trimmed.into()
+    }))
 }
 
 pub(crate) fn parse_template(path: &str) -> Result<PathPattern, String> {
@@ -202,10 +208,15 @@ pub(crate) fn parse_template(path: &str) -> Result<PathPattern, String> {
             return Err("empty segment ('//')".into());
         }
         if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-            let valid = name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            let valid = name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
                 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
             if !valid {
-                return Err(format!("parameter name {name:?} must be letters, digits and '_'"));
+                return Err(format!(
+                    "parameter name {name:?} must be letters, digits and '_'"
+                ));
             }
             if params.iter().any(|p| &**p == name) {
                 return Err(format!("parameter {{{name}}} appears twice"));
@@ -213,7 +224,9 @@ pub(crate) fn parse_template(path: &str) -> Result<PathPattern, String> {
             params.push(name.into());
             segs.push(TemplateSegment::Param(name.into()));
         } else if seg.contains(['{', '}']) {
-            return Err(format!("segment {seg:?}: a parameter must be a whole segment, as in /{{id}}/"));
+            return Err(format!(
+                "segment {seg:?}: a parameter must be a whole segment, as in /{{id}}/"
+            ));
         } else {
             segs.push(TemplateSegment::Literal(seg.into()));
         }

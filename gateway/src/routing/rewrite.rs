@@ -6,7 +6,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::config::{HeaderOpsConfig, RewriteConfig};
 use super::error::{RouteError, RouteErrorKind};
-use super::pattern::{has_segment_prefix, trim_slash, PathPattern};
+use super::pattern::{PathPattern, has_segment_prefix, trim_slash};
 use super::route::PathParams;
 
 /// A route's compiled `rewrite:` block.
@@ -52,7 +52,11 @@ impl Rewrite {
         errors: &mut Vec<RouteError>,
     ) -> Self {
         let strip = cfg.strip_prefix.as_deref().filter(|s| !s.is_empty());
-        let set = [strip.is_some(), cfg.replace_prefix.is_some(), cfg.path.is_some()];
+        let set = [
+            strip.is_some(),
+            cfg.replace_prefix.is_some(),
+            cfg.path.is_some(),
+        ];
         let path = if set.iter().filter(|b| **b).count() > 1 {
             errors.push(RouteError::new(
                 field,
@@ -71,8 +75,16 @@ impl Rewrite {
         Self {
             path,
             keep_version_prefix: cfg.keep_version_prefix,
-            request_headers: HeaderOps::compile(&cfg.request_headers, &format!("{field}.request_headers"), errors),
-            response_headers: HeaderOps::compile(&cfg.response_headers, &format!("{field}.response_headers"), errors),
+            request_headers: HeaderOps::compile(
+                &cfg.request_headers,
+                &format!("{field}.request_headers"),
+                errors,
+            ),
+            response_headers: HeaderOps::compile(
+                &cfg.response_headers,
+                &format!("{field}.response_headers"),
+                errors,
+            ),
         }
     }
 
@@ -120,7 +132,11 @@ impl Rewrite {
             PathRewrite::None => out.push_str(matched),
             PathRewrite::Prefix { from, to } => {
                 if has_segment_prefix(matched, from) {
-                    let rest = if &**from == "/" { matched } else { &matched[from.len()..] };
+                    let rest = if &**from == "/" {
+                        matched
+                    } else {
+                        &matched[from.len()..]
+                    };
                     join(&mut out, to, rest);
                 } else {
                     out.push_str(matched);
@@ -190,14 +206,27 @@ fn prefix_rewrite(from: &str, to: &str, field: &str, errors: &mut Vec<RouteError
     }
 }
 
-fn template_rewrite(path: &str, pattern: &PathPattern, field: &str, errors: &mut Vec<RouteError>) -> PathRewrite {
+fn template_rewrite(
+    path: &str,
+    pattern: &PathPattern,
+    field: &str,
+    errors: &mut Vec<RouteError>,
+) -> PathRewrite {
     let params: &[Box<str>] = match pattern {
         PathPattern::Template(t) => t.params(),
         _ => &[],
     };
     let mut parts = Vec::new();
     let mut rest = path;
-    let fail = |reason: String| RouteError::new(field, RouteErrorKind::BadPath { path: path.to_owned(), reason });
+    let fail = |reason: String| {
+        RouteError::new(
+            field,
+            RouteErrorKind::BadPath {
+                path: path.to_owned(),
+                reason,
+            },
+        )
+    };
     if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
         errors.push(fail("must start with '/'".into()));
         return PathRewrite::None;
@@ -214,7 +243,9 @@ fn template_rewrite(path: &str, pattern: &PathPattern, field: &str, errors: &mut
         match params.iter().position(|p| &**p == name) {
             Some(i) => parts.push(TemplatePart::Param(i)),
             None => {
-                errors.push(fail(format!("{{{name}}} is not a parameter of match.path_template")));
+                errors.push(fail(format!(
+                    "{{{name}}} is not a parameter of match.path_template"
+                )));
                 return PathRewrite::None;
             }
         }
@@ -240,19 +271,31 @@ pub struct HeaderOps {
 
 impl HeaderOps {
     fn compile(cfg: &HeaderOpsConfig, field: &str, errors: &mut Vec<RouteError>) -> Self {
-        let name = |n: &str, f: String, errors: &mut Vec<RouteError>| match HeaderName::from_bytes(n.as_bytes()) {
+        let name = |n: &str, f: String, errors: &mut Vec<RouteError>| match HeaderName::from_bytes(
+            n.as_bytes(),
+        ) {
             Ok(h) => Some(h),
             Err(e) => {
-                errors.push(RouteError::new(f, RouteErrorKind::BadHeaderName(n.to_owned(), e)));
+                errors.push(RouteError::new(
+                    f,
+                    RouteErrorKind::BadHeaderName(n.to_owned(), e),
+                ));
                 None
             }
         };
-        let pairs = |map: &std::collections::BTreeMap<String, String>, op: &str, errors: &mut Vec<RouteError>| {
+        let pairs = |map: &std::collections::BTreeMap<String, String>,
+                     op: &str,
+                     errors: &mut Vec<RouteError>| {
             let mut out = Vec::with_capacity(map.len());
             for (n, v) in map {
                 let f = format!("{field}.{op}.{n}");
                 let value = HeaderValue::from_str(v)
-                    .map_err(|e| errors.push(RouteError::new(f.clone(), RouteErrorKind::BadHeaderValue(v.clone(), e))))
+                    .map_err(|e| {
+                        errors.push(RouteError::new(
+                            f.clone(),
+                            RouteErrorKind::BadHeaderValue(v.clone(), e),
+                        ))
+                    })
                     .ok();
                 if let (Some(h), Some(v)) = (name(n, f, errors), value) {
                     out.push((h, v));

@@ -8,7 +8,7 @@ use http::{Method, Uri};
 
 use super::config::RouteConfig;
 use super::deprecation::Deprecation;
-use super::matcher::{method_allowed, HeaderMatcher};
+use super::matcher::{HeaderMatcher, method_allowed};
 use super::pattern::{HostPattern, PathPattern};
 use super::rewrite::Rewrite;
 use super::split::Upstreams;
@@ -124,7 +124,9 @@ impl Route {
     }
 
     pub(crate) fn check(&self, method: &Method, headers: &HeaderMap, version: u32) -> Check {
-        if self.version.is_some_and(|v| v != version) || !self.headers.iter().all(|h| h.matches(headers)) {
+        if self.version.is_some_and(|v| v != version)
+            || !self.headers.iter().all(|h| h.matches(headers))
+        {
             return Check::NoMatch;
         }
         if method_allowed(&self.methods, method) {
@@ -157,13 +159,20 @@ pub struct PathParams<'r> {
 impl<'r> PathParams<'r> {
     pub(crate) fn from_values(names: &'r [Box<str>], values: &[&str]) -> Self {
         Self {
-            items: names.iter().zip(values).map(|(n, v)| (&**n, (*v).to_owned())).collect(),
+            items: names
+                .iter()
+                .zip(values)
+                .map(|(n, v)| (&**n, (*v).to_owned()))
+                .collect(),
         }
     }
 
     /// The value of parameter `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.items.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+        self.items
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub(crate) fn value_at(&self, i: usize) -> Option<&str> {

@@ -131,7 +131,10 @@ mod tests {
         fastrand::seed(7);
         let u = Upstreams::weighted([("stable", 95), ("canary", 5)]).unwrap();
         let canary = (0..20_000).filter(|_| u.choose() == "canary").count();
-        assert!((600..1_400).contains(&canary), "canary got {canary} of 20000");
+        assert!(
+            (600..1_400).contains(&canary),
+            "canary got {canary} of 20000"
+        );
     }
 
     #[test]

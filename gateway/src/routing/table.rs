@@ -26,11 +26,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use http::header::{HeaderMap, HOST};
+use http::header::{HOST, HeaderMap};
 use http::{Method, Uri};
 
 use super::matcher::{extend_allow, sort_allow};
-use super::pattern::{normalize_host, segments, HostPattern, PathPattern, Segments, MAX_TEMPLATE_PARAMS};
+use super::pattern::{
+    HostPattern, MAX_TEMPLATE_PARAMS, PathPattern, Segments, normalize_host, segments,
+};
 use super::route::{Check, Matched, PathParams, Route, RouteMatch};
 use super::version::{VersionSource, Versioning};
 
@@ -139,7 +141,13 @@ impl RouteTable {
     /// Finds the route for a request. The host comes from the URI authority
     /// (HTTP/2, absolute-form) or else the `Host` header. `now` decides whether
     /// a deprecated route is past its sunset.
-    pub fn lookup(&self, method: &Method, uri: &Uri, headers: &HeaderMap, now: SystemTime) -> RouteMatch<'_> {
+    pub fn lookup(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        now: SystemTime,
+    ) -> RouteMatch<'_> {
         let raw_host = uri
             .host()
             .or_else(|| headers.get(HOST).and_then(|h| h.to_str().ok()))
@@ -150,10 +158,22 @@ impl RouteTable {
             return RouteMatch::NotFound;
         }
         let mut allow = Vec::new();
-        if let Some((version, segment, rest)) = self.versioning.from_path(path) {
-            let req = Request { method, headers, version };
+        if let Some((version, segment, rest)) = self.versioning.path_version(path) {
+            let req = Request {
+                method,
+                headers,
+                version,
+            };
             if let Some(found) = self.find(&host, rest, &req, &mut allow) {
-                return finish(found, version, VersionSource::Path, rest, Some(segment), uri.query(), now);
+                return finish(
+                    found,
+                    version,
+                    VersionSource::Path,
+                    rest,
+                    Some(segment),
+                    uri.query(),
+                    now,
+                );
             }
             if !allow.is_empty() {
                 return method_not_allowed(allow);
@@ -161,8 +181,12 @@ impl RouteTable {
             // Nothing serves the path without `/vN`: it may be a literal
             // segment of an unversioned route, so match the full path.
         }
-        let (version, source) = self.versioning.from_headers(headers);
-        let req = Request { method, headers, version };
+        let (version, source) = self.versioning.header_version(headers);
+        let req = Request {
+            method,
+            headers,
+            version,
+        };
         match self.find(&host, path, &req, &mut allow) {
             Some(found) => finish(found, version, source, path, None, uri.query(), now),
             None if allow.is_empty() => RouteMatch::NotFound,
@@ -171,21 +195,27 @@ impl RouteTable {
     }
 
     /// Host tiers in order: exact, wildcard suffixes from longest to shortest, any.
-    fn find<'t>(&'t self, host: &str, path: &str, req: &Request<'_>, allow: &mut Vec<Method>) -> Option<Found<'t>> {
-        if let Some(index) = self.hosts.exact.get(host) {
-            if let Some(found) = index.find(&self.routes, path, req, allow) {
-                return Some(found);
-            }
+    fn find<'t>(
+        &'t self,
+        host: &str,
+        path: &str,
+        req: &Request<'_>,
+        allow: &mut Vec<Method>,
+    ) -> Option<Found<'t>> {
+        if let Some(index) = self.hosts.exact.get(host)
+            && let Some(found) = index.find(&self.routes, path, req, allow)
+        {
+            return Some(found);
         }
         if !self.hosts.wildcard.is_empty() {
             for (i, b) in host.bytes().enumerate() {
                 if b != b'.' || i == 0 {
                     continue;
                 }
-                if let Some(index) = self.hosts.wildcard.get(&host[i..]) {
-                    if let Some(found) = index.find(&self.routes, path, req, allow) {
-                        return Some(found);
-                    }
+                if let Some(index) = self.hosts.wildcard.get(&host[i..])
+                    && let Some(found) = index.find(&self.routes, path, req, allow)
+                {
+                    return Some(found);
                 }
             }
         }
@@ -211,7 +241,9 @@ fn finish<'t>(
     if route.deprecation.as_ref().is_some_and(|d| d.is_gone(now)) {
         return RouteMatch::Gone { route };
     }
-    let forward = route.rewrite.forward(matched_path, version_segment, query, &found.params);
+    let forward = route
+        .rewrite
+        .forward(matched_path, version_segment, query, &found.params);
     RouteMatch::Matched(Matched {
         route,
         params: found.params,
@@ -249,23 +281,34 @@ impl PathIndex {
 
     /// Path tiers in order: exact, templates (literal segments beat parameters,
     /// left to right), prefixes (longest first).
-    fn find<'t>(&'t self, routes: &'t [Route], path: &str, req: &Request<'_>, allow: &mut Vec<Method>) -> Option<Found<'t>> {
-        if let Some(ids) = self.exact.get(path) {
-            if let Some(route) = scan(routes, ids, req, allow) {
-                return Some(Found {
-                    route,
-                    params: PathParams::default(),
-                });
-            }
+    fn find<'t>(
+        &'t self,
+        routes: &'t [Route],
+        path: &str,
+        req: &Request<'_>,
+        allow: &mut Vec<Method>,
+    ) -> Option<Found<'t>> {
+        if let Some(ids) = self.exact.get(path)
+            && let Some(route) = scan(routes, ids, req, allow)
+        {
+            return Some(Found {
+                route,
+                params: PathParams::default(),
+            });
         }
         let mut values = [""; MAX_TEMPLATE_PARAMS];
-        if let Some(found) = self.root.templates(routes, segments(path), 0, &mut values, req, allow) {
+        if let Some(found) = self
+            .root
+            .templates(routes, segments(path), 0, &mut values, req, allow)
+        {
             return Some(found);
         }
-        self.root.prefixes(routes, segments(path), req, allow).map(|route| Found {
-            route,
-            params: PathParams::default(),
-        })
+        self.root
+            .prefixes(routes, segments(path), req, allow)
+            .map(|route| Found {
+                route,
+                params: PathParams::default(),
+            })
     }
 }
 
@@ -293,32 +336,40 @@ impl Node {
         let Some(seg) = segs.next() else {
             let route = scan(routes, &self.template, req, allow)?;
             let params = match &route.path {
-                PathPattern::Template(t) => PathParams::from_values(t.params(), &values[..captured]),
+                PathPattern::Template(t) => {
+                    PathParams::from_values(t.params(), &values[..captured])
+                }
                 _ => PathParams::default(),
             };
             return Some(Found { route, params });
         };
-        if let Some(child) = self.children.get(seg) {
-            if let Some(found) = child.templates(routes, segs.clone(), captured, values, req, allow) {
-                return Some(found);
-            }
+        if let Some(child) = self.children.get(seg)
+            && let Some(found) = child.templates(routes, segs.clone(), captured, values, req, allow)
+        {
+            return Some(found);
         }
-        if let Some(param) = &self.param {
-            if !seg.is_empty() && captured < MAX_TEMPLATE_PARAMS {
-                values[captured] = seg;
-                return param.templates(routes, segs, captured + 1, values, req, allow);
-            }
+        if let Some(param) = &self.param
+            && !seg.is_empty()
+            && captured < MAX_TEMPLATE_PARAMS
+        {
+            values[captured] = seg;
+            return param.templates(routes, segs, captured + 1, values, req, allow);
         }
         None
     }
 
-    fn prefixes<'t>(&'t self, routes: &'t [Route], mut segs: Segments<'_>, req: &Request<'_>, allow: &mut Vec<Method>) -> Option<&'t Route> {
-        if let Some(seg) = segs.next() {
-            if let Some(child) = self.children.get(seg) {
-                if let Some(route) = child.prefixes(routes, segs, req, allow) {
-                    return Some(route);
-                }
-            }
+    fn prefixes<'t>(
+        &'t self,
+        routes: &'t [Route],
+        mut segs: Segments<'_>,
+        req: &Request<'_>,
+        allow: &mut Vec<Method>,
+    ) -> Option<&'t Route> {
+        if let Some(seg) = segs.next()
+            && let Some(child) = self.children.get(seg)
+            && let Some(route) = child.prefixes(routes, segs, req, allow)
+        {
+            return Some(route);
         }
         scan(routes, &self.prefix, req, allow)
     }
@@ -326,7 +377,12 @@ impl Node {
 
 /// The first candidate (they are pre-sorted) whose version, headers and method
 /// fit; candidates that fail only on the method add theirs to `allow`.
-fn scan<'t>(routes: &'t [Route], ids: &[u32], req: &Request<'_>, allow: &mut Vec<Method>) -> Option<&'t Route> {
+fn scan<'t>(
+    routes: &'t [Route],
+    ids: &[u32],
+    req: &Request<'_>,
+    allow: &mut Vec<Method>,
+) -> Option<&'t Route> {
     for id in ids {
         let route = &routes[*id as usize];
         match route.check(req.method, req.headers, req.version) {

@@ -9,7 +9,7 @@
 //!    (`application/vnd.weir.v2+json`), first match in header order;
 //! 4. `versioning.default`.
 
-use http::header::{HeaderMap, HeaderName, ACCEPT};
+use http::header::{ACCEPT, HeaderMap, HeaderName};
 
 use super::config::VersioningConfig;
 use super::error::{RouteError, RouteErrorKind};
@@ -65,7 +65,11 @@ impl Versioning {
         let media = cfg.media_type.as_deref().and_then(|m| {
             let lower = m.to_ascii_lowercase();
             match lower.split_once("{n}") {
-                Some((pre, suf)) if !suf.contains("{n}") && !pre.is_empty() && !lower.contains([',', ';', ' ']) => {
+                Some((pre, suf))
+                    if !suf.contains("{n}")
+                        && !pre.is_empty()
+                        && !lower.contains([',', ';', ' ']) =>
+                {
                     Some((pre.into(), suf.into()))
                 }
                 _ => {
@@ -92,7 +96,7 @@ impl Versioning {
 
     /// Splits a leading `/vN` segment off `path`: `(N, "/vN", rest)`, where
     /// `rest` is `/` for a bare `/vN`.
-    pub(crate) fn from_path<'p>(&self, path: &'p str) -> Option<(u32, &'p str, &'p str)> {
+    pub(crate) fn path_version<'p>(&self, path: &'p str) -> Option<(u32, &'p str, &'p str)> {
         if !self.path_prefix {
             return None;
         }
@@ -108,7 +112,7 @@ impl Versioning {
     }
 
     /// The version named by headers or the media type, else the default.
-    pub(crate) fn from_headers(&self, headers: &HeaderMap) -> (u32, VersionSource) {
+    pub(crate) fn header_version(&self, headers: &HeaderMap) -> (u32, VersionSource) {
         for name in &self.headers {
             for value in headers.get_all(name) {
                 let Ok(v) = value.to_str() else { continue };
@@ -174,13 +178,16 @@ mod tests {
     #[test]
     fn path_segment() {
         let v = Versioning::default();
-        assert_eq!(v.from_path("/v2/products"), Some((2, "/v2", "/products")));
-        assert_eq!(v.from_path("/v12"), Some((12, "/v12", "/")));
-        assert_eq!(v.from_path("/v3/"), Some((3, "/v3", "/")));
-        assert_eq!(v.from_path("/v2x/products"), None);
-        assert_eq!(v.from_path("/video"), None);
-        assert_eq!(v.from_path("/v0/x"), None);
-        assert_eq!(v.from_path("/products/v2"), None);
+        assert_eq!(
+            v.path_version("/v2/products"),
+            Some((2, "/v2", "/products"))
+        );
+        assert_eq!(v.path_version("/v12"), Some((12, "/v12", "/")));
+        assert_eq!(v.path_version("/v3/"), Some((3, "/v3", "/")));
+        assert_eq!(v.path_version("/v2x/products"), None);
+        assert_eq!(v.path_version("/video"), None);
+        assert_eq!(v.path_version("/v0/x"), None);
+        assert_eq!(v.path_version("/products/v2"), None);
         let off = Versioning::compile(
             &VersioningConfig {
                 path_prefix: false,
@@ -188,21 +195,42 @@ mod tests {
             },
             &mut Vec::new(),
         );
-        assert_eq!(off.from_path("/v2/products"), None);
+        assert_eq!(off.path_version("/v2/products"), None);
     }
 
     #[test]
     fn headers_in_configured_order_then_media_type_then_default() {
         let v = Versioning::default();
-        assert_eq!(v.from_headers(&headers(&[("accept-version", "3"), ("api-version", "2")])), (2, VersionSource::Header));
-        assert_eq!(v.from_headers(&headers(&[("accept-version", "v3")])), (3, VersionSource::Header));
-        assert_eq!(v.from_headers(&headers(&[("api-version", "latest"), ("accept-version", "4")])), (4, VersionSource::Header));
         assert_eq!(
-            v.from_headers(&headers(&[("accept", "text/html, Application/VND.weir.v5+JSON;q=0.9")])),
+            v.header_version(&headers(&[("accept-version", "3"), ("api-version", "2")])),
+            (2, VersionSource::Header)
+        );
+        assert_eq!(
+            v.header_version(&headers(&[("accept-version", "v3")])),
+            (3, VersionSource::Header)
+        );
+        assert_eq!(
+            v.header_version(&headers(&[
+                ("api-version", "latest"),
+                ("accept-version", "4")
+            ])),
+            (4, VersionSource::Header)
+        );
+        assert_eq!(
+            v.header_version(&headers(&[(
+                "accept",
+                "text/html, Application/VND.weir.v5+JSON;q=0.9"
+            )])),
             (5, VersionSource::MediaType)
         );
-        assert_eq!(v.from_headers(&headers(&[("accept", "application/vnd.weir.v+json")])), (1, VersionSource::Default));
-        assert_eq!(v.from_headers(&HeaderMap::new()), (1, VersionSource::Default));
+        assert_eq!(
+            v.header_version(&headers(&[("accept", "application/vnd.weir.v+json")])),
+            (1, VersionSource::Default)
+        );
+        assert_eq!(
+            v.header_version(&HeaderMap::new()),
+            (1, VersionSource::Default)
+        );
     }
 
     #[test]
@@ -216,14 +244,20 @@ mod tests {
             },
             &mut Vec::new(),
         );
-        assert_eq!(v.from_headers(&headers(&[("api-version", "2")])), (3, VersionSource::Default));
-        assert_eq!(v.from_headers(&headers(&[("x-api", "2")])), (2, VersionSource::Header));
         assert_eq!(
-            v.from_headers(&headers(&[("accept", "application/x.shop-v7+json")])),
+            v.header_version(&headers(&[("api-version", "2")])),
+            (3, VersionSource::Default)
+        );
+        assert_eq!(
+            v.header_version(&headers(&[("x-api", "2")])),
+            (2, VersionSource::Header)
+        );
+        assert_eq!(
+            v.header_version(&headers(&[("accept", "application/x.shop-v7+json")])),
             (7, VersionSource::MediaType)
         );
         assert_eq!(
-            v.from_headers(&headers(&[("accept", "application/vnd.weir.v2+json")])),
+            v.header_version(&headers(&[("accept", "application/vnd.weir.v2+json")])),
             (3, VersionSource::Default)
         );
     }
@@ -241,6 +275,13 @@ mod tests {
             &mut errors,
         );
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["versioning.default", "versioning.headers[0]", "versioning.media_type"]);
+        assert_eq!(
+            fields,
+            [
+                "versioning.default",
+                "versioning.headers[0]",
+                "versioning.media_type"
+            ]
+        );
     }
 }
