@@ -192,36 +192,14 @@ fn compile_route(
 
     let upstreams = compile_upstreams(cfg, field, upstream_exists, errors);
 
-    let timeout = cfg
-        .timeout
-        .as_deref()
-        .and_then(|t| match humantime::parse_duration(t) {
-            Ok(d) if d > Duration::ZERO => Some(d),
-            Ok(_) => {
-                errors.push(RouteError::new(
-                    format!("{field}.timeout"),
-                    RouteErrorKind::OutOfRange("timeout must be more than 0"),
-                ));
-                None
-            }
-            Err(e) => {
-                errors.push(RouteError::new(
-                    format!("{field}.timeout"),
-                    RouteErrorKind::BadDuration(t.to_owned(), e),
-                ));
-                None
-            }
-        });
-    let max_body_bytes = cfg.limits.max_body_bytes.as_deref().and_then(|s| {
-        let parsed = parse_size(s);
-        if parsed.is_none() {
-            errors.push(RouteError::new(
-                format!("{field}.limits.max_body_bytes"),
-                RouteErrorKind::BadSize(s.to_owned()),
-            ));
-        }
-        parsed
-    });
+    let timeout = cfg.timeout.map(|t| t.get());
+    if timeout == Some(Duration::ZERO) {
+        errors.push(RouteError::new(
+            format!("{field}.timeout"),
+            RouteErrorKind::OutOfRange("timeout must be more than 0"),
+        ));
+    }
+    let max_body_bytes = cfg.limits.max_body_bytes.map(|b| b.get());
 
     let rewrite = Rewrite::compile(&cfg.rewrite, &path, &format!("{field}.rewrite"), errors);
     let deprecation = cfg
@@ -304,42 +282,5 @@ fn compile_upstreams(
             ));
             None
         }
-    }
-}
-
-/// Parses `65536`, `64KiB`, `10MiB`, `1GiB`, `500kB`, `2MB` (decimal units are
-/// powers of 1000, binary units powers of 1024).
-fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    let number: u64 = s[..digits].parse().ok()?;
-    let unit = s[digits..].trim();
-    let multiplier: u64 = match unit {
-        "" | "B" => 1,
-        "kB" | "KB" => 1_000,
-        "KiB" => 1 << 10,
-        "MB" => 1_000_000,
-        "MiB" => 1 << 20,
-        "GB" => 1_000_000_000,
-        "GiB" => 1 << 30,
-        _ => return None,
-    };
-    number.checked_mul(multiplier)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_size;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("65536"), Some(65536));
-        assert_eq!(parse_size("64KiB"), Some(65536));
-        assert_eq!(parse_size("10MiB"), Some(10 << 20));
-        assert_eq!(parse_size("2 MB"), Some(2_000_000));
-        assert_eq!(parse_size("1GiB"), Some(1 << 30));
-        assert_eq!(parse_size("ten"), None);
-        assert_eq!(parse_size("5PiB"), None);
-        assert_eq!(parse_size("99999999999999999999GiB"), None);
     }
 }

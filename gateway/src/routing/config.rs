@@ -3,9 +3,9 @@
 //! These structs mirror the YAML file and do no validation beyond what serde
 //! does (`deny_unknown_fields`, types); [`RouteTable::compile`](super::RouteTable::compile)
 //! turns them into the typed, indexed route table and reports every problem at
-//! once with its field path. Durations and sizes stay strings here so that a bad
-//! value is reported by the compile step with the route's field path instead of
-//! aborting the whole parse at the first one.
+//! once with its field path. Durations and sizes use the shared
+//! [`HumanDuration`] and [`ByteSize`] newtypes, so a bad one is a parse error
+//! with the file's line, like everywhere else in the config.
 //!
 //! `RouteConfig` is the one place route-level fields live: the gateway adds its
 //! policy fields (`auth`, `rate_limit`, `cors`) here and compiles them beside
@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 
+use proxy_core::config::{ByteSize, HumanDuration};
 use serde::{Deserialize, Serialize};
 
 /// One entry of `routes:`.
@@ -41,7 +42,7 @@ pub struct RouteConfig {
     pub deprecated: Option<DeprecationConfig>,
     /// Whole-request timeout such as `"5s"` (humantime).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<String>,
+    pub timeout: Option<HumanDuration>,
     /// Per-route limits overriding the global ones.
     #[serde(default, skip_serializing_if = "RouteLimitsConfig::is_empty")]
     pub limits: RouteLimitsConfig,
@@ -186,7 +187,7 @@ pub struct DeprecationConfig {
 pub struct RouteLimitsConfig {
     /// Largest request body, such as `"10MiB"`; overrides `limits.max_body_bytes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_body_bytes: Option<String>,
+    pub max_body_bytes: Option<ByteSize>,
 }
 
 impl RouteLimitsConfig {

@@ -63,12 +63,6 @@ pub enum RouteErrorKind {
     /// A header value that is not a valid HTTP field value.
     #[error("invalid header value {0:?}")]
     BadHeaderValue(String, #[source] http::header::InvalidHeaderValue),
-    /// A duration such as `5s` that does not parse.
-    #[error("invalid duration {0:?} (expected e.g. \"250ms\", \"5s\", \"1m\")")]
-    BadDuration(String, #[source] humantime::DurationError),
-    /// A size such as `10MiB` that does not parse.
-    #[error("invalid size {0:?} (expected e.g. \"65536\", \"64KiB\", \"10MiB\")")]
-    BadSize(String),
     /// A date that is not RFC 3339 UTC.
     #[error("invalid date {0:?} (expected RFC 3339 UTC such as \"2027-06-30T00:00:00Z\")")]
     BadDate(String, #[source] humantime::TimestampError),

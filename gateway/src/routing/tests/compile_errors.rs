@@ -30,7 +30,7 @@ fn every_error_is_reported_with_its_field_path() {
         {"name": "", "match": {"path_template": "/p/{id}/x{y}"}, "upstream": "u"},
         {"name": "split", "split": [{"upstream": "a", "weight": 0}, {"upstream": "missing", "weight": 0}]},
         {"name": "hdr", "match": {"headers": [{"name": "bad name", "value": "x"}, {"name": "x-a"}], "methods": ["GE T"]}, "upstream": "u"},
-        {"name": "times", "upstream": "u", "timeout": "soon", "limits": {"max_body_bytes": "lots"},
+        {"name": "times", "upstream": "u", "timeout": "0s",
          "deprecated": {"sunset": "30/06/2027"}},
         {"name": "hosts", "match": {"hosts": ["ok.test", "*", "a.*.test", "h:80"], "path": "x"}, "upstream": "u"},
         {"name": "both", "upstream": "u", "split": [{"upstream": "u", "weight": 1}], "version": 0},
@@ -50,7 +50,6 @@ fn every_error_is_reported_with_its_field_path() {
             "routes[4].match.headers[0].name",
             "routes[4].match.headers[1]",
             "routes[5].timeout",
-            "routes[5].limits.max_body_bytes",
             "routes[5].deprecated.sunset",
             "routes[6].match.hosts[2]",
             "routes[6].match.hosts[3]",
@@ -160,13 +159,32 @@ fn unknown_fields_are_rejected_by_the_raw_config() {
     assert!(err.to_string().contains("unknown field `regex`"), "{err}");
     let err = serde_json::from_value::<VersioningConfig>(json!({"defualt": 2})).unwrap_err();
     assert!(err.to_string().contains("unknown field `defualt`"), "{err}");
+    // Durations and sizes are typed: a bad one fails the parse, naming the value.
+    let err = serde_json::from_value::<RouteConfig>(
+        json!({"name": "r", "upstream": "u", "timeout": "soon"}),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("invalid duration \"soon\""),
+        "{err}"
+    );
+    let err = serde_json::from_value::<RouteConfig>(
+        json!({"name": "r", "upstream": "u", "limits": {"max_body_bytes": "lots"}}),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("invalid size"), "{err}");
+    let err = serde_json::from_value::<RouteConfig>(
+        json!({"name": "r", "upstream": "u", "timeout": "5"}),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("time unit needed"), "{err}");
 }
 
 #[test]
 fn error_list_renders_one_per_line_and_keeps_causes() {
     let Err(errs) = RouteTable::compile(
         &configs(
-            json!([{"name": "x", "upstream": "u", "timeout": "5 parsecs", "match": {"methods": ["G(T"]}}]),
+            json!([{"name": "x", "upstream": "u", "timeout": "0ms", "match": {"methods": ["G(T"]}}]),
         ),
         &VersioningConfig::default(),
         &|_| true,
@@ -175,6 +193,7 @@ fn error_list_renders_one_per_line_and_keeps_causes() {
     };
     let text = RouteErrors(&errs).to_string();
     assert_eq!(text.lines().count(), 2, "{text}");
-    assert!(matches!(errs[1].kind, RouteErrorKind::BadDuration(..)));
-    assert!(std::error::Error::source(&errs[1].kind).is_some());
+    assert!(matches!(errs[0].kind, RouteErrorKind::BadMethod(..)));
+    assert!(std::error::Error::source(&errs[0].kind).is_some());
+    assert_eq!(errs[1].field, "routes[0].timeout");
 }
