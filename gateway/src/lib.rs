@@ -1,3 +1,22 @@
 //! Weir edge gateway.
+//!
+//! # Layout
+//!
+//! - [`config`]: `gateway.yaml` as serde structs and its validation.
+//! - [`routing`]: the compiled route table (matching, versioning, rewrites).
+//! - [`snapshot`]: the runtime state built from one config, swapped on reload.
+//! - [`upstream`]: endpoints, balancer and connection pool of an upstream.
+//! - [`proxy`]: the request path, in request order.
+//! - [`metrics`]: Prometheus families.
+//! - [`run`](mod@run): binds listeners and the admin port and serves until shutdown.
 
+pub mod config;
+pub mod metrics;
+pub mod proxy;
 pub mod routing;
+pub mod run;
+pub mod snapshot;
+pub mod upstream;
+
+pub use run::{Gateway, GatewayError, run};
+pub use snapshot::load_config;

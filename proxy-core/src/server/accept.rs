@@ -47,8 +47,15 @@ pub async fn serve<H: Handler>(listener: TcpListener, opts: ServeOptions, handle
         let handler = handler.clone();
         let local = local.unwrap_or(remote);
         let shutdown = shutdown.clone();
+        let gauge = opts.active_connections.clone();
+        if let Some(g) = &gauge {
+            g.inc();
+        }
         tokio::spawn(async move {
             conn::serve_connection(stream, remote, local, conn_opts, handler, watcher, shutdown).await;
+            if let Some(g) = gauge {
+                g.dec();
+            }
             drop(permit);
         });
     }

@@ -98,10 +98,12 @@ pub struct ServeOptions {
     /// How long in-flight requests may run after shutdown before connections
     /// are cut.
     pub drain: Duration,
+    /// Open client connections, when the caller exports the gauge.
+    pub active_connections: Option<prometheus_client::metrics::gauge::Gauge>,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        Self { limits: ConnLimits::default(), tls: None, drain: Duration::from_secs(30) }
+        Self { limits: ConnLimits::default(), tls: None, drain: Duration::from_secs(30), active_connections: None }
     }
 }

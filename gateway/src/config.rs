@@ -1,0 +1,159 @@
+//! `gateway.yaml`: the file as written (serde, unknown fields rejected) and its
+//! validation into errors that name the field.
+//!
+//! The full reference with every field, type and default is
+//! `docs/configuration.md`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use proxy_core::config::{
+    AdminConfig, ConfigErrors, EndpointAddr, HealthCheckConfig, HumanDuration, LimitsConfig, LoadBalancerKind,
+    PoolConfig, Protocol, ShutdownConfig, UpstreamTimeouts,
+};
+use proxy_core::telemetry::TelemetryConfig;
+use proxy_core::tls::MinTlsVersion;
+use serde::{Deserialize, Serialize};
+
+use crate::routing::{RouteConfig, VersioningConfig};
+
+/// The whole gateway configuration file.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub listeners: Vec<ListenerConfig>,
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub versioning: VersioningConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+}
+
+/// `listeners[]`: an address the gateway accepts client traffic on.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub address: SocketAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTlsConfig>,
+}
+
+/// `listeners[].tls`: terminate TLS, choosing the certificate by SNI.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsConfig {
+    pub certificates: Vec<CertificateConfig>,
+    #[serde(default)]
+    pub min_version: MinTlsVersion,
+}
+
+/// A certificate chain and its key, as PEM files (relative to the config file).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `upstreams.<name>`: a service the gateway forwards to.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub endpoints: Vec<EndpointAddr>,
+    #[serde(default)]
+    pub protocol: Protocol,
+    #[serde(default)]
+    pub load_balancer: LoadBalancerKind,
+    #[serde(default)]
+    pub timeouts: UpstreamTimeouts,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckConfig>,
+    #[serde(default)]
+    pub pool: PoolConfig,
+    #[serde(default)]
+    pub passive_ejection: PassiveEjectionConfig,
+    /// How often `dns:` endpoints are re-resolved.
+    #[serde(default = "default_dns_refresh")]
+    pub dns_refresh: HumanDuration,
+}
+
+fn default_dns_refresh() -> HumanDuration {
+    HumanDuration::from_secs(5)
+}
+
+/// `upstreams.<name>.passive_ejection`: an endpoint that refuses a connection
+/// is taken out for `base`, doubling on each repeat up to `max`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PassiveEjectionConfig {
+    pub base: HumanDuration,
+    pub max: HumanDuration,
+}
+
+impl Default for PassiveEjectionConfig {
+    fn default() -> Self {
+        Self { base: HumanDuration::from_secs(5), max: HumanDuration::from_secs(60) }
+    }
+}
+
+impl GatewayConfig {
+    /// Checks what serde cannot: names, references, files. Every problem is
+    /// reported, each with its field path.
+    pub fn validate(&self, base_dir: &Path) -> ConfigErrors {
+        let mut errors = ConfigErrors::new();
+        if self.listeners.is_empty() {
+            errors.push("listeners", "at least one listener is required");
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut addrs = std::collections::HashSet::new();
+        for (i, l) in self.listeners.iter().enumerate() {
+            if !names.insert(l.name.as_str()) {
+                errors.push(format!("listeners[{i}].name"), format!("duplicate listener name {:?}", l.name));
+            }
+            if !addrs.insert(l.address) || l.address == self.admin.address {
+                errors.push(format!("listeners[{i}].address"), format!("address {} is used twice", l.address));
+            }
+            if let Some(tls) = &l.tls {
+                if tls.certificates.is_empty() {
+                    errors.push(format!("listeners[{i}].tls.certificates"), "at least one certificate is required");
+                }
+                for (j, c) in tls.certificates.iter().enumerate() {
+                    let path = format!("listeners[{i}].tls.certificates[{j}]");
+                    if let Err(e) = proxy_core::tls::load_certified_key(&base_dir.join(&c.cert), &base_dir.join(&c.key)) {
+                        errors.push(path, e.to_string());
+                    }
+                }
+            }
+        }
+        for (name, u) in &self.upstreams {
+            if u.endpoints.is_empty() {
+                errors.push(format!("upstreams.{name}.endpoints"), "at least one endpoint is required");
+            }
+            if let Some(hc) = &u.health_check {
+                if !hc.path.starts_with('/') {
+                    errors.push(format!("upstreams.{name}.health_check.path"), "must start with /");
+                }
+                if hc.healthy == 0 || hc.unhealthy == 0 {
+                    errors.push(format!("upstreams.{name}.health_check"), "healthy and unhealthy must be at least 1");
+                }
+            }
+        }
+        if self.limits.max_connections == 0 {
+            errors.push("limits.max_connections", "must be at least 1");
+        }
+        if self.limits.max_header_bytes.get() < 1024 {
+            errors.push("limits.max_header_bytes", "must be at least 1KiB");
+        }
+        errors
+    }
+}

@@ -1,0 +1,271 @@
+//! The request path, top to bottom in the order a request takes it:
+//!
+//! 1. request id (kept when valid, generated otherwise) and server span;
+//! 2. route lookup (host, path, method, headers, API version) → 404/405/410;
+//! 3. body limit (`413` up front on `Content-Length`, or while streaming);
+//! 4. rewrite (path, request headers), hop-by-hop hygiene, `X-Forwarded-*`;
+//! 5. upstream choice (weighted split) and endpoint choice (balancer);
+//! 6. forward with the route's timeout (`504`), connect failures eject the
+//!    endpoint and answer `502`; protocol upgrades become tunnels;
+//! 7. response headers (route rewrites, deprecation), metrics, access log.
+//!
+//! The snapshot is loaded once at step 1 and used to the end: a reload never
+//! changes the rules under a request in flight.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::Limited;
+use hyper::body::Incoming;
+use proxy_core::body::{self as pbody, Body};
+use proxy_core::forward::{
+    self, ForwardError, ForwardedInfo, REQUEST_ID, ensure_request_id, is_upgrade_request, prepare_request_headers,
+    strip_hop_by_hop,
+};
+use proxy_core::problem::Problem;
+use proxy_core::server::{ConnInfo, Handler};
+use proxy_core::telemetry::{AccessRecord, ActiveSpan, ClientSpanInfo, ServerSpanInfo, Telemetry};
+use tokio::time::Instant;
+
+use crate::metrics::GatewayMetrics;
+use crate::routing::{Matched, RouteMatch, allow_header};
+use crate::snapshot::Snapshot;
+
+/// The gateway's request handler: cheap to clone, one per request.
+#[derive(Clone)]
+pub struct GatewayHandler {
+    pub(crate) state: Arc<ArcSwap<Snapshot>>,
+    pub(crate) metrics: Arc<GatewayMetrics>,
+    pub(crate) telemetry: Arc<Telemetry>,
+}
+
+impl Handler for GatewayHandler {
+    fn handle(self, req: Request<Incoming>, conn: Arc<ConnInfo>) -> impl Future<Output = Response<Body>> + Send + 'static {
+        async move { self.serve(req, conn).await }
+    }
+}
+
+/// What the access log and metrics need once the response is known.
+struct Outcome {
+    route: Option<Arc<str>>,
+    route_index: Option<usize>,
+    upstream: Option<String>,
+}
+
+impl GatewayHandler {
+    async fn serve(self, mut req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Body> {
+        let started = Instant::now();
+        let snapshot = self.state.load_full();
+        let request_id = ensure_request_id(req.headers_mut());
+        let mut span = self.telemetry.server_span(&req, ServerSpanInfo::default());
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let mut outcome = Outcome { route: None, route_index: None, upstream: None };
+
+        let mut resp = self.route_and_forward(&snapshot, req, &conn, &mut span, &mut outcome).await;
+
+        resp.headers_mut().insert(REQUEST_ID, request_id.clone());
+        let status = resp.status();
+        span.record_response(status);
+        if let Some(slug) = resp.headers().get(proxy_core::problem::GENERATED_BY).and_then(|v| v.to_str().ok()) {
+            span.record_error(slug);
+        }
+        let elapsed = started.elapsed();
+        if let Some(i) = outcome.route_index
+            && let Some(h) = snapshot.route_metrics.get(i)
+        {
+            h.record(status.as_u16(), elapsed.as_secs_f64());
+        }
+        AccessRecord {
+            request_id: request_id.to_str().unwrap_or(""),
+            trace_id: span.trace_id(),
+            method: method.as_str(),
+            path: &path,
+            status: status.as_u16(),
+            duration: elapsed,
+            client: Some(conn.remote),
+            route: outcome.route.as_deref(),
+            upstream: outcome.upstream.as_deref(),
+            consumer: None,
+        }
+        .emit(self.telemetry.access_log());
+        resp
+    }
+
+    async fn route_and_forward(
+        &self,
+        snapshot: &Snapshot,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+        span: &mut ActiveSpan,
+        outcome: &mut Outcome,
+    ) -> Response<Body> {
+        let lookup = snapshot.routes.lookup(req.method(), req.uri(), req.headers(), SystemTime::now());
+        let matched = match lookup {
+            RouteMatch::Matched(m) => m,
+            RouteMatch::NotFound => {
+                return Problem::new(StatusCode::NOT_FOUND, "route-not-found", "No route matches this request")
+                    .detail(format!("no route for {} {}", req.method(), req.uri().path()))
+                    .request_id_from(req.headers())
+                    .into_response();
+            }
+            RouteMatch::MethodNotAllowed { allow } => {
+                return Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
+                    .detail(format!("{} is not allowed here", req.method()))
+                    .request_id_from(req.headers())
+                    .header(header::ALLOW, allow_header(&allow))
+                    .into_response();
+            }
+            RouteMatch::Gone { route } => {
+                outcome.route = Some(route.name().clone());
+                outcome.route_index = Some(route.index());
+                let mut resp = Problem::new(StatusCode::GONE, "api-version-sunset", "This API version has been retired")
+                    .detail(format!("route {} passed its sunset date", route.name()))
+                    .request_id_from(req.headers())
+                    .into_response();
+                route.apply_response_headers(resp.headers_mut());
+                return resp;
+            }
+        };
+        let route = matched.route;
+        outcome.route = Some(route.name().clone());
+        outcome.route_index = Some(route.index());
+        span.set_route(route.config().matches.path_template.as_deref().unwrap_or(route.name()), route.name());
+        let mut resp = self.forward(snapshot, &matched, req, conn, span, outcome).await;
+        route.apply_response_headers(resp.headers_mut());
+        resp
+    }
+
+    async fn forward(
+        &self,
+        snapshot: &Snapshot,
+        matched: &Matched<'_>,
+        mut req: Request<Incoming>,
+        conn: &ConnInfo,
+        span: &mut ActiveSpan,
+        outcome: &mut Outcome,
+    ) -> Response<Body> {
+        let route = matched.route;
+        let limit = route.max_body_bytes().unwrap_or(snapshot.limits.max_body_bytes.get());
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return ForwardError::BodyTooLarge { limit }.to_problem().request_id_from(req.headers()).into_response();
+        }
+
+        // The client side of a protocol switch must be claimed before the
+        // request is taken apart.
+        let client_upgrade = is_upgrade_request(req.headers()).then(|| hyper::upgrade::on(&mut req));
+
+        let upstream_name = matched.upstream().to_owned();
+        outcome.upstream = Some(upstream_name.clone());
+        span.set_upstream(&upstream_name);
+        let Some(upstream) = snapshot.upstreams.get(&upstream_name) else {
+            return ForwardError::NoEndpoint(upstream_name).to_problem().request_id_from(req.headers()).into_response();
+        };
+        // Passively ejected endpoints are skipped; when all are, the ones
+        // passing health checks are tried anyway rather than failing outright.
+        let Some(endpoint) = upstream.group.pick().or_else(|| upstream.group.pick_where(|e| e.is_healthy())) else {
+            self.count_upstream_error(&upstream_name, "no-healthy-upstream");
+            return ForwardError::NoEndpoint(upstream_name).to_problem().request_id_from(req.headers()).into_response();
+        };
+
+        let forward_pq = matched.forward_path_and_query(req.uri()).to_owned();
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()));
+        let (mut parts, body) = req.into_parts();
+        prepare_request_headers(
+            &mut parts.headers,
+            ForwardedInfo { client_ip: conn.remote.ip(), proto: conn.scheme(), host: host.as_deref() },
+        );
+        route.apply_request_headers(&mut parts.headers);
+        parts.uri = match forward_pq.parse() {
+            Ok(u) => u,
+            Err(_) => {
+                return ForwardError::InvalidRequest("rewritten path is not a valid URI".into())
+                    .to_problem()
+                    .request_id_from(&parts.headers)
+                    .into_response();
+            }
+        };
+        if parts.headers.get(header::HOST).is_none()
+            && let Some(h) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok())
+        {
+            parts.headers.insert(header::HOST, h);
+        }
+        let request_id = parts.headers.get(REQUEST_ID).cloned();
+        let endpoint_label = endpoint.addr.to_string();
+        let mut client_span = self.telemetry.client_span(
+            span.context(),
+            &mut parts,
+            ClientSpanInfo { attempt: 1, retry_reason: None, upstream: Some(&upstream_name), endpoint: Some(&endpoint_label) },
+        );
+        let body = pbody::boxed(Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)));
+        let out = Request::from_parts(parts, body);
+
+        let in_flight = endpoint.start();
+        let sent = upstream.client.send(out, endpoint.addr);
+        let result = match route.timeout() {
+            Some(t) => match tokio::time::timeout(t, sent).await {
+                Ok(r) => r.map_err(|e| ForwardError::from_client(endpoint_label.clone(), e, limit)),
+                Err(_) => Err(ForwardError::Timeout(t)),
+            },
+            None => sent.await.map_err(|e| ForwardError::from_client(endpoint_label.clone(), e, limit)),
+        };
+        let mut resp = match result {
+            Ok(r) => r,
+            Err(err) => {
+                drop(in_flight);
+                if err.is_connect() {
+                    let cfg = &upstream.config.passive_ejection;
+                    let d = endpoint.eject(cfg.base.get(), cfg.max.get());
+                    tracing::warn!(upstream = %upstream_name, endpoint = %endpoint.addr, ejected_for = ?d, "connection refused; endpoint ejected");
+                }
+                self.count_upstream_error(&upstream_name, err.kind());
+                client_span.record_error(err.kind());
+                let mut problem = err.to_problem();
+                if let Some(id) = request_id.as_ref().and_then(|v| v.to_str().ok()) {
+                    problem = problem.request_id(id);
+                }
+                return problem.into_response();
+            }
+        };
+        in_flight.finish();
+        endpoint.mark_success();
+        client_span.record_response(resp.status());
+        drop(client_span);
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            match client_upgrade {
+                Some(client) => forward::tunnel_upgrade(client, hyper::upgrade::on(&mut resp)),
+                None => {
+                    return ForwardError::InvalidRequest("upstream switched protocols unasked".into())
+                        .to_problem()
+                        .into_response();
+                }
+            }
+            strip_hop_by_hop(resp.headers_mut(), true);
+        } else {
+            strip_hop_by_hop(resp.headers_mut(), false);
+        }
+        resp.map(pbody::boxed)
+    }
+
+    fn count_upstream_error(&self, upstream: &str, kind: &'static str) {
+        self.metrics
+            .upstream_errors
+            .get_or_create(&crate::metrics::UpstreamErrorLabels { upstream: upstream.to_owned(), kind })
+            .inc();
+    }
+}
+

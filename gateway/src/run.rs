@@ -1,0 +1,198 @@
+//! Starting and stopping the gateway.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use arc_swap::ArcSwap;
+use prometheus_client::registry::Registry;
+use proxy_core::admin::{AdminState, serve_admin};
+use proxy_core::config::ConfigErrors;
+use proxy_core::reload::Reloader;
+use proxy_core::server::{ConnLimits, ServeOptions, serve};
+use proxy_core::shutdown::Shutdown;
+use proxy_core::telemetry::Telemetry;
+use tokio::net::TcpListener;
+
+use crate::metrics::GatewayMetrics;
+use crate::proxy::GatewayHandler;
+use crate::snapshot::{Snapshot, apply_tls};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("invalid configuration:\n{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("cannot bind {name} on {address}: {source}")]
+    Bind {
+        name: String,
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("telemetry: {0}")]
+    Telemetry(#[from] proxy_core::telemetry::TelemetryError),
+}
+
+/// A gateway whose listeners are bound, ready to serve. Splitting binding from
+/// serving lets tests bind `127.0.0.1:0` and read the real addresses.
+pub struct Gateway {
+    reloader: Arc<Reloader<Snapshot>>,
+    metrics: Arc<GatewayMetrics>,
+    registry: Arc<Registry>,
+    telemetry: Arc<Telemetry>,
+    listeners: Vec<(String, TcpListener, Option<proxy_core::server::TlsSource>)>,
+    admin: TcpListener,
+    tls_sources: Arc<HashMap<String, proxy_core::server::TlsSource>>,
+}
+
+impl Gateway {
+    /// Loads and validates the config, then binds every listener. Nothing is
+    /// bound when the config is invalid.
+    pub async fn bind(config_path: impl Into<PathBuf>, env: impl Fn(&str) -> Option<String>) -> Result<Self, GatewayError> {
+        let path: PathBuf = config_path.into();
+        let metrics = Arc::new(GatewayMetrics::default());
+        let build_metrics = metrics.clone();
+        let tls_cell: Arc<std::sync::OnceLock<Arc<HashMap<String, proxy_core::server::TlsSource>>>> =
+            Arc::new(std::sync::OnceLock::new());
+        let cell = tls_cell.clone();
+        let reloader = Reloader::new(
+            path.clone(),
+            move |p: &Path, prev: Option<&Snapshot>| {
+                let snap = Snapshot::build(p, prev, &build_metrics)?;
+                if let Some(sources) = cell.get() {
+                    apply_tls(&snap, sources);
+                }
+                Ok(snap)
+            },
+            metrics.reloads.clone(),
+        )?;
+        let reloader = Arc::new(reloader);
+        let snapshot = reloader.current().load_full();
+        let config = snapshot.config.clone();
+
+        let settings = config.telemetry.resolve("telemetry", "gateway", env!("CARGO_PKG_VERSION"), &env)?;
+        let telemetry = Arc::new(Telemetry::init(&settings)?);
+
+        let mut registry = Registry::default();
+        metrics.register(&mut registry, reloader.current().clone());
+        telemetry.register_metrics(&mut registry);
+
+        let mut listeners = Vec::new();
+        let mut sources = HashMap::new();
+        for l in &config.listeners {
+            let address = override_addr(&env, &format!("WEIR_LISTENER_{}_ADDRESS", env_key(&l.name)), l.address);
+            let listener = bind(address).await.map_err(|source| GatewayError::Bind { name: l.name.clone(), address, source })?;
+            let tls = snapshot.tls.get(&l.name).map(|cfg| Arc::new(ArcSwap::new(cfg.clone())));
+            if let Some(t) = &tls {
+                sources.insert(l.name.clone(), t.clone());
+            }
+            listeners.push((l.name.clone(), listener, tls));
+        }
+        let admin_addr = override_addr(&env, "WEIR_ADMIN_ADDRESS", config.admin.address);
+        let admin = bind(admin_addr)
+            .await
+            .map_err(|source| GatewayError::Bind { name: "admin".into(), address: admin_addr, source })?;
+        let tls_sources = Arc::new(sources);
+        let _ = tls_cell.set(tls_sources.clone());
+        Ok(Self { reloader, metrics, registry: Arc::new(registry), telemetry, listeners, admin, tls_sources })
+    }
+
+    /// Bound addresses by listener name (plus `admin`).
+    pub fn local_addrs(&self) -> HashMap<String, SocketAddr> {
+        let mut out: HashMap<String, SocketAddr> =
+            self.listeners.iter().filter_map(|(n, l, _)| Some((n.clone(), l.local_addr().ok()?))).collect();
+        if let Ok(a) = self.admin.local_addr() {
+            out.insert("admin".into(), a);
+        }
+        out
+    }
+
+    /// The reloader, for tests and embedding.
+    pub fn reloader(&self) -> Arc<Reloader<Snapshot>> {
+        self.reloader.clone()
+    }
+
+    /// Serves until `shutdown`, then drains for the configured time.
+    pub async fn serve(self, shutdown: Shutdown) {
+        let snapshot = self.reloader.current().load_full();
+        let limits = ConnLimits::from(&snapshot.config.limits);
+        let drain = snapshot.config.shutdown.drain.get();
+        let handler = GatewayHandler {
+            state: self.reloader.current().clone(),
+            metrics: self.metrics.clone(),
+            telemetry: self.telemetry.clone(),
+        };
+        let mut admin_state = AdminState::new(self.registry.clone(), {
+            let cur = self.reloader.current().clone();
+            Arc::new(move || cur.load().effective_config())
+        });
+        let reloader = self.reloader.clone();
+        admin_state.reload = Some(Arc::new(move || reloader.reload().map_err(|e| e.to_string())));
+        let ready = admin_state.ready.clone();
+
+        self.reloader.spawn_watchers(shutdown.clone());
+        let mut tasks = Vec::new();
+        for (name, listener, tls) in self.listeners {
+            let opts = ServeOptions {
+                limits: limits.clone(),
+                tls,
+                drain,
+                active_connections: Some(self.metrics.active_connections.clone()),
+            };
+            let handler = handler.clone();
+            let shutdown = shutdown.clone();
+            tracing::info!(listener = %name, address = ?listener.local_addr().ok(), "listening");
+            tasks.push(tokio::spawn(serve(listener, opts, handler, shutdown)));
+        }
+        let admin_shutdown = shutdown.clone();
+        let admin_task = tokio::spawn(serve_admin(self.admin, admin_state, admin_shutdown));
+        ready.store(true, Ordering::Relaxed);
+        shutdown.wait().await;
+        ready.store(false, Ordering::Relaxed);
+        tracing::info!(?drain, "shutting down: draining in-flight requests");
+        for t in tasks {
+            let _ = t.await;
+        }
+        let _ = admin_task.await;
+        self.telemetry.shutdown(std::time::Duration::from_secs(5)).await;
+        drop(self.tls_sources);
+    }
+}
+
+/// Loads the config at `config_path`, binds, and serves until `shutdown`.
+pub async fn run(config_path: impl Into<PathBuf>, shutdown: Shutdown) -> Result<(), GatewayError> {
+    let gw = Gateway::bind(config_path, |k| std::env::var(k).ok()).await?;
+    gw.serve(shutdown).await;
+    Ok(())
+}
+
+fn env_key(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+}
+
+fn override_addr(env: &impl Fn(&str) -> Option<String>, key: &str, default: SocketAddr) -> SocketAddr {
+    match env(key) {
+        Some(v) => match v.parse() {
+            Ok(a) => a,
+            Err(_) => {
+                tracing::warn!(%key, value = %v, "ignoring invalid address override");
+                default
+            }
+        },
+        None => default,
+    }
+}
+
+async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}

@@ -1,0 +1,114 @@
+//! The gateway's runtime state, built whole from a config file and swapped in
+//! one `ArcSwap::store` (see `proxy_core::reload`).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use proxy_core::config::{ConfigErrors, LimitsConfig, read_yaml_file};
+use serde_json::Value;
+
+use crate::config::GatewayConfig;
+use crate::metrics::{GatewayMetrics, RouteHandles};
+use crate::routing::RouteTable;
+use crate::upstream::Upstream;
+
+/// Everything a request needs, consistent with one version of the config.
+pub struct Snapshot {
+    pub config: Arc<GatewayConfig>,
+    pub routes: RouteTable,
+    pub upstreams: HashMap<String, Arc<Upstream>>,
+    /// Metric handles by route index.
+    pub route_metrics: Vec<RouteHandles>,
+    pub limits: LimitsConfig,
+    /// TLS settings by listener name.
+    pub tls: HashMap<String, Arc<rustls::ServerConfig>>,
+}
+
+/// Parses and validates a file without building anything (for `validate`).
+pub fn load_config(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
+    let config: GatewayConfig = read_yaml_file(path)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut errors = config.validate(base);
+    if let Err(route_errors) =
+        RouteTable::compile(&config.routes, &config.versioning, &|name| config.upstreams.contains_key(name))
+    {
+        for e in route_errors {
+            errors.push(e.field.clone(), e.kind.to_string());
+        }
+    }
+    errors.into_result(config)
+}
+
+impl Snapshot {
+    /// Builds the runtime state; `previous` lends the upstreams whose config
+    /// did not change.
+    pub fn build(path: &Path, previous: Option<&Snapshot>, metrics: &GatewayMetrics) -> Result<Self, ConfigErrors> {
+        let config = load_config(path)?;
+        Self::from_config(config, path.parent().unwrap_or(Path::new(".")), previous, metrics)
+    }
+
+    pub fn from_config(
+        config: GatewayConfig,
+        base_dir: &Path,
+        previous: Option<&Snapshot>,
+        metrics: &GatewayMetrics,
+    ) -> Result<Self, ConfigErrors> {
+        let mut errors = ConfigErrors::new();
+        let routes = match RouteTable::compile(&config.routes, &config.versioning, &|n| config.upstreams.contains_key(n)) {
+            Ok(t) => t,
+            Err(route_errors) => {
+                for e in route_errors {
+                    errors.push(e.field.clone(), e.kind.to_string());
+                }
+                return Err(errors);
+            }
+        };
+        let mut tls = HashMap::new();
+        for (i, l) in config.listeners.iter().enumerate() {
+            let Some(t) = &l.tls else { continue };
+            let mut keys = Vec::new();
+            for (j, c) in t.certificates.iter().enumerate() {
+                match proxy_core::tls::load_certified_key(&base_dir.join(&c.cert), &base_dir.join(&c.key)) {
+                    Ok(k) => keys.push(k),
+                    Err(e) => errors.push(format!("listeners[{i}].tls.certificates[{j}]"), e.to_string()),
+                }
+            }
+            match proxy_core::tls::server_config(keys, t.min_version) {
+                Ok(sc) => {
+                    tls.insert(l.name.clone(), Arc::new(sc));
+                }
+                Err(e) => errors.push(format!("listeners[{i}].tls"), e.to_string()),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|(name, cfg)| {
+                let prev = previous.and_then(|p| p.upstreams.get(name));
+                (name.clone(), Upstream::reuse_or_build(name, cfg, prev))
+            })
+            .collect();
+        let route_metrics = routes.routes().iter().map(|r| metrics.route_handles(r.name())).collect();
+        Ok(Self { limits: config.limits.clone(), config: Arc::new(config), routes, upstreams, route_metrics, tls })
+    }
+
+    /// The effective config as JSON for `GET /config` (no secrets live in the
+    /// gateway core config; policy sections redact their own).
+    pub fn effective_config(&self) -> Value {
+        serde_json::to_value(&*self.config).unwrap_or(Value::Null)
+    }
+}
+
+/// Points every TLS listener at the certificates of the current snapshot.
+pub fn apply_tls(snapshot: &Snapshot, sources: &HashMap<String, Arc<ArcSwap<rustls::ServerConfig>>>) {
+    for (name, source) in sources {
+        if let Some(cfg) = snapshot.tls.get(name) {
+            source.store(cfg.clone());
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! An upstream at run time: its endpoints, balancer and connection pool.
+
+use std::sync::Arc;
+
+use proxy_core::balance::{EndpointGroup, GroupOptions};
+use proxy_core::forward::{ClientOptions, UpstreamClient};
+
+use crate::config::UpstreamConfig;
+
+/// One configured upstream. Reloads that leave an upstream's config unchanged
+/// keep the same `Upstream`, so its pooled connections, health state and load
+/// statistics survive.
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: String,
+    pub config: UpstreamConfig,
+    pub group: Arc<EndpointGroup>,
+    pub client: UpstreamClient,
+}
+
+impl Upstream {
+    pub fn build(name: &str, config: &UpstreamConfig) -> Arc<Self> {
+        let group = EndpointGroup::new(GroupOptions {
+            name: name.to_owned(),
+            endpoints: config.endpoints.clone(),
+            load_balancer: config.load_balancer,
+            health_check: config.health_check.clone(),
+            dns_refresh: config.dns_refresh.get(),
+        });
+        let client = UpstreamClient::new(&ClientOptions {
+            protocol: config.protocol,
+            connect_timeout: config.timeouts.connect.get(),
+            pool: config.pool.clone(),
+        });
+        Arc::new(Self { name: name.to_owned(), config: config.clone(), group, client })
+    }
+
+    /// The previous upstream when its config is unchanged, else a new one.
+    pub fn reuse_or_build(name: &str, config: &UpstreamConfig, previous: Option<&Arc<Upstream>>) -> Arc<Self> {
+        match previous {
+            Some(prev) if prev.config == *config => prev.clone(),
+            _ => Self::build(name, config),
+        }
+    }
+}
