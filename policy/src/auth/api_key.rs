@@ -1,0 +1,101 @@
+//! API keys, stored as SHA-256 hashes and compared in constant time.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use subtle::{ConditionallySelectable, ConstantTimeEq};
+
+/// One known key: the hash of the key, never the key.
+#[derive(Clone, Debug)]
+pub(crate) struct StoredKey {
+    pub(crate) hash: [u8; 32],
+    pub(crate) name: Arc<str>,
+    pub(crate) scopes: Arc<[String]>,
+}
+
+/// All configured API keys.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ApiKeys {
+    keys: Vec<StoredKey>,
+}
+
+impl ApiKeys {
+    pub(crate) fn new(keys: Vec<StoredKey>) -> Self {
+        Self { keys }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Finds the key whose hash matches the presented key's hash.
+    ///
+    /// Every stored hash is compared, each with `subtle`'s constant-time
+    /// equality, and the match is selected without branching, so the time taken
+    /// says nothing about which key (or how much of a hash) matched.
+    pub(crate) fn lookup(&self, presented: &str) -> Option<&StoredKey> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = subtle::Choice::from(0);
+        let mut index = 0u64;
+        for (i, key) in self.keys.iter().enumerate() {
+            let eq = key.hash.ct_eq(&digest);
+            index.conditional_assign(&(i as u64), eq);
+            found |= eq;
+        }
+        if bool::from(found) {
+            self.keys.get(index as usize)
+        } else {
+            None
+        }
+    }
+}
+
+/// Parses a lowercase or uppercase 64-digit hex SHA-256.
+pub(crate) fn parse_hash(hex_str: &str) -> Result<[u8; 32], String> {
+    let bytes = hex::decode(hex_str.trim())
+        .map_err(|e| format!("not hex ({e}); write the SHA-256 of the key as 64 hex digits"))?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+        format!(
+            "{} bytes; a SHA-256 is 32 bytes (64 hex digits)",
+            bytes.len()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> ApiKeys {
+        let mk = |key: &str, name: &str| StoredKey {
+            hash: Sha256::digest(key.as_bytes()).into(),
+            name: name.into(),
+            scopes: Arc::from(vec!["a".to_owned()]),
+        };
+        ApiKeys::new(vec![mk("k1", "one"), mk("k2", "two"), mk("k3", "three")])
+    }
+
+    #[test]
+    fn finds_each_key_and_rejects_others() {
+        let k = keys();
+        assert_eq!(&*k.lookup("k1").unwrap().name, "one");
+        assert_eq!(&*k.lookup("k3").unwrap().name, "three");
+        assert_eq!(&*k.lookup("k2").unwrap().name, "two");
+        assert!(k.lookup("k4").is_none());
+        assert!(k.lookup("").is_none());
+        assert!(ApiKeys::default().lookup("k1").is_none());
+    }
+
+    #[test]
+    fn parses_hashes() {
+        let h = hex::encode(Sha256::digest(b"demo-key"));
+        assert_eq!(
+            h,
+            "c48a01f49fd0f2cc404bc3cbbc80e91457a3d41bb429a695243de4c61794155c"
+        );
+        assert!(parse_hash(&h).is_ok());
+        assert!(parse_hash(&h.to_uppercase()).is_ok());
+        assert!(parse_hash("abc").is_err());
+        assert!(parse_hash(&h[..62]).is_err());
+    }
+}

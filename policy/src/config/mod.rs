@@ -1,0 +1,36 @@
+//! The policy sections of `gateway.yaml`, as raw serde structs.
+//!
+//! These mirror the file one to one (unknown fields are errors) and are turned
+//! into runtime state by [`crate::Policies::build`], which validates them first
+//! and reports every problem at once with its field path
+//! (`auth.jwt[0].jwks.file`). The gateway owns the file as a whole: it embeds
+//! [`AuthConfig`] as `auth:`, [`RateLimitsConfig`] as `rate_limits:`, and per
+//! route [`RouteAuthConfig`] (`auth:`), a list of policy names (`rate_limit:`)
+//! and [`CorsConfig`] (`cors:`).
+
+mod auth;
+mod cors;
+mod ratelimit;
+mod validate;
+
+pub use auth::{
+    ApiKeyConfig, AuthConfig, AuthMethod, JwksConfig, JwtProviderConfig, RouteAuthConfig,
+};
+pub use cors::CorsConfig;
+pub use ratelimit::{
+    HeaderStyle, LocalConfig, OnError, RateLimitBackend, RateLimitPolicyConfig, RateLimitsConfig,
+    RedisConfig,
+};
+pub use validate::validate;
+
+pub use proxy_core::config::{ConfigError, ConfigErrors, HumanDuration};
+
+/// Everything the policy crate reads from the top level of `gateway.yaml`.
+///
+/// A convenience bundle: the gateway keeps `auth` and `rate_limits` as its own
+/// top-level fields and hands references to [`crate::Policies::build`].
+#[derive(Clone, Debug, Default)]
+pub struct PolicyConfig {
+    pub auth: AuthConfig,
+    pub rate_limits: RateLimitsConfig,
+}

@@ -1,0 +1,170 @@
+//! The in-memory limiter: GCRA state in N shards so cores do not contend on
+//! one lock, with idle keys forgotten so memory stays bounded.
+//!
+//! Keys are reduced to a 64-bit hash with a per-process random seed (so
+//! clients cannot aim collisions); the map stores hash -> TAT, 16 bytes a key.
+//! A TAT in the past is the same as no entry (see `gcra.rs`), so sweeping those
+//! out never changes a decision. When a flood of distinct keys fills a shard
+//! with live entries anyway, the ones closest to expiry are evicted first.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::sync::Mutex;
+
+use tokio::time::Instant;
+
+use super::gcra::{self, Decision, Quota};
+
+/// The map's keys are already uniformly random hashes: hash them as themselves.
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Map = HashMap<u64, u64, BuildHasherDefault<IdentityHasher>>;
+
+struct Shard {
+    map: Map,
+    /// Sweep when the map reaches this size (amortizes sweeps to O(1) a request).
+    next_sweep: usize,
+}
+
+/// One policy's (or one fallback's) local state.
+pub struct LocalLimiter {
+    quota: Quota,
+    shards: Box<[Mutex<Shard>]>,
+    seed: RandomState,
+    epoch: Instant,
+    max_per_shard: usize,
+}
+
+impl LocalLimiter {
+    /// `max_keys` bounds the keys held (split evenly across shards).
+    pub fn new(quota: Quota, max_keys: usize) -> Self {
+        let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+        let n = (cores * 4).next_power_of_two().clamp(16, 256);
+        let max_per_shard = max_keys.div_ceil(n).max(16);
+        let shards = (0..n)
+            .map(|_| {
+                Mutex::new(Shard {
+                    map: Map::default(),
+                    next_sweep: 64.min(max_per_shard),
+                })
+            })
+            .collect();
+        Self {
+            quota,
+            shards,
+            seed: RandomState::new(),
+            epoch: Instant::now(),
+            max_per_shard,
+        }
+    }
+
+    pub fn quota(&self) -> &Quota {
+        &self.quota
+    }
+
+    /// Decides one request for `key` now.
+    pub fn check(&self, key: &str) -> Decision {
+        self.check_at(key, Instant::now())
+    }
+
+    /// Decides one request for `key` at `now` (tests drive the clock).
+    pub fn check_at(&self, key: &str, now: Instant) -> Decision {
+        let h = self.seed.hash_one(key);
+        // Middle bits pick the shard; the map uses the low bits for buckets
+        // and the top bits for its tags.
+        let idx = ((h >> 32) as usize) & (self.shards.len() - 1);
+        let now_ns =
+            u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
+        let mut shard = match self.shards[idx].lock() {
+            Ok(g) => g,
+            // A panic elsewhere while holding the lock cannot leave a TAT half
+            // written (it is one u64): the data is still good.
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let (decision, tat) = gcra::decide(&self.quota, shard.map.get(&h).copied(), now_ns);
+        if decision.allowed {
+            if shard.map.len() >= shard.next_sweep && !shard.map.contains_key(&h) {
+                sweep(&mut shard, now_ns, self.max_per_shard);
+            }
+            shard.map.insert(h, tat);
+        }
+        decision
+    }
+
+    /// Keys currently held (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().map_or(0, |g| g.map.len()))
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Most keys this limiter will hold.
+    pub fn capacity(&self) -> usize {
+        self.max_per_shard * self.shards.len()
+    }
+}
+
+fn sweep(shard: &mut Shard, now_ns: u64, max: usize) {
+    shard.map.retain(|_, tat| *tat > now_ns);
+    if shard.map.len() >= max {
+        // Still full of live keys: drop the quarter closest to expiry (their
+        // buckets are the nearest to full anyway).
+        let mut tats: Vec<u64> = shard.map.values().copied().collect();
+        let cut = tats.len() / 4;
+        let (_, &mut threshold, _) = tats.select_nth_unstable(cut);
+        shard.map.retain(|_, tat| *tat > threshold);
+    }
+    shard.next_sweep = (shard.map.len() * 2).clamp(64.min(max), max);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn counts_per_key() {
+        let l = LocalLimiter::new(Quota::new(10, Duration::from_secs(1), 3).unwrap(), 1000);
+        let t = Instant::now();
+        let a = (0..10).filter(|_| l.check_at("a", t).allowed).count();
+        let b = (0..10).filter(|_| l.check_at("b", t).allowed).count();
+        assert_eq!((a, b), (3, 3));
+        assert!(l.check_at("a", t + Duration::from_millis(100)).allowed);
+        assert!(!l.check_at("a", t + Duration::from_millis(100)).allowed);
+    }
+
+    #[test]
+    fn idle_keys_are_swept() {
+        let l = LocalLimiter::new(
+            Quota::new(1000, Duration::from_secs(1), 1).unwrap(),
+            1_000_000,
+        );
+        let t = Instant::now();
+        for i in 0..100_000u32 {
+            // 1ms apart: each key's TAT expires 1ms later, before most others arrive.
+            l.check_at(&i.to_string(), t + Duration::from_millis(u64::from(i)));
+        }
+        assert!(l.len() < 20_000, "{}", l.len());
+    }
+}
