@@ -1,1 +1,138 @@
 //! Catalog example service: products and stock reservations.
+//!
+//! The catalog owns products (price in minor units, stock) and the
+//! reservations that hold stock for orders. Reads come in two API versions:
+//! v1 with a flat price (`price_minor`, `currency`) and v2 with
+//! `price: {amount, currency}`, a deliberate breaking change for the gateway's
+//! version routing to act on.
+//!
+//! # Layout
+//!
+//! - [`config`]: settings, from code or the environment.
+//! - `products`, `reservations`: the handlers and their SQL.
+//! - [`sweeper`]: expiry of reservations nobody committed.
+//! - `seed`: the demo products loaded into an empty catalog.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use service_kit::{Db, Migrations, db::DbError};
+use utoipa::OpenApi;
+
+pub mod admin;
+pub mod config;
+pub mod model;
+mod products;
+pub mod reservations;
+mod seed;
+mod state;
+pub mod sweeper;
+
+pub use config::Config;
+pub use model::{Price, Product, ProductInput, ProductPage, ProductV2};
+pub use reservations::{Reservation, ReservationLine, ReservationRequest, ReservedItem};
+
+use state::AppState;
+
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The catalog's migrations.
+pub const MIGRATIONS: Migrations = Migrations {
+    sqlite: &SQLITE,
+    postgres: &POSTGRES,
+};
+
+/// Why the catalog stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The settings in the environment are unusable.
+    #[error("invalid configuration")]
+    Config(#[from] service_kit::env::EnvError),
+    /// The database could not be opened or migrated.
+    #[error("database")]
+    Db(#[from] DbError),
+    /// Seeding failed.
+    #[error("seeding the catalog failed")]
+    Seed(#[source] sqlx::Error),
+    /// Serving failed.
+    #[error("serving failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// The catalog's OpenAPI document, generated from the handlers.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Weir catalog",
+        description = "Products and stock reservations. v2 nests the price as `{amount, currency}`."
+    ),
+    paths(
+        products::list_v1,
+        products::get_v1,
+        products::create,
+        products::replace,
+        products::delete,
+        products::list_v2,
+        products::get_v2,
+        reservations::reserve,
+        reservations::get,
+        reservations::commit,
+        reservations::release,
+    ),
+    components(schemas(service_kit::ProblemDetails))
+)]
+pub struct ApiDoc;
+
+/// Serves the catalog on `listener` until `shutdown` completes.
+///
+/// Opens (and migrates) the database, seeds an empty catalog when configured,
+/// and sweeps expired reservations in the background while serving.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let url =
+        service_kit::db::database_url(config.database_url.as_deref(), &config.data_dir, "catalog");
+    let db = Db::open(&url, MIGRATIONS).await?;
+    if config.seed {
+        seed::seed_if_empty(&db).await.map_err(Error::Seed)?;
+    }
+    let sweeper = tokio::spawn(sweeper::run(db.clone(), config.sweep_interval));
+    let state = AppState {
+        db: db.clone(),
+        config: Arc::new(config),
+    };
+    let result = service_kit::server::serve(listener, router(state), shutdown).await;
+    sweeper.abort();
+    db.close().await;
+    result.map_err(Error::Serve)
+}
+
+fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route(
+            "/v1/products",
+            get(products::list_v1).post(products::create),
+        )
+        .route(
+            "/v1/products/{id}",
+            get(products::get_v1)
+                .put(products::replace)
+                .delete(products::delete),
+        )
+        .route("/v2/products", get(products::list_v2))
+        .route("/v2/products/{id}", get(products::get_v2))
+        .route("/v1/reservations", post(reservations::reserve))
+        .route("/v1/reservations/{id}", get(reservations::get))
+        .route("/v1/reservations/{id}/commit", post(reservations::commit))
+        .route("/v1/reservations/{id}/release", post(reservations::release))
+        .with_state(state.clone());
+    service_kit::server::finish(
+        api.merge(service_kit::health::routes(state.db))
+            .merge(service_kit::openapi::routes(ApiDoc::openapi())),
+    )
+}

@@ -19,6 +19,7 @@
 //! - [`telemetry`]: log set-up and trace-context header propagation.
 //! - [`openapi`]: serving the generated OpenAPI document.
 //! - [`env`]: typed reading of environment variables for `Config::from_env`.
+//! - [`testing`]: the in-process test harness (temp dir, server handle, client).
 
 pub mod db;
 pub mod env;
@@ -29,6 +30,7 @@ pub mod outbound;
 pub mod problem;
 pub mod server;
 pub mod telemetry;
+pub mod testing;
 
 pub use db::{Backend, Db, DbError, Migrations};
 pub use outbound::{Outbound, OutboundError, OutboundResponse};

@@ -1,0 +1,169 @@
+//! Helpers for tests that start services in-process: a unique data directory,
+//! a server handle with a shutdown switch, and a JSON client.
+//!
+//! Public so the service crates' integration tests and the end-to-end tests
+//! share one harness instead of copying it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, Method, StatusCode};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::outbound::{Outbound, OutboundError};
+
+/// A fresh directory under the system temp dir, removed on drop.
+#[derive(Debug)]
+pub struct TestDir {
+    path: PathBuf,
+}
+
+impl TestDir {
+    /// Creates `<tmp>/weir-<prefix>-<uuid>`.
+    pub fn new(prefix: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("weir-{prefix}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&path).expect("create test dir");
+        Self { path }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A server running in a task, stopped by [`Running::stop`].
+#[derive(Debug)]
+pub struct Running<E> {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<(), E>>,
+}
+
+impl<E: Send + 'static> Running<E> {
+    /// Binds `127.0.0.1:0` and runs `serve(listener, shutdown)` in a task.
+    pub async fn start<F, Fut>(serve: F) -> Self
+    where
+        F: FnOnce(TcpListener, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let shutdown = Box::pin(async move {
+            let _ = rx.await;
+        });
+        let handle = tokio::spawn(serve(listener, shutdown));
+        Self {
+            addr,
+            shutdown: Some(tx),
+            handle,
+        }
+    }
+
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Signals shutdown and waits for the server to finish.
+    pub async fn stop(mut self) -> Result<(), E> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.handle).await.expect("server task panicked")
+    }
+
+    /// Stops the task without a graceful shutdown, as a crash would.
+    pub fn kill(self) {
+        self.handle.abort();
+    }
+}
+
+/// A JSON-over-HTTP client for tests.
+#[derive(Debug, Clone)]
+pub struct TestClient {
+    outbound: Outbound,
+}
+
+/// A response as tests look at it.
+#[derive(Debug, Clone)]
+pub struct TestResponse {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body parsed as JSON (`Value::Null` when empty or not JSON).
+    pub json: Value,
+}
+
+impl Default for TestClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestClient {
+    /// A direct client with a generous timeout.
+    pub fn new() -> Self {
+        Self {
+            outbound: Outbound::new(None, Duration::from_secs(30)),
+        }
+    }
+
+    /// Sends `method url` with `headers` and an optional JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<TestResponse, OutboundError> {
+        let response = self
+            .outbound
+            .send_json(method, url, &HeaderMap::new(), headers, body)
+            .await?;
+        let json = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        Ok(TestResponse {
+            status: response.status,
+            headers: response.headers,
+            json,
+        })
+    }
+
+    /// `GET url`.
+    pub async fn get(&self, url: &str) -> TestResponse {
+        self.call(Method::GET, url, &[], None).await.expect("GET")
+    }
+
+    /// `POST url` with a JSON body and headers.
+    pub async fn post(&self, url: &str, headers: &[(&str, &str)], body: &Value) -> TestResponse {
+        self.call(Method::POST, url, headers, Some(body))
+            .await
+            .expect("POST")
+    }
+
+    /// `PUT url` with a JSON body and headers.
+    pub async fn put(&self, url: &str, headers: &[(&str, &str)], body: &Value) -> TestResponse {
+        self.call(Method::PUT, url, headers, Some(body))
+            .await
+            .expect("PUT")
+    }
+}
+
+/// Whether a test that needs an external service must fail (CI) or may skip.
+pub fn must_not_skip() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
