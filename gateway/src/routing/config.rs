@@ -112,7 +112,9 @@ pub struct RewriteConfig {
     /// Replace the whole path; `{param}` is substituted from the path template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// Forward the `/vN` path segment the version was taken from (default: strip it).
+    /// Forward the path with a `/vN` prefix for the request's version: kept when
+    /// the client sent it, added when the version came from a header, the media
+    /// type or the default. Off (the default): the upstream path has no `/vN`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keep_version_prefix: bool,
     /// Header edits on the request to the upstream.

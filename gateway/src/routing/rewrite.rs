@@ -2,6 +2,8 @@
 //! replacement or a template with `{param}`s, the `/vN` version segment, the
 //! query kept as is) and header edits on requests and responses.
 
+use std::fmt::Write as _;
+
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::config::{HeaderOpsConfig, RewriteConfig};
@@ -109,23 +111,30 @@ impl Rewrite {
     }
 
     /// The upstream path and query, or `None` when it equals the request's
-    /// (no rewrite and no version segment removed), so the common case does not
-    /// allocate. `matched` is the path as matched (without `/vN`), `version_segment`
-    /// the `/vN` that was removed from the request path, if any.
+    /// (no path rewrite and the `/vN` segment left as the client sent it), so the
+    /// common case does not allocate. `matched` is the path as matched (without
+    /// a `/vN` the version was taken from).
     pub(crate) fn forward(
         &self,
         matched: &str,
-        version_segment: Option<&str>,
+        version: VersionInPath<'_>,
         query: Option<&str>,
         params: &PathParams<'_>,
     ) -> Option<String> {
-        let strip_version = version_segment.is_some() && !self.keep_version_prefix;
-        if matches!(self.path, PathRewrite::None) && !strip_version {
+        let unchanged_version = match version {
+            VersionInPath::Sent(_) => self.keep_version_prefix,
+            VersionInPath::Absent(_) => !self.keep_version_prefix,
+            VersionInPath::Literal => true,
+        };
+        if matches!(self.path, PathRewrite::None) && unchanged_version {
             return None;
         }
         let mut out = String::with_capacity(matched.len() + query.map_or(0, |q| q.len() + 1) + 8);
-        if let (Some(seg), true) = (version_segment, self.keep_version_prefix) {
-            out.push_str(seg);
+        match (version, self.keep_version_prefix) {
+            (VersionInPath::Sent(segment), true) => out.push_str(segment),
+            // Writing into a `String` cannot fail.
+            (VersionInPath::Absent(n), true) => drop(write!(out, "/v{n}")),
+            _ => {}
         }
         let prefix_len = out.len();
         match &self.path {
@@ -164,6 +173,17 @@ impl Rewrite {
         }
         Some(out)
     }
+}
+
+/// How the API version appears in the request path, for the forwarded path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VersionInPath<'p> {
+    /// The client sent this `/vN` segment and the route matched without it.
+    Sent(&'p str),
+    /// The version came from a header, the media type or the default.
+    Absent(u32),
+    /// The path starts with `/vN` but the route matched it as a literal.
+    Literal,
 }
 
 /// `to` + `rest` with exactly one slash between them.

@@ -33,6 +33,7 @@ use super::matcher::{extend_allow, sort_allow};
 use super::pattern::{
     HostPattern, MAX_TEMPLATE_PARAMS, PathPattern, Segments, normalize_host, segments,
 };
+use super::rewrite::VersionInPath;
 use super::route::{Check, Matched, PathParams, Route, RouteMatch};
 use super::version::{VersionSource, Versioning};
 
@@ -158,7 +159,8 @@ impl RouteTable {
             return RouteMatch::NotFound;
         }
         let mut allow = Vec::new();
-        if let Some((version, segment, rest)) = self.versioning.path_version(path) {
+        let path_version = self.versioning.path_version(path);
+        if let Some((version, segment, rest)) = path_version {
             let req = Request {
                 method,
                 headers,
@@ -170,7 +172,7 @@ impl RouteTable {
                     version,
                     VersionSource::Path,
                     rest,
-                    Some(segment),
+                    VersionInPath::Sent(segment),
                     uri.query(),
                     now,
                 );
@@ -188,7 +190,14 @@ impl RouteTable {
             version,
         };
         match self.find(&host, path, &req, &mut allow) {
-            Some(found) => finish(found, version, source, path, None, uri.query(), now),
+            Some(found) => {
+                // After the fallback the `/vN` is a literal part of the path.
+                let in_path = match path_version {
+                    Some(_) => VersionInPath::Literal,
+                    None => VersionInPath::Absent(version),
+                };
+                finish(found, version, source, path, in_path, uri.query(), now)
+            }
             None if allow.is_empty() => RouteMatch::NotFound,
             None => method_not_allowed(allow),
         }
@@ -233,7 +242,7 @@ fn finish<'t>(
     version: u32,
     version_source: VersionSource,
     matched_path: &str,
-    version_segment: Option<&str>,
+    version_in_path: VersionInPath<'_>,
     query: Option<&str>,
     now: SystemTime,
 ) -> RouteMatch<'t> {
@@ -243,7 +252,7 @@ fn finish<'t>(
     }
     let forward = route
         .rewrite
-        .forward(matched_path, version_segment, query, &found.params);
+        .forward(matched_path, version_in_path, query, &found.params);
     RouteMatch::Matched(Matched {
         route,
         params: found.params,

@@ -71,6 +71,35 @@ fn version_segment_is_stripped_unless_kept() {
 }
 
 #[test]
+fn kept_version_prefix_is_added_when_the_version_came_from_elsewhere() {
+    let t = table(json!([
+        {"name": "products", "match": {"path_prefix": "/products"}, "upstream": "u",
+         "rewrite": {"keep_version_prefix": true}},
+        {"name": "legacy", "match": {"path_prefix": "/v1/legacy"}, "upstream": "u",
+         "rewrite": {"keep_version_prefix": true}},
+    ]));
+    let fwd = |uri: &str, h: &[(&str, &str)]| {
+        let uri: Uri = uri.parse().unwrap();
+        match t.lookup(&Method::GET, &uri, &headers(h), now()) {
+            RouteMatch::Matched(m) => m.forward_path_and_query(&uri).to_owned(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(
+        fwd("/products/1?x", &[("api-version", "2")]),
+        "/v2/products/1?x"
+    );
+    assert_eq!(
+        fwd("/products", &[("accept", "application/vnd.weir.v3+json")]),
+        "/v3/products"
+    );
+    assert_eq!(fwd("/products", &[]), "/v1/products");
+    assert_eq!(fwd("/v2/products", &[("api-version", "1")]), "/v2/products");
+    // A literal `/v1` matched by the fallback is not doubled.
+    assert_eq!(fwd("/v1/legacy/x", &[]), "/v1/legacy/x");
+}
+
+#[test]
 fn unchanged_path_is_not_copied() {
     let t = table(json!([{"name": "plain", "upstream": "u"}]));
     let uri: Uri = "/x/y?z=1".parse().unwrap();
