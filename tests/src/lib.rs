@@ -1,1 +1,17 @@
-//! End-to-end tests over the whole Weir stack.
+//! End-to-end tests over the whole Weir stack, and the tools they use.
+//!
+//! # Layout
+//!
+//! - [`otlp_receiver`]: an in-process OTLP collector (gRPC and HTTP/protobuf)
+//!   whose store tests await instead of sleeping.
+//! - [`trace_tree`]: received spans as a tree per trace, with shape assertions.
+//!
+//! The tests themselves live in `tests/tests/`.
+
+pub mod otlp_receiver;
+pub mod trace_tree;
+
+pub use otlp_receiver::{
+    AttrValue, Kind, OtlpReceiver, ReceivedSpan, SpanStore, StatusCode, Transport,
+};
+pub use trace_tree::{Shape, TraceTree};

@@ -80,10 +80,10 @@ impl Propagation {
         if headers.contains_key(http::header::HeaderName::from_static("traceparent")) {
             cx = self.w3c.extract(&ex);
         }
-        if !cx.span().span_context().is_valid() {
-            if let Some(sc) = extract_b3(headers) {
-                cx = Context::new().with_remote_span_context(sc);
-            }
+        if !cx.span().span_context().is_valid()
+            && let Some(sc) = extract_b3(headers)
+        {
+            cx = Context::new().with_remote_span_context(sc);
         }
         if headers.contains_key("baggage") {
             self.baggage.extract_with_context(&cx, &ex)
