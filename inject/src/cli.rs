@@ -13,16 +13,16 @@ use crate::pod::Outcome;
 #[derive(Debug, Clone, clap::Args)]
 pub struct InjectDefaults {
     /// Sidecar image (annotation weir.dev/image).
-    #[arg(long, default_value = DEFAULT_IMAGE)]
+    #[arg(long, env = "WEIR_INJECT_IMAGE", default_value = DEFAULT_IMAGE)]
     pub image: String,
     /// transparent (iptables, needs NET_ADMIN in an init container) or explicit (HTTP_PROXY).
-    #[arg(long, value_enum, default_value_t = Mode::Transparent)]
+    #[arg(long, env = "WEIR_INJECT_MODE", value_enum, default_value_t = Mode::Transparent)]
     pub mode: Mode,
     /// OTLP endpoint the sidecars export spans to (weir.dev/otlp-endpoint).
     #[arg(long, env = "WEIR_INJECT_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
     /// ConfigMap with `sidecar.yaml`, mounted at /etc/weir (weir.dev/config-map).
-    #[arg(long)]
+    #[arg(long, env = "WEIR_INJECT_CONFIG_MAP")]
     pub config_map: Option<String>,
     /// Seconds of preStop sleep before the sidecar drains (weir.dev/drain-seconds).
     #[arg(long, default_value_t = 5)]
