@@ -104,10 +104,11 @@ impl Provider {
         let mut keys = self.current_keys();
         if let (Some(kid), KeySource::Remote(remote)) = (kid, &self.keys)
             && !keys.has_kid(kid)
-            && remote.refresh_if_due().await
         {
             // A key we have not seen: the issuer may have rotated. One early
-            // fetch (rate-limited by the floor), then decide.
+            // fetch (rate-limited by the floor; a fetch already in flight is
+            // waited for), then decide with whatever is current.
+            remote.refresh_if_due().await;
             keys = remote.keys();
         }
         if let Some(kid) = kid
