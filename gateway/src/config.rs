@@ -120,7 +120,9 @@ impl GatewayConfig {
             if !names.insert(l.name.as_str()) {
                 errors.push(format!("listeners[{i}].name"), format!("duplicate listener name {:?}", l.name));
             }
-            if !addrs.insert(l.address) || l.address == self.admin.address {
+            // Port 0 asks the OS for a free port, so two such addresses never collide.
+            let ephemeral = l.address.port() == 0;
+            if !ephemeral && (!addrs.insert(l.address) || l.address == self.admin.address) {
                 errors.push(format!("listeners[{i}].address"), format!("address {} is used twice", l.address));
             }
             if let Some(tls) = &l.tls {
