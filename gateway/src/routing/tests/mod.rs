@@ -71,3 +71,15 @@ pub(super) fn hit_at(
         RouteMatch::NotFound => "404".to_owned(),
     }
 }
+
+#[test]
+fn table_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<RouteTable>();
+    let t = std::sync::Arc::new(table(serde_json::json!([{"name": "a", "upstream": "u"}])));
+    let t2 = t.clone();
+    let name = std::thread::spawn(move || hit(&t2, "GET", "/x", &[]))
+        .join()
+        .unwrap();
+    assert_eq!(name, "a");
+}
