@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use proxy_core::config::{
-    AdminConfig, ConfigErrors, EndpointAddr, HealthCheckConfig, HumanDuration, LimitsConfig, LoadBalancerKind,
-    PoolConfig, Protocol, ShutdownConfig, UpstreamTimeouts,
+    AdminConfig, ConfigErrors, EndpointAddr, HealthCheckConfig, HumanDuration, LimitsConfig,
+    LoadBalancerKind, PoolConfig, Protocol, ShutdownConfig, UpstreamTimeouts,
 };
 use proxy_core::telemetry::TelemetryConfig;
 use proxy_core::tls::MinTlsVersion;
@@ -102,7 +102,10 @@ pub struct PassiveEjectionConfig {
 
 impl Default for PassiveEjectionConfig {
     fn default() -> Self {
-        Self { base: HumanDuration::from_secs(5), max: HumanDuration::from_secs(60) }
+        Self {
+            base: HumanDuration::from_secs(5),
+            max: HumanDuration::from_secs(60),
+        }
     }
 }
 
@@ -118,20 +121,32 @@ impl GatewayConfig {
         let mut addrs = std::collections::HashSet::new();
         for (i, l) in self.listeners.iter().enumerate() {
             if !names.insert(l.name.as_str()) {
-                errors.push(format!("listeners[{i}].name"), format!("duplicate listener name {:?}", l.name));
+                errors.push(
+                    format!("listeners[{i}].name"),
+                    format!("duplicate listener name {:?}", l.name),
+                );
             }
             // Port 0 asks the OS for a free port, so two such addresses never collide.
             let ephemeral = l.address.port() == 0;
             if !ephemeral && (!addrs.insert(l.address) || l.address == self.admin.address) {
-                errors.push(format!("listeners[{i}].address"), format!("address {} is used twice", l.address));
+                errors.push(
+                    format!("listeners[{i}].address"),
+                    format!("address {} is used twice", l.address),
+                );
             }
             if let Some(tls) = &l.tls {
                 if tls.certificates.is_empty() {
-                    errors.push(format!("listeners[{i}].tls.certificates"), "at least one certificate is required");
+                    errors.push(
+                        format!("listeners[{i}].tls.certificates"),
+                        "at least one certificate is required",
+                    );
                 }
                 for (j, c) in tls.certificates.iter().enumerate() {
                     let path = format!("listeners[{i}].tls.certificates[{j}]");
-                    if let Err(e) = proxy_core::tls::load_certified_key(&base_dir.join(&c.cert), &base_dir.join(&c.key)) {
+                    if let Err(e) = proxy_core::tls::load_certified_key(
+                        &base_dir.join(&c.cert),
+                        &base_dir.join(&c.key),
+                    ) {
                         errors.push(path, e.to_string());
                     }
                 }
@@ -139,14 +154,23 @@ impl GatewayConfig {
         }
         for (name, u) in &self.upstreams {
             if u.endpoints.is_empty() {
-                errors.push(format!("upstreams.{name}.endpoints"), "at least one endpoint is required");
+                errors.push(
+                    format!("upstreams.{name}.endpoints"),
+                    "at least one endpoint is required",
+                );
             }
             if let Some(hc) = &u.health_check {
                 if !hc.path.starts_with('/') {
-                    errors.push(format!("upstreams.{name}.health_check.path"), "must start with /");
+                    errors.push(
+                        format!("upstreams.{name}.health_check.path"),
+                        "must start with /",
+                    );
                 }
                 if hc.healthy == 0 || hc.unhealthy == 0 {
-                    errors.push(format!("upstreams.{name}.health_check"), "healthy and unhealthy must be at least 1");
+                    errors.push(
+                        format!("upstreams.{name}.health_check"),
+                        "healthy and unhealthy must be at least 1",
+                    );
                 }
             }
         }

@@ -45,10 +45,18 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => {
-            init_logging(std::env::var("WEIR_LOG_FORMAT").ok().and_then(|f| f.parse().ok()).unwrap_or(LogFormat::Json));
+            init_logging(
+                std::env::var("WEIR_LOG_FORMAT")
+                    .ok()
+                    .and_then(|f| f.parse().ok())
+                    .unwrap_or(LogFormat::Json),
+            );
             // WEIR_WORKER_THREADS pins the worker count (one per core by default).
             let mut builder = tokio::runtime::Builder::new_multi_thread();
-            if let Some(n) = std::env::var("WEIR_WORKER_THREADS").ok().and_then(|v| v.parse::<usize>().ok()) {
+            if let Some(n) = std::env::var("WEIR_WORKER_THREADS")
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+            {
                 builder.worker_threads(n.max(1));
             }
             let rt = match builder.enable_all().build() {

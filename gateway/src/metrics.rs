@@ -59,7 +59,11 @@ impl Default for GatewayMetrics {
 
 impl GatewayMetrics {
     pub fn register(&self, registry: &mut Registry, snapshot: Arc<ArcSwap<Snapshot>>) {
-        registry.register("weir_requests", "Requests by route and status class", self.requests.clone());
+        registry.register(
+            "weir_requests",
+            "Requests by route and status class",
+            self.requests.clone(),
+        );
         registry.register(
             "weir_request_duration_seconds",
             "Time from request head to response head, by route",
@@ -70,17 +74,39 @@ impl GatewayMetrics {
             "Failed upstream exchanges by upstream and kind",
             self.upstream_errors.clone(),
         );
-        registry.register("weir_active_connections", "Open client connections", self.active_connections.clone());
+        registry.register(
+            "weir_active_connections",
+            "Open client connections",
+            self.active_connections.clone(),
+        );
         self.reloads.register(registry);
         registry.register_collector(Box::new(EndpointHealth(snapshot)));
     }
 
     /// Handles for one route, resolved once per table build.
     pub fn route_handles(&self, route: &str) -> RouteHandles {
-        let counter = |class| self.requests.get_or_create(&RouteStatusLabels { route: route.to_owned(), status_class: class }).clone();
+        let counter = |class| {
+            self.requests
+                .get_or_create(&RouteStatusLabels {
+                    route: route.to_owned(),
+                    status_class: class,
+                })
+                .clone()
+        };
         RouteHandles {
-            by_class: [counter("1xx"), counter("2xx"), counter("3xx"), counter("4xx"), counter("5xx")],
-            duration: self.duration.get_or_create(&RouteLabels { route: route.to_owned() }).clone(),
+            by_class: [
+                counter("1xx"),
+                counter("2xx"),
+                counter("3xx"),
+                counter("4xx"),
+                counter("5xx"),
+            ],
+            duration: self
+                .duration
+                .get_or_create(&RouteLabels {
+                    route: route.to_owned(),
+                })
+                .clone(),
         }
     }
 }
@@ -112,17 +138,24 @@ impl std::fmt::Debug for EndpointHealth {
 impl Collector for EndpointHealth {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let snap = self.0.load();
-        let gauge_family = |name, help| (name, help);
-        let (name, help) = gauge_family("weir_upstream_endpoint_healthy", "1 when the endpoint takes traffic");
-        let mut family = encoder.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Gauge)?;
-        for (upstream, u) in &snap.upstreams {
-            for ep in u.group.endpoints().iter() {
-                let labels = [("upstream", upstream.clone()), ("endpoint", ep.addr.to_string())];
-                let g = ConstGauge::new(i64::from(ep.is_available()));
-                g.encode(family.encode_family(&labels)?)?;
+        {
+            let mut family = encoder.encode_descriptor(
+                "weir_upstream_endpoint_healthy",
+                "1 when the endpoint takes traffic",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for (upstream, u) in &snap.upstreams {
+                for ep in u.group.endpoints().iter() {
+                    let labels = [
+                        ("upstream", upstream.clone()),
+                        ("endpoint", ep.addr.to_string()),
+                    ];
+                    ConstGauge::new(i64::from(ep.is_available()))
+                        .encode(family.encode_family(&labels)?)?;
+                }
             }
         }
-        drop(family);
         let mut family = encoder.encode_descriptor(
             "weir_upstream_endpoint_in_flight",
             "Requests outstanding on the endpoint",
@@ -131,8 +164,12 @@ impl Collector for EndpointHealth {
         )?;
         for (upstream, u) in &snap.upstreams {
             for ep in u.group.endpoints().iter() {
-                let labels = [("upstream", upstream.clone()), ("endpoint", ep.addr.to_string())];
-                ConstGauge::new(i64::from(ep.in_flight())).encode(family.encode_family(&labels)?)?;
+                let labels = [
+                    ("upstream", upstream.clone()),
+                    ("endpoint", ep.addr.to_string()),
+                ];
+                ConstGauge::new(i64::from(ep.in_flight()))
+                    .encode(family.encode_family(&labels)?)?;
             }
         }
         Ok(())

@@ -22,8 +22,8 @@ use http_body_util::Limited;
 use hyper::body::Incoming;
 use proxy_core::body::{self as pbody, Body};
 use proxy_core::forward::{
-    self, ForwardError, ForwardedInfo, REQUEST_ID, ensure_request_id, is_upgrade_request, prepare_request_headers,
-    strip_hop_by_hop,
+    self, ForwardError, ForwardedInfo, REQUEST_ID, ensure_request_id, is_upgrade_request,
+    prepare_request_headers, strip_hop_by_hop,
 };
 use proxy_core::problem::Problem;
 use proxy_core::server::{ConnInfo, Handler};
@@ -43,8 +43,8 @@ pub struct GatewayHandler {
 }
 
 impl Handler for GatewayHandler {
-    fn handle(self, req: Request<Incoming>, conn: Arc<ConnInfo>) -> impl Future<Output = Response<Body>> + Send + 'static {
-        async move { self.serve(req, conn).await }
+    async fn handle(self, req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Body> {
+        self.serve(req, conn).await
     }
 }
 
@@ -63,14 +63,24 @@ impl GatewayHandler {
         let mut span = self.telemetry.server_span(&req, ServerSpanInfo::default());
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        let mut outcome = Outcome { route: None, route_index: None, upstream: None };
+        let mut outcome = Outcome {
+            route: None,
+            route_index: None,
+            upstream: None,
+        };
 
-        let mut resp = self.route_and_forward(&snapshot, req, &conn, &mut span, &mut outcome).await;
+        let mut resp = self
+            .route_and_forward(&snapshot, req, &conn, &mut span, &mut outcome)
+            .await;
 
         resp.headers_mut().insert(REQUEST_ID, request_id.clone());
         let status = resp.status();
         span.record_response(status);
-        if let Some(slug) = resp.headers().get(proxy_core::problem::GENERATED_BY).and_then(|v| v.to_str().ok()) {
+        if let Some(slug) = resp
+            .headers()
+            .get(proxy_core::problem::GENERATED_BY)
+            .and_then(|v| v.to_str().ok())
+        {
             span.record_error(slug);
         }
         let elapsed = started.elapsed();
@@ -103,29 +113,48 @@ impl GatewayHandler {
         span: &mut ActiveSpan,
         outcome: &mut Outcome,
     ) -> Response<Body> {
-        let lookup = snapshot.routes.lookup(req.method(), req.uri(), req.headers(), SystemTime::now());
+        let lookup =
+            snapshot
+                .routes
+                .lookup(req.method(), req.uri(), req.headers(), SystemTime::now());
         let matched = match lookup {
             RouteMatch::Matched(m) => m,
             RouteMatch::NotFound => {
-                return Problem::new(StatusCode::NOT_FOUND, "route-not-found", "No route matches this request")
-                    .detail(format!("no route for {} {}", req.method(), req.uri().path()))
-                    .request_id_from(req.headers())
-                    .into_response();
+                return Problem::new(
+                    StatusCode::NOT_FOUND,
+                    "route-not-found",
+                    "No route matches this request",
+                )
+                .detail(format!(
+                    "no route for {} {}",
+                    req.method(),
+                    req.uri().path()
+                ))
+                .request_id_from(req.headers())
+                .into_response();
             }
             RouteMatch::MethodNotAllowed { allow } => {
-                return Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
-                    .detail(format!("{} is not allowed here", req.method()))
-                    .request_id_from(req.headers())
-                    .header(header::ALLOW, allow_header(&allow))
-                    .into_response();
+                return Problem::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method-not-allowed",
+                    "Method not allowed",
+                )
+                .detail(format!("{} is not allowed here", req.method()))
+                .request_id_from(req.headers())
+                .header(header::ALLOW, allow_header(&allow))
+                .into_response();
             }
             RouteMatch::Gone { route } => {
                 outcome.route = Some(route.name().clone());
                 outcome.route_index = Some(route.index());
-                let mut resp = Problem::new(StatusCode::GONE, "api-version-sunset", "This API version has been retired")
-                    .detail(format!("route {} passed its sunset date", route.name()))
-                    .request_id_from(req.headers())
-                    .into_response();
+                let mut resp = Problem::new(
+                    StatusCode::GONE,
+                    "api-version-sunset",
+                    "This API version has been retired",
+                )
+                .detail(format!("route {} passed its sunset date", route.name()))
+                .request_id_from(req.headers())
+                .into_response();
                 route.apply_response_headers(resp.headers_mut());
                 return resp;
             }
@@ -133,8 +162,18 @@ impl GatewayHandler {
         let route = matched.route;
         outcome.route = Some(route.name().clone());
         outcome.route_index = Some(route.index());
-        span.set_route(route.config().matches.path_template.as_deref().unwrap_or(route.name()), route.name());
-        let mut resp = self.forward(snapshot, &matched, req, conn, span, outcome).await;
+        span.set_route(
+            route
+                .config()
+                .matches
+                .path_template
+                .as_deref()
+                .unwrap_or(route.name()),
+            route.name(),
+        );
+        let mut resp = self
+            .forward(snapshot, &matched, req, conn, span, outcome)
+            .await;
         route.apply_response_headers(resp.headers_mut());
         resp
     }
@@ -149,31 +188,47 @@ impl GatewayHandler {
         outcome: &mut Outcome,
     ) -> Response<Body> {
         let route = matched.route;
-        let limit = route.max_body_bytes().unwrap_or(snapshot.limits.max_body_bytes.get());
+        let limit = route
+            .max_body_bytes()
+            .unwrap_or(snapshot.limits.max_body_bytes.get());
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit) {
-            return ForwardError::BodyTooLarge { limit }.to_problem().request_id_from(req.headers()).into_response();
+            return ForwardError::BodyTooLarge { limit }
+                .to_problem()
+                .request_id_from(req.headers())
+                .into_response();
         }
 
         // The client side of a protocol switch must be claimed before the
         // request is taken apart.
-        let client_upgrade = is_upgrade_request(req.headers()).then(|| hyper::upgrade::on(&mut req));
+        let client_upgrade =
+            is_upgrade_request(req.headers()).then(|| hyper::upgrade::on(&mut req));
 
         let upstream_name = matched.upstream().to_owned();
         outcome.upstream = Some(upstream_name.clone());
         span.set_upstream(&upstream_name);
         let Some(upstream) = snapshot.upstreams.get(&upstream_name) else {
-            return ForwardError::NoEndpoint(upstream_name).to_problem().request_id_from(req.headers()).into_response();
+            return ForwardError::NoEndpoint(upstream_name)
+                .to_problem()
+                .request_id_from(req.headers())
+                .into_response();
         };
         // Passively ejected endpoints are skipped; when all are, the ones
         // passing health checks are tried anyway rather than failing outright.
-        let Some(endpoint) = upstream.group.pick().or_else(|| upstream.group.pick_where(|e| e.is_healthy())) else {
+        let Some(endpoint) = upstream
+            .group
+            .pick()
+            .or_else(|| upstream.group.pick_where(|e| e.is_healthy()))
+        else {
             self.count_upstream_error(&upstream_name, "no-healthy-upstream");
-            return ForwardError::NoEndpoint(upstream_name).to_problem().request_id_from(req.headers()).into_response();
+            return ForwardError::NoEndpoint(upstream_name)
+                .to_problem()
+                .request_id_from(req.headers())
+                .into_response();
         };
 
         let forward_pq = matched.forward_path_and_query(req.uri()).to_owned();
@@ -186,7 +241,11 @@ impl GatewayHandler {
         let (mut parts, body) = req.into_parts();
         prepare_request_headers(
             &mut parts.headers,
-            ForwardedInfo { client_ip: conn.remote.ip(), proto: conn.scheme(), host: host.as_deref() },
+            ForwardedInfo {
+                client_ip: conn.remote.ip(),
+                proto: conn.scheme(),
+                host: host.as_deref(),
+            },
         );
         route.apply_request_headers(&mut parts.headers);
         parts.uri = match forward_pq.parse() {
@@ -208,9 +267,17 @@ impl GatewayHandler {
         let mut client_span = self.telemetry.client_span(
             span.context(),
             &mut parts,
-            ClientSpanInfo { attempt: 1, retry_reason: None, upstream: Some(&upstream_name), endpoint: Some(&endpoint_label) },
+            ClientSpanInfo {
+                attempt: 1,
+                retry_reason: None,
+                upstream: Some(&upstream_name),
+                endpoint: Some(&endpoint_label),
+            },
         );
-        let body = pbody::boxed(Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)));
+        let body = pbody::boxed(Limited::new(
+            body,
+            usize::try_from(limit).unwrap_or(usize::MAX),
+        ));
         let out = Request::from_parts(parts, body);
 
         let in_flight = endpoint.start();
@@ -220,7 +287,9 @@ impl GatewayHandler {
                 Ok(r) => r.map_err(|e| ForwardError::from_client(endpoint_label.clone(), e, limit)),
                 Err(_) => Err(ForwardError::Timeout(t)),
             },
-            None => sent.await.map_err(|e| ForwardError::from_client(endpoint_label.clone(), e, limit)),
+            None => sent
+                .await
+                .map_err(|e| ForwardError::from_client(endpoint_label.clone(), e, limit)),
         };
         let mut resp = match result {
             Ok(r) => r,
@@ -249,9 +318,11 @@ impl GatewayHandler {
             match client_upgrade {
                 Some(client) => forward::tunnel_upgrade(client, hyper::upgrade::on(&mut resp)),
                 None => {
-                    return ForwardError::InvalidRequest("upstream switched protocols unasked".into())
-                        .to_problem()
-                        .into_response();
+                    return ForwardError::InvalidRequest(
+                        "upstream switched protocols unasked".into(),
+                    )
+                    .to_problem()
+                    .into_response();
                 }
             }
             strip_hop_by_hop(resp.headers_mut(), true);
@@ -264,8 +335,10 @@ impl GatewayHandler {
     fn count_upstream_error(&self, upstream: &str, kind: &'static str) {
         self.metrics
             .upstream_errors
-            .get_or_create(&crate::metrics::UpstreamErrorLabels { upstream: upstream.to_owned(), kind })
+            .get_or_create(&crate::metrics::UpstreamErrorLabels {
+                upstream: upstream.to_owned(),
+                kind,
+            })
             .inc();
     }
 }
-

@@ -51,12 +51,16 @@ pub struct Gateway {
 impl Gateway {
     /// Loads and validates the config, then binds every listener. Nothing is
     /// bound when the config is invalid.
-    pub async fn bind(config_path: impl Into<PathBuf>, env: impl Fn(&str) -> Option<String>) -> Result<Self, GatewayError> {
+    pub async fn bind(
+        config_path: impl Into<PathBuf>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, GatewayError> {
         let path: PathBuf = config_path.into();
         let metrics = Arc::new(GatewayMetrics::default());
         let build_metrics = metrics.clone();
-        let tls_cell: Arc<std::sync::OnceLock<Arc<HashMap<String, proxy_core::server::TlsSource>>>> =
-            Arc::new(std::sync::OnceLock::new());
+        let tls_cell: Arc<
+            std::sync::OnceLock<Arc<HashMap<String, proxy_core::server::TlsSource>>>,
+        > = Arc::new(std::sync::OnceLock::new());
         let cell = tls_cell.clone();
         let reloader = Reloader::new(
             path.clone(),
@@ -73,7 +77,10 @@ impl Gateway {
         let snapshot = reloader.current().load_full();
         let config = snapshot.config.clone();
 
-        let settings = config.telemetry.resolve("telemetry", "gateway", env!("CARGO_PKG_VERSION"), &env)?;
+        let settings =
+            config
+                .telemetry
+                .resolve("telemetry", "gateway", env!("CARGO_PKG_VERSION"), &env)?;
         let telemetry = Arc::new(Telemetry::init(&settings)?);
 
         let mut registry = Registry::default();
@@ -83,9 +90,20 @@ impl Gateway {
         let mut listeners = Vec::new();
         let mut sources = HashMap::new();
         for l in &config.listeners {
-            let address = override_addr(&env, &format!("WEIR_LISTENER_{}_ADDRESS", env_key(&l.name)), l.address);
-            let listener = bind(address).await.map_err(|source| GatewayError::Bind { name: l.name.clone(), address, source })?;
-            let tls = snapshot.tls.get(&l.name).map(|cfg| Arc::new(ArcSwap::new(cfg.clone())));
+            let address = override_addr(
+                &env,
+                &format!("WEIR_LISTENER_{}_ADDRESS", env_key(&l.name)),
+                l.address,
+            );
+            let listener = bind(address).await.map_err(|source| GatewayError::Bind {
+                name: l.name.clone(),
+                address,
+                source,
+            })?;
+            let tls = snapshot
+                .tls
+                .get(&l.name)
+                .map(|cfg| Arc::new(ArcSwap::new(cfg.clone())));
             if let Some(t) = &tls {
                 sources.insert(l.name.clone(), t.clone());
             }
@@ -94,16 +112,31 @@ impl Gateway {
         let admin_addr = override_addr(&env, "WEIR_ADMIN_ADDRESS", config.admin.address);
         let admin = bind(admin_addr)
             .await
-            .map_err(|source| GatewayError::Bind { name: "admin".into(), address: admin_addr, source })?;
+            .map_err(|source| GatewayError::Bind {
+                name: "admin".into(),
+                address: admin_addr,
+                source,
+            })?;
         let tls_sources = Arc::new(sources);
         let _ = tls_cell.set(tls_sources.clone());
-        Ok(Self { reloader, metrics, registry: Arc::new(registry), telemetry, listeners, admin, tls_sources })
+        Ok(Self {
+            reloader,
+            metrics,
+            registry: Arc::new(registry),
+            telemetry,
+            listeners,
+            admin,
+            tls_sources,
+        })
     }
 
     /// Bound addresses by listener name (plus `admin`).
     pub fn local_addrs(&self) -> HashMap<String, SocketAddr> {
-        let mut out: HashMap<String, SocketAddr> =
-            self.listeners.iter().filter_map(|(n, l, _)| Some((n.clone(), l.local_addr().ok()?))).collect();
+        let mut out: HashMap<String, SocketAddr> = self
+            .listeners
+            .iter()
+            .filter_map(|(n, l, _)| Some((n.clone(), l.local_addr().ok()?)))
+            .collect();
         if let Ok(a) = self.admin.local_addr() {
             out.insert("admin".into(), a);
         }
@@ -130,7 +163,9 @@ impl Gateway {
             Arc::new(move || cur.load().effective_config())
         });
         let reloader = self.reloader.clone();
-        admin_state.reload = Some(Arc::new(move || reloader.reload().map_err(|e| e.to_string())));
+        admin_state.reload = Some(Arc::new(move || {
+            reloader.reload().map_err(|e| e.to_string())
+        }));
         let ready = admin_state.ready.clone();
 
         self.reloader.spawn_watchers(shutdown.clone());
@@ -157,7 +192,9 @@ impl Gateway {
             let _ = t.await;
         }
         let _ = admin_task.await;
-        self.telemetry.shutdown(std::time::Duration::from_secs(5)).await;
+        self.telemetry
+            .shutdown(std::time::Duration::from_secs(5))
+            .await;
         drop(self.tls_sources);
     }
 }
@@ -170,10 +207,22 @@ pub async fn run(config_path: impl Into<PathBuf>, shutdown: Shutdown) -> Result<
 }
 
 fn env_key(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
-fn override_addr(env: &impl Fn(&str) -> Option<String>, key: &str, default: SocketAddr) -> SocketAddr {
+fn override_addr(
+    env: &impl Fn(&str) -> Option<String>,
+    key: &str,
+    default: SocketAddr,
+) -> SocketAddr {
     match env(key) {
         Some(v) => match v.parse() {
             Ok(a) => a,

@@ -31,9 +31,9 @@ pub fn load_config(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
     let config: GatewayConfig = read_yaml_file(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut errors = config.validate(base);
-    if let Err(route_errors) =
-        RouteTable::compile(&config.routes, &config.versioning, &|name| config.upstreams.contains_key(name))
-    {
+    if let Err(route_errors) = RouteTable::compile(&config.routes, &config.versioning, &|name| {
+        config.upstreams.contains_key(name)
+    }) {
         for e in route_errors {
             errors.push(e.field.clone(), e.kind.to_string());
         }
@@ -44,9 +44,18 @@ pub fn load_config(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
 impl Snapshot {
     /// Builds the runtime state; `previous` lends the upstreams whose config
     /// did not change.
-    pub fn build(path: &Path, previous: Option<&Snapshot>, metrics: &GatewayMetrics) -> Result<Self, ConfigErrors> {
+    pub fn build(
+        path: &Path,
+        previous: Option<&Snapshot>,
+        metrics: &GatewayMetrics,
+    ) -> Result<Self, ConfigErrors> {
         let config = load_config(path)?;
-        Self::from_config(config, path.parent().unwrap_or(Path::new(".")), previous, metrics)
+        Self::from_config(
+            config,
+            path.parent().unwrap_or(Path::new(".")),
+            previous,
+            metrics,
+        )
     }
 
     pub fn from_config(
@@ -56,7 +65,9 @@ impl Snapshot {
         metrics: &GatewayMetrics,
     ) -> Result<Self, ConfigErrors> {
         let mut errors = ConfigErrors::new();
-        let routes = match RouteTable::compile(&config.routes, &config.versioning, &|n| config.upstreams.contains_key(n)) {
+        let routes = match RouteTable::compile(&config.routes, &config.versioning, &|n| {
+            config.upstreams.contains_key(n)
+        }) {
             Ok(t) => t,
             Err(route_errors) => {
                 for e in route_errors {
@@ -70,9 +81,15 @@ impl Snapshot {
             let Some(t) = &l.tls else { continue };
             let mut keys = Vec::new();
             for (j, c) in t.certificates.iter().enumerate() {
-                match proxy_core::tls::load_certified_key(&base_dir.join(&c.cert), &base_dir.join(&c.key)) {
+                match proxy_core::tls::load_certified_key(
+                    &base_dir.join(&c.cert),
+                    &base_dir.join(&c.key),
+                ) {
                     Ok(k) => keys.push(k),
-                    Err(e) => errors.push(format!("listeners[{i}].tls.certificates[{j}]"), e.to_string()),
+                    Err(e) => errors.push(
+                        format!("listeners[{i}].tls.certificates[{j}]"),
+                        e.to_string(),
+                    ),
                 }
             }
             match proxy_core::tls::server_config(keys, t.min_version) {
@@ -93,8 +110,19 @@ impl Snapshot {
                 (name.clone(), Upstream::reuse_or_build(name, cfg, prev))
             })
             .collect();
-        let route_metrics = routes.routes().iter().map(|r| metrics.route_handles(r.name())).collect();
-        Ok(Self { limits: config.limits.clone(), config: Arc::new(config), routes, upstreams, route_metrics, tls })
+        let route_metrics = routes
+            .routes()
+            .iter()
+            .map(|r| metrics.route_handles(r.name()))
+            .collect();
+        Ok(Self {
+            limits: config.limits.clone(),
+            config: Arc::new(config),
+            routes,
+            upstreams,
+            route_metrics,
+            tls,
+        })
     }
 
     /// The effective config as JSON for `GET /config` (no secrets live in the
@@ -105,7 +133,10 @@ impl Snapshot {
 }
 
 /// Points every TLS listener at the certificates of the current snapshot.
-pub fn apply_tls(snapshot: &Snapshot, sources: &HashMap<String, Arc<ArcSwap<rustls::ServerConfig>>>) {
+pub fn apply_tls(
+    snapshot: &Snapshot,
+    sources: &HashMap<String, Arc<ArcSwap<rustls::ServerConfig>>>,
+) {
     for (name, source) in sources {
         if let Some(cfg) = snapshot.tls.get(name) {
             source.store(cfg.clone());

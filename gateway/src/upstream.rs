@@ -32,11 +32,20 @@ impl Upstream {
             connect_timeout: config.timeouts.connect.get(),
             pool: config.pool.clone(),
         });
-        Arc::new(Self { name: name.to_owned(), config: config.clone(), group, client })
+        Arc::new(Self {
+            name: name.to_owned(),
+            config: config.clone(),
+            group,
+            client,
+        })
     }
 
     /// The previous upstream when its config is unchanged, else a new one.
-    pub fn reuse_or_build(name: &str, config: &UpstreamConfig, previous: Option<&Arc<Upstream>>) -> Arc<Self> {
+    pub fn reuse_or_build(
+        name: &str,
+        config: &UpstreamConfig,
+        previous: Option<&Arc<Upstream>>,
+    ) -> Arc<Self> {
         match previous {
             Some(prev) if prev.config == *config => prev.clone(),
             _ => Self::build(name, config),

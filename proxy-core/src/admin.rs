@@ -51,16 +51,20 @@ impl AdminState {
 }
 
 fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(body::full(serde_json::to_vec_pretty(value).unwrap_or_default()));
+    let mut resp = Response::new(body::full(
+        serde_json::to_vec_pretty(value).unwrap_or_default(),
+    ));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
 fn text(status: StatusCode, content_type: &'static str, s: String) -> Response<Body> {
     let mut resp = Response::new(body::full(s));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }
 
@@ -68,7 +72,11 @@ fn text(status: StatusCode, content_type: &'static str, s: String) -> Response<B
 struct AdminHandler(Arc<AdminState>);
 
 impl Handler for AdminHandler {
-    fn handle(self, req: Request<Incoming>, _conn: Arc<ConnInfo>) -> impl Future<Output = Response<Body>> + Send + 'static {
+    fn handle(
+        self,
+        req: Request<Incoming>,
+        _conn: Arc<ConnInfo>,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static {
         let resp = route(&self.0, &req);
         async move { resp }
     }
@@ -82,7 +90,11 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Body> {
             if state.ready.load(Ordering::Relaxed) {
                 text(StatusCode::OK, "text/plain", "ready\n".into())
             } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".into())
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "not ready\n".into(),
+                )
             }
         }
         (&Method::GET, "/metrics") => text(
@@ -94,16 +106,25 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Body> {
         (&Method::POST, "/reload") => match &state.reload {
             Some(hook) => match hook() {
                 Ok(()) => json(StatusCode::OK, &serde_json::json!({"status": "reloaded"})),
-                Err(reason) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "config-invalid", "New configuration refused")
-                    .detail(reason)
-                    .into_response(),
+                Err(reason) => Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "config-invalid",
+                    "New configuration refused",
+                )
+                .detail(reason)
+                .into_response(),
             },
             None => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found").into_response(),
         },
-        (&Method::GET, p) if state.extra.contains_key(p) => json(StatusCode::OK, &(state.extra[p])()),
-        (_, "/healthz" | "/readyz" | "/metrics" | "/config" | "/reload") => {
-            Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed").into_response()
+        (&Method::GET, p) if state.extra.contains_key(p) => {
+            json(StatusCode::OK, &(state.extra[p])())
         }
+        (_, "/healthz" | "/readyz" | "/metrics" | "/config" | "/reload") => Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "Method not allowed",
+        )
+        .into_response(),
         _ => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found")
             .detail(format!("no admin endpoint at {path}"))
             .into_response(),
@@ -112,6 +133,9 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Body> {
 
 /// Serves the admin endpoints on `listener` until `shutdown`.
 pub async fn serve_admin(listener: TcpListener, state: AdminState, shutdown: Shutdown) {
-    let opts = ServeOptions { drain: std::time::Duration::from_secs(1), ..ServeOptions::default() };
+    let opts = ServeOptions {
+        drain: std::time::Duration::from_secs(1),
+        ..ServeOptions::default()
+    };
     crate::server::serve(listener, opts, AdminHandler(Arc::new(state)), shutdown).await;
 }

@@ -50,7 +50,10 @@ impl Problem {
 
     /// Carries the request id taken from the request headers, if any.
     pub fn request_id_from(mut self, headers: &HeaderMap) -> Self {
-        if let Some(id) = headers.get(crate::forward::REQUEST_ID).and_then(|v| v.to_str().ok()) {
+        if let Some(id) = headers
+            .get(crate::forward::REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+        {
             self.request_id = Some(id.to_owned());
         }
         self
@@ -104,8 +107,15 @@ impl Problem {
         let mut resp = Response::new(body::full(bytes));
         *resp.status_mut() = self.status;
         let headers = resp.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if let Some(id) = self.request_id.as_deref().and_then(|id| HeaderValue::from_str(id).ok()) {
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(id) = self
+            .request_id
+            .as_deref()
+            .and_then(|id| HeaderValue::from_str(id).ok())
+        {
             headers.insert(crate::forward::REQUEST_ID, id);
         }
         headers.insert(GENERATED_BY, HeaderValue::from_static(self.slug));
@@ -125,10 +135,14 @@ mod tests {
 
     #[tokio::test]
     async fn renders_rfc9457_document() {
-        let resp = Problem::new(StatusCode::BAD_GATEWAY, "upstream-unavailable", "Upstream unavailable")
-            .detail("connection refused")
-            .request_id("abc")
-            .into_response();
+        let resp = Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream-unavailable",
+            "Upstream unavailable",
+        )
+        .detail("connection refused")
+        .request_id("abc")
+        .into_response();
         assert_eq!(resp.status(), 502);
         assert_eq!(resp.headers()[CONTENT_TYPE], "application/problem+json");
         assert_eq!(resp.headers()["x-request-id"], "abc");

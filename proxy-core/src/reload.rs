@@ -40,7 +40,11 @@ pub struct ReloadMetrics {
 
 impl ReloadMetrics {
     pub fn register(&self, registry: &mut Registry) {
-        registry.register("weir_config_reloads", "Configuration reloads by result", self.reloads.clone());
+        registry.register(
+            "weir_config_reloads",
+            "Configuration reloads by result",
+            self.reloads.clone(),
+        );
         registry.register(
             "weir_config_last_reload_success",
             "1 when the last reload attempt succeeded, 0 when it was refused",
@@ -134,7 +138,9 @@ impl<S: Send + Sync + 'static> Reloader<S> {
             let stop = shutdown.clone();
             tokio::spawn(async move {
                 use tokio::signal::unix::{SignalKind, signal};
-                let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+                let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                    return;
+                };
                 let stopped = stop.wait();
                 tokio::pin!(stopped);
                 loop {
@@ -152,21 +158,30 @@ impl<S: Send + Sync + 'static> Reloader<S> {
         use notify::{RecursiveMode, Watcher};
         let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
         let file_name = self.path.file_name().map(|n| n.to_owned());
-        let mut watcher = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if let Ok(ev) = res {
-                let relevant = ev.paths.iter().any(|p| p.file_name() == file_name.as_deref() || p.ends_with("..data"));
-                if relevant && !ev.kind.is_access() {
-                    let _ = tx.try_send(());
+        let mut watcher = match notify::recommended_watcher(
+            move |res: notify::Result<notify::Event>| {
+                if let Ok(ev) = res {
+                    let relevant = ev
+                        .paths
+                        .iter()
+                        .any(|p| p.file_name() == file_name.as_deref() || p.ends_with("..data"));
+                    if relevant && !ev.kind.is_access() {
+                        let _ = tx.try_send(());
+                    }
                 }
-            }
-        }) {
+            },
+        ) {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP or POST /reload");
                 return;
             }
         };
-        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
             tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the config directory");
             return;
@@ -204,7 +219,9 @@ mod tests {
         std::fs::write(&file, "1").unwrap();
         let build = |p: &Path, _prev: Option<&u32>| {
             let s = std::fs::read_to_string(p).unwrap();
-            s.trim().parse::<u32>().map_err(|e| crate::config::ConfigError::new("", e.to_string()).into())
+            s.trim()
+                .parse::<u32>()
+                .map_err(|e| crate::config::ConfigError::new("", e.to_string()).into())
         };
         let r = Reloader::new(&file, build, ReloadMetrics::default()).unwrap();
         assert_eq!(**r.current().load(), 1);

@@ -50,15 +50,24 @@ pub fn provider() -> Arc<CryptoProvider> {
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|source| TlsError::Cert { path: cert.to_owned(), source })?;
+        .map_err(|source| TlsError::Cert {
+            path: cert.to_owned(),
+            source,
+        })?;
     if chain.is_empty() {
         return Err(TlsError::NoCert(cert.to_owned()));
     }
-    let der = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key { path: key.to_owned(), source })?;
+    let der = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key {
+        path: key.to_owned(),
+        source,
+    })?;
     let signing = provider()
         .key_provider
         .load_private_key(der)
-        .map_err(|source| TlsError::BadKey { path: key.to_owned(), source })?;
+        .map_err(|source| TlsError::BadKey {
+            path: key.to_owned(),
+            source,
+        })?;
     Ok(CertifiedKey::new(chain, signing))
 }
 
@@ -75,7 +84,10 @@ pub enum MinTlsVersion {
 /// A server config that picks among `certs` by SNI (first certificate valid for
 /// the requested name; the first certificate when the client sent no name or
 /// none matches) and offers ALPN `h2` then `http/1.1`.
-pub fn server_config(certs: Vec<CertifiedKey>, min: MinTlsVersion) -> Result<rustls::ServerConfig, TlsError> {
+pub fn server_config(
+    certs: Vec<CertifiedKey>,
+    min: MinTlsVersion,
+) -> Result<rustls::ServerConfig, TlsError> {
     let versions: &[&'static rustls::SupportedProtocolVersion] = match min {
         MinTlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         MinTlsVersion::Tls13 => &[&rustls::version::TLS13],
@@ -83,7 +95,9 @@ pub fn server_config(certs: Vec<CertifiedKey>, min: MinTlsVersion) -> Result<rus
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(versions)?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver { certs: certs.into_iter().map(Arc::new).collect() }));
+        .with_cert_resolver(Arc::new(SniResolver {
+            certs: certs.into_iter().map(Arc::new).collect(),
+        }));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }
@@ -95,7 +109,9 @@ struct SniResolver {
 
 impl SniResolver {
     fn matches(cert: &CertifiedKey, name: &ServerName<'_>) -> bool {
-        let Some(leaf) = cert.cert.first() else { return false };
+        let Some(leaf) = cert.cert.first() else {
+            return false;
+        };
         webpki::EndEntityCert::try_from(leaf)
             .and_then(|ee| ee.verify_is_valid_for_subject_name(name))
             .is_ok()
@@ -130,9 +146,15 @@ mod tests {
             keys.push(load_certified_key(&cert, &key).unwrap());
         }
         let b_leaf = keys[1].cert[0].clone();
-        let resolver = SniResolver { certs: keys.into_iter().map(Arc::new).collect() };
+        let resolver = SniResolver {
+            certs: keys.into_iter().map(Arc::new).collect(),
+        };
         let b = ServerName::try_from("b.example.com").unwrap();
-        let found = resolver.certs.iter().find(|c| SniResolver::matches(c, &b)).unwrap();
+        let found = resolver
+            .certs
+            .iter()
+            .find(|c| SniResolver::matches(c, &b))
+            .unwrap();
         assert_eq!(found.cert[0], b_leaf);
         assert!(load_certified_key(&dir.join("missing.crt"), &dir.join("missing.key")).is_err());
         std::fs::remove_dir_all(dir).ok();

@@ -21,7 +21,13 @@ pub(super) fn apply(set: &ArcSwap<Vec<Arc<Endpoint>>>, addrs: &[SocketAddr]) {
     }
     let next: Vec<Arc<Endpoint>> = wanted
         .iter()
-        .map(|a| current.iter().find(|e| e.addr == *a).cloned().unwrap_or_else(|| Endpoint::new(*a)))
+        .map(|a| {
+            current
+                .iter()
+                .find(|e| e.addr == *a)
+                .cloned()
+                .unwrap_or_else(|| Endpoint::new(*a))
+        })
         .collect();
     set.store(Arc::new(next));
 }
@@ -91,7 +97,11 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         task.abort();
-        assert!(set.load().iter().all(|e| e.addr.port() == 80 && e.addr.ip().is_loopback()));
+        assert!(
+            set.load()
+                .iter()
+                .all(|e| e.addr.port() == 80 && e.addr.ip().is_loopback())
+        );
         assert!(!set.load().is_empty());
     }
 }

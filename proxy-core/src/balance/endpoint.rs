@@ -134,7 +134,10 @@ impl Endpoint {
     /// Marks a request as started; the guard ends it.
     pub fn start(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight { endpoint: self.clone(), started: Instant::now() }
+        InFlight {
+            endpoint: self.clone(),
+            started: Instant::now(),
+        }
     }
 }
 
@@ -170,13 +173,22 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn ejection_backs_off_and_expires() {
         let ep = Endpoint::new("127.0.0.1:1".parse().unwrap());
-        assert_eq!(ep.eject(Duration::from_secs(1), Duration::from_secs(60)), Duration::from_secs(1));
+        assert_eq!(
+            ep.eject(Duration::from_secs(1), Duration::from_secs(60)),
+            Duration::from_secs(1)
+        );
         assert!(!ep.is_available());
         tokio::time::advance(Duration::from_millis(1001)).await;
         assert!(ep.is_available());
-        assert_eq!(ep.eject(Duration::from_secs(1), Duration::from_secs(60)), Duration::from_secs(2));
+        assert_eq!(
+            ep.eject(Duration::from_secs(1), Duration::from_secs(60)),
+            Duration::from_secs(2)
+        );
         ep.mark_success();
-        assert_eq!(ep.eject(Duration::from_secs(1), Duration::from_secs(60)), Duration::from_secs(1));
+        assert_eq!(
+            ep.eject(Duration::from_secs(1), Duration::from_secs(60)),
+            Duration::from_secs(1)
+        );
     }
 
     #[test]

@@ -73,9 +73,18 @@ impl EndpointGroup {
             )));
         }
         if let Some(hc) = opts.health_check.clone() {
-            tasks.push(tokio::spawn(health::check_loop(opts.name.clone(), hc, endpoints.clone())));
+            tasks.push(tokio::spawn(health::check_loop(
+                opts.name.clone(),
+                hc,
+                endpoints.clone(),
+            )));
         }
-        Arc::new(Self { name: opts.name, endpoints, picker: Picker::new(opts.load_balancer), tasks })
+        Arc::new(Self {
+            name: opts.name,
+            endpoints,
+            picker: Picker::new(opts.load_balancer),
+            tasks,
+        })
     }
 
     /// A group over fixed addresses with no background tasks (tests, tools).

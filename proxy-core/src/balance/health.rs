@@ -36,7 +36,10 @@ pub(super) async fn check_loop(
             let cfg = &cfg;
             async move {
                 let uri = format!("http://{}{}", ep.addr, cfg.path);
-                let ok = match Request::get(uri).header("user-agent", "weir-health-check").body(Empty::new()) {
+                let ok = match Request::get(uri)
+                    .header("user-agent", "weir-health-check")
+                    .body(Empty::new())
+                {
                     Ok(req) => matches!(
                         tokio::time::timeout(cfg.timeout.get(), client.request(req)).await,
                         Ok(Ok(resp)) if resp.status().is_success() || resp.status().is_redirection()

@@ -15,7 +15,10 @@ pub struct Picker {
 
 impl Picker {
     pub fn new(kind: LoadBalancerKind) -> Self {
-        Self { kind, next: AtomicUsize::new(fastrand::usize(..1024)) }
+        Self {
+            kind,
+            next: AtomicUsize::new(fastrand::usize(..1024)),
+        }
     }
 
     pub fn kind(&self) -> LoadBalancerKind {
@@ -52,7 +55,10 @@ impl Picker {
     ) -> Option<Arc<Endpoint>> {
         let n = endpoints.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n).map(|i| &endpoints[(start + i) % n]).find(|e| usable(e)).cloned()
+        (0..n)
+            .map(|i| &endpoints[(start + i) % n])
+            .find(|e| usable(e))
+            .cloned()
     }
 }
 
@@ -72,7 +78,11 @@ fn p2c(
     }
     let (ea, eb) = (&endpoints[a], &endpoints[b]);
     match (usable(ea), usable(eb)) {
-        (true, true) => Some(if cost(eb) < cost(ea) { eb.clone() } else { ea.clone() }),
+        (true, true) => Some(if cost(eb) < cost(ea) {
+            eb.clone()
+        } else {
+            ea.clone()
+        }),
         (true, false) => Some(ea.clone()),
         (false, true) => Some(eb.clone()),
         (false, false) => endpoints
@@ -89,7 +99,9 @@ mod tests {
     use std::time::Duration;
 
     fn eps(n: usize) -> Vec<Arc<Endpoint>> {
-        (0..n).map(|i| Endpoint::new(format!("127.0.0.1:{}", 1000 + i).parse().unwrap())).collect()
+        (0..n)
+            .map(|i| Endpoint::new(format!("127.0.0.1:{}", 1000 + i).parse().unwrap()))
+            .collect()
     }
 
     #[test]

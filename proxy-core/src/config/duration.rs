@@ -69,9 +69,18 @@ mod tests {
 
     #[test]
     fn parses_common_forms() {
-        assert_eq!("250ms".parse::<HumanDuration>().unwrap().get(), Duration::from_millis(250));
-        assert_eq!("5s".parse::<HumanDuration>().unwrap().get(), Duration::from_secs(5));
-        assert_eq!("1m".parse::<HumanDuration>().unwrap().get(), Duration::from_secs(60));
+        assert_eq!(
+            "250ms".parse::<HumanDuration>().unwrap().get(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            "5s".parse::<HumanDuration>().unwrap().get(),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            "1m".parse::<HumanDuration>().unwrap().get(),
+            Duration::from_secs(60)
+        );
     }
 
     #[test]

@@ -21,14 +21,21 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str) -> Result<T, ConfigErrors> {
             message.truncate(pos);
         }
         let path = if path == "." { String::new() } else { path };
-        ConfigErrors::from(ConfigError { path, line, message })
+        ConfigErrors::from(ConfigError {
+            path,
+            line,
+            message,
+        })
     })
 }
 
 /// Reads and parses a YAML file; an unreadable file is a config error too.
 pub fn read_yaml_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors::from(ConfigError::new("", format!("cannot read {}: {e}", path.display())))
+        ConfigErrors::from(ConfigError::new(
+            "",
+            format!("cannot read {}: {e}", path.display()),
+        ))
     })?;
     parse_yaml(&text)
 }
@@ -54,12 +61,17 @@ mod tests {
 
     #[test]
     fn unknown_field_names_path_and_line() {
-        let err = parse_yaml::<Outer>("items:\n  - timeout: 1s\n  - timeout: 2s\n    colour: red\n")
-            .unwrap_err();
+        let err =
+            parse_yaml::<Outer>("items:\n  - timeout: 1s\n  - timeout: 2s\n    colour: red\n")
+                .unwrap_err();
         let e = &err.0[0];
         assert_eq!(e.path, "items[1].colour");
         assert_eq!(e.line, Some(4));
-        assert!(e.message.contains("unknown field `colour`"), "{}", e.message);
+        assert!(
+            e.message.contains("unknown field `colour`"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

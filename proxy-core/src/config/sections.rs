@@ -24,7 +24,9 @@ pub struct ShutdownConfig {
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
-        Self { drain: HumanDuration::from_secs(30) }
+        Self {
+            drain: HumanDuration::from_secs(30),
+        }
     }
 }
 
@@ -75,15 +77,22 @@ impl FromStr for EndpointAddr {
             let (host, port) = rest
                 .rsplit_once(':')
                 .ok_or_else(|| format!("endpoint {s:?} needs a port (dns:name:port)"))?;
-            let port = port.parse().map_err(|_| format!("endpoint {s:?} has an invalid port"))?;
+            let port = port
+                .parse()
+                .map_err(|_| format!("endpoint {s:?} has an invalid port"))?;
             if host.is_empty() {
                 return Err(format!("endpoint {s:?} has an empty host name"));
             }
-            return Ok(EndpointAddr::Dns { host: host.to_owned(), port });
+            return Ok(EndpointAddr::Dns {
+                host: host.to_owned(),
+                port,
+            });
         }
-        s.parse::<SocketAddr>().map(EndpointAddr::Static).map_err(|_| {
-            format!("endpoint {s:?} is not host:port (use dns:name:port for DNS names)")
-        })
+        s.parse::<SocketAddr>()
+            .map(EndpointAddr::Static)
+            .map_err(|_| {
+                format!("endpoint {s:?} is not host:port (use dns:name:port for DNS names)")
+            })
     }
 }
 
@@ -108,7 +117,9 @@ impl<'de> Deserialize<'de> for EndpointAddr {
         }
         match Raw::deserialize(d)? {
             Raw::Str(s) => s.parse().map_err(serde::de::Error::custom),
-            Raw::Dns { dns } => format!("dns:{dns}").parse().map_err(serde::de::Error::custom),
+            Raw::Dns { dns } => format!("dns:{dns}")
+                .parse()
+                .map_err(serde::de::Error::custom),
         }
     }
 }
@@ -180,7 +191,10 @@ pub struct PoolConfig {
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        Self { max_idle_per_endpoint: 4096, idle_timeout: HumanDuration::from_secs(90) }
+        Self {
+            max_idle_per_endpoint: 4096,
+            idle_timeout: HumanDuration::from_secs(90),
+        }
     }
 }
 
@@ -193,7 +207,9 @@ pub struct UpstreamTimeouts {
 
 impl Default for UpstreamTimeouts {
     fn default() -> Self {
-        Self { connect: HumanDuration::from_secs(1) }
+        Self {
+            connect: HumanDuration::from_secs(1),
+        }
     }
 }
 
@@ -209,7 +225,10 @@ mod tests {
         );
         assert_eq!(
             "dns: a.b.svc:4143".parse::<EndpointAddr>().unwrap(),
-            EndpointAddr::Dns { host: "a.b.svc".into(), port: 4143 }
+            EndpointAddr::Dns {
+                host: "a.b.svc".into(),
+                port: 4143
+            }
         );
         assert!("localhost".parse::<EndpointAddr>().is_err());
         let v: Vec<EndpointAddr> =

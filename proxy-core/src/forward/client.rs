@@ -96,7 +96,10 @@ impl UpstreamClient {
         };
         let to_h2 = std::ptr::eq(client, self.h2.as_ref().unwrap_or(client)) && self.h2.is_some();
         if !req.headers().contains_key(header::HOST)
-            && let Some(host) = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            && let Some(host) = req
+                .uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         {
             req.headers_mut().insert(header::HOST, host);
         }
@@ -109,7 +112,11 @@ impl UpstreamClient {
         if let Ok(uri) = Uri::from_parts(parts) {
             *req.uri_mut() = uri;
         }
-        *req.version_mut() = if to_h2 { Version::HTTP_2 } else { Version::HTTP_11 };
+        *req.version_mut() = if to_h2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
         client.request(req).await
     }
 }

@@ -35,9 +35,16 @@ pub enum ForwardError {
 
 impl ForwardError {
     /// Classifies a hyper client error, finding body-limit breaches in its causes.
-    pub fn from_client(endpoint: String, err: hyper_util::client::legacy::Error, limit: u64) -> Self {
+    pub fn from_client(
+        endpoint: String,
+        err: hyper_util::client::legacy::Error,
+        limit: u64,
+    ) -> Self {
         if err.is_connect() {
-            return ForwardError::Connect { endpoint, source: err };
+            return ForwardError::Connect {
+                endpoint,
+                source: err,
+            };
         }
         let mut cause: Option<&(dyn std::error::Error + 'static)> = err.source();
         while let Some(c) = cause {
@@ -46,7 +53,10 @@ impl ForwardError {
             }
             cause = c.source();
         }
-        ForwardError::Upstream { endpoint, source: err }
+        ForwardError::Upstream {
+            endpoint,
+            source: err,
+        }
     }
 
     pub fn is_connect(&self) -> bool {

@@ -44,7 +44,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
         .collect();
-    let upgrade = if keep_upgrade { headers.get(header::UPGRADE).cloned() } else { None };
+    let upgrade = if keep_upgrade {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
     for name in named {
         if name != header::UPGRADE || !keep_upgrade {
             headers.remove(&name);
@@ -53,7 +57,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     for name in &HOP_BY_HOP {
         headers.remove(name);
     }
-    if headers.get(header::TE).is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers")) {
+    if headers
+        .get(header::TE)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    {
         headers.remove(header::TE);
     }
     if let Some(upgrade) = upgrade {
@@ -97,7 +104,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
@@ -130,7 +140,11 @@ mod tests {
         assert!(is_upgrade_request(&h));
         prepare_request_headers(
             &mut h,
-            ForwardedInfo { client_ip: "10.0.0.1".parse().unwrap(), proto: "http", host: None },
+            ForwardedInfo {
+                client_ip: "10.0.0.1".parse().unwrap(),
+                proto: "http",
+                host: None,
+            },
         );
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
@@ -141,7 +155,11 @@ mod tests {
         let mut h = map(&[("x-forwarded-for", "1.2.3.4")]);
         prepare_request_headers(
             &mut h,
-            ForwardedInfo { client_ip: "10.0.0.1".parse().unwrap(), proto: "https", host: Some("api.example.com") },
+            ForwardedInfo {
+                client_ip: "10.0.0.1".parse().unwrap(),
+                proto: "https",
+                host: Some("api.example.com"),
+            },
         );
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");

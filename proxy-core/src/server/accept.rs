@@ -15,7 +15,12 @@ use crate::shutdown::Shutdown;
 /// At most `max_connections` connections are open at once; beyond that the
 /// loop stops calling `accept`, so new clients wait in the kernel backlog
 /// instead of costing memory here.
-pub async fn serve<H: Handler>(listener: TcpListener, opts: ServeOptions, handler: H, shutdown: Shutdown) {
+pub async fn serve<H: Handler>(
+    listener: TcpListener,
+    opts: ServeOptions,
+    handler: H,
+    shutdown: Shutdown,
+) {
     let slots = Arc::new(Semaphore::new(opts.limits.max_connections));
     let graceful = GracefulShutdown::new();
     let stop = shutdown.wait();
@@ -52,7 +57,8 @@ pub async fn serve<H: Handler>(listener: TcpListener, opts: ServeOptions, handle
             g.inc();
         }
         tokio::spawn(async move {
-            conn::serve_connection(stream, remote, local, conn_opts, handler, watcher, shutdown).await;
+            conn::serve_connection(stream, remote, local, conn_opts, handler, watcher, shutdown)
+                .await;
             if let Some(g) = gauge {
                 g.dec();
             }

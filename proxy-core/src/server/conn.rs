@@ -35,7 +35,8 @@ pub(super) async fn serve_connection<H: Handler>(
         }
         Some(tls) => {
             let acceptor = TlsAcceptor::from(tls.load_full());
-            let handshake = tokio::time::timeout(opts.limits.header_read_timeout, acceptor.accept(io));
+            let handshake =
+                tokio::time::timeout(opts.limits.header_read_timeout, acceptor.accept(io));
             let tls_stream = match handshake.await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -49,7 +50,10 @@ pub(super) async fn serve_connection<H: Handler>(
             };
             let sni = tls_stream.get_ref().1.server_name().map(str::to_owned);
             let info = Arc::new(ConnInfo::new(remote, local, true, sni));
-            run_http(tls_stream, info, &opts, handler, watcher, activity, shutdown).await;
+            run_http(
+                tls_stream, info, &opts, handler, watcher, activity, shutdown,
+            )
+            .await;
         }
     }
 }
@@ -91,7 +95,9 @@ async fn run_http<I, H>(
             Ok::<_, std::convert::Infallible>(resp)
         }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .into_owned();
     let conn = watcher.watch(conn);
     tokio::pin!(conn);
 
@@ -100,7 +106,9 @@ async fn run_http<I, H>(
         loop {
             let deadline = activity.last() + idle_timeout;
             tokio::time::sleep_until(deadline).await;
-            if info.active_requests() == 0 && activity.last() + idle_timeout <= tokio::time::Instant::now() {
+            if info.active_requests() == 0
+                && activity.last() + idle_timeout <= tokio::time::Instant::now()
+            {
                 return;
             }
             if info.active_requests() > 0 {

@@ -37,7 +37,13 @@ pub struct ConnInfo {
 
 impl ConnInfo {
     pub fn new(remote: SocketAddr, local: SocketAddr, tls: bool, sni: Option<String>) -> Self {
-        Self { remote, local, tls, sni, active: AtomicUsize::new(0) }
+        Self {
+            remote,
+            local,
+            tls,
+            sni,
+            active: AtomicUsize::new(0),
+        }
     }
 
     /// `https` or `http`, for `X-Forwarded-Proto`.
@@ -104,6 +110,11 @@ pub struct ServeOptions {
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        Self { limits: ConnLimits::default(), tls: None, drain: Duration::from_secs(30), active_connections: None }
+        Self {
+            limits: ConnLimits::default(),
+            tls: None,
+            drain: Duration::from_secs(30),
+            active_connections: None,
+        }
     }
 }
