@@ -23,16 +23,17 @@ pub enum HostPattern {
 
 impl HostPattern {
     pub(crate) fn parse(raw: &str) -> Result<Self, &'static str> {
-        let s = raw.trim_end_matches('.').to_ascii_lowercase();
+        if raw == "*" {
+            return Ok(Self::Any);
+        }
+        let lower = raw.to_ascii_lowercase();
+        let s = lower.strip_suffix('.').unwrap_or(&lower);
         if s.is_empty() {
             return Err("empty host");
         }
-        if s == "*" {
-            return Ok(Self::Any);
-        }
         let (wild, name) = match s.strip_prefix("*.") {
             Some(rest) => (true, rest),
-            None => (false, s.as_str()),
+            None => (false, s),
         };
         if name.is_empty() {
             return Err("wildcard needs a suffix, as in *.example.com");
@@ -294,5 +295,77 @@ pub(crate) fn has_segment_prefix(path: &str, prefix: &str) -> bool {
     match path.strip_prefix(prefix) {
         Some(rest) => rest.is_empty() || rest.starts_with('/'),
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_patterns() {
+        assert_eq!(
+            HostPattern::parse("API.Example.com."),
+            Ok(HostPattern::Exact("api.example.com".into()))
+        );
+        assert_eq!(
+            HostPattern::parse("*.example.com"),
+            Ok(HostPattern::Wildcard(".example.com".into()))
+        );
+        assert_eq!(HostPattern::parse("*"), Ok(HostPattern::Any));
+        assert_eq!(
+            HostPattern::parse("[::1]"),
+            Ok(HostPattern::Exact("[::1]".into()))
+        );
+        for bad in [
+            "",
+            "*.",
+            "a.*.com",
+            "*example.com",
+            "host:80",
+            "a..b",
+            "a b",
+            "[::1",
+        ] {
+            assert!(HostPattern::parse(bad).is_err(), "{bad}");
+        }
+        let wild = HostPattern::parse("*.example.com").unwrap();
+        assert!(wild.matches("a.example.com") && wild.matches("a.b.example.com"));
+        assert!(!wild.matches("example.com") && !wild.matches("aexample.com"));
+        assert_eq!(wild.to_string(), "*.example.com");
+    }
+
+    #[test]
+    fn request_hosts_are_normalised() {
+        assert_eq!(normalize_host("api.example.com"), "api.example.com");
+        assert!(matches!(
+            normalize_host("api.example.com:8080"),
+            Cow::Borrowed("api.example.com")
+        ));
+        assert_eq!(normalize_host("API.Example.COM.:443"), "api.example.com");
+        assert_eq!(normalize_host("[::1]:8080"), "[::1]");
+        assert_eq!(normalize_host("[::1]"), "[::1]");
+    }
+
+    #[test]
+    fn segments_ignore_leading_and_one_trailing_slash() {
+        assert_eq!(segments("/").count(), 0);
+        assert_eq!(segments("/a/b/").collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(segments("/a//b").collect::<Vec<_>>(), ["a", "", "b"]);
+    }
+
+    #[test]
+    fn segment_prefixes() {
+        assert!(has_segment_prefix("/api", "/api"));
+        assert!(has_segment_prefix("/api/x", "/api"));
+        assert!(!has_segment_prefix("/apix", "/api"));
+        assert!(has_segment_prefix("/anything", "/"));
+        assert_eq!(
+            parse_prefix("/api/"),
+            Ok(PathPattern::Prefix("/api".into()))
+        );
+        assert_eq!(parse_prefix("/"), Ok(PathPattern::Prefix("/".into())));
+        assert!(parse_prefix("/a//b").is_err());
+        assert!(parse_exact("/a?b").is_err());
     }
 }
