@@ -4,13 +4,16 @@
 //!
 //! - [`otlp_receiver`]: an in-process OTLP collector (gRPC and HTTP/protobuf)
 //!   whose store tests await instead of sleeping.
+//! - [`harness`]: temp dirs, a recording upstream, a whole-response HTTP client.
 //! - [`trace_tree`]: received spans as a tree per trace, with shape assertions.
 //!
 //! The tests themselves live in `tests/tests/`.
 
+pub mod harness;
 pub mod otlp_receiver;
 pub mod trace_tree;
 
+pub use harness::{HttpClient, Reply, TempDir, Upstream};
 pub use otlp_receiver::{
     AttrValue, Kind, OtlpReceiver, ReceivedSpan, SpanStore, StatusCode, Transport,
 };
