@@ -128,11 +128,23 @@ fn sweep(shard: &mut Shard, now_ns: u64, max: usize) {
     shard.map.retain(|_, tat| *tat > now_ns);
     if shard.map.len() >= max {
         // Still full of live keys: drop the quarter closest to expiry (their
-        // buckets are the nearest to full anyway).
+        // buckets are the nearest to full anyway). Counted exactly, so equal
+        // TATs cannot turn the eviction into a flush.
+        let excess = shard.map.len() - max * 3 / 4;
         let mut tats: Vec<u64> = shard.map.values().copied().collect();
-        let cut = tats.len() / 4;
-        let (_, &mut threshold, _) = tats.select_nth_unstable(cut);
-        shard.map.retain(|_, tat| *tat > threshold);
+        let (_, &mut threshold, _) = tats.select_nth_unstable(excess - 1);
+        let below = tats.iter().filter(|&&t| t < threshold).count();
+        let mut ties = excess - below;
+        shard.map.retain(|_, tat| {
+            if *tat < threshold {
+                false
+            } else if *tat == threshold && ties > 0 {
+                ties -= 1;
+                false
+            } else {
+                true
+            }
+        });
     }
     shard.next_sweep = (shard.map.len() * 2).clamp(64.min(max), max);
 }
