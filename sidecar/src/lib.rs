@@ -1,1 +1,275 @@
-//! Sidecar.
+//! The Weir sidecar: a per-service proxy that makes calls between services
+//! resilient and visible.
+//!
+//! It runs next to one app (in its pod, or as a process beside it locally):
+//! **inbound** traffic is forwarded to the app under a concurrency limit and a
+//! timeout; the app's **outbound** calls, by logical service name (explicit
+//! mode, `HTTP_PROXY`) or redirected by iptables (transparent mode), go through
+//! a per-destination stack of timeouts, budgeted retries, per-endpoint circuit
+//! breaking and P2C load balancing (see [`destination`](crate) docs in
+//! `destination.rs`). The admin listener serves `/healthz`, `/readyz` (only once
+//! listeners are bound, the config is loaded and the app answers), `/metrics`,
+//! `/config`, `/state` and `POST /reload`.
+//!
+//! # Layout
+//!
+//! - [`config`]: `sidecar.yaml`, environment overrides, validation.
+//! - `runtime.rs`: the snapshot a config builds, swapped whole on reload.
+//! - `inbound.rs`, `outbound.rs`: the two request handlers.
+//! - `destination.rs`, `discovery.rs`: one destination's stack and endpoints.
+//! - [`transparent`]: `SO_ORIGINAL_DST`, protocol detection, opaque TCP.
+//! - [`iptables`]: the rules `sidecar init-iptables` writes.
+//! - [`metrics`]: Prometheus families; `state.rs`: `/state` and `/config`.
+
+pub mod config;
+mod destination;
+mod discovery;
+mod inbound;
+pub mod iptables;
+pub mod metrics;
+mod outbound;
+mod problems;
+mod runtime;
+mod state;
+pub mod transparent;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use prometheus_client::registry::Registry;
+use proxy_core::admin::{AdminState, serve_admin};
+use proxy_core::config::ConfigErrors;
+use proxy_core::reload::{ReloadMetrics, Reloader};
+use proxy_core::server::{ConnLimits, ServeOptions, serve};
+use proxy_core::shutdown::{self, Shutdown};
+use proxy_core::telemetry::{Telemetry, TelemetryError};
+use tokio::net::TcpListener;
+
+pub use config::SidecarConfig;
+pub use metrics::SidecarMetrics;
+
+use crate::inbound::Inbound;
+use crate::outbound::Outbound;
+use crate::runtime::Runtime;
+
+/// How often the app is probed for `/readyz`.
+const APP_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// An environment lookup (`|k| std::env::var(k).ok()` in `main`, a map in tests).
+pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Why the sidecar could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SidecarError {
+    #[error("invalid configuration:\n{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("cannot listen on {what} address {addr}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start telemetry")]
+    Telemetry(#[from] TelemetryError),
+}
+
+/// A sidecar whose listeners are bound, ready to [`serve`](Sidecar::serve).
+pub struct Sidecar {
+    inbound: TcpListener,
+    outbound: TcpListener,
+    admin: TcpListener,
+    runtime: Arc<ArcSwap<Runtime>>,
+    reloader: Option<Arc<Reloader<Runtime>>>,
+    registry: Arc<Registry>,
+    telemetry: Telemetry,
+    drain: Duration,
+    transparent: bool,
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, SidecarError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| SidecarError::Bind { what, addr, source })
+}
+
+impl Sidecar {
+    /// Binds the listeners of `config` (no hot reload: there is no file).
+    pub async fn bind(config: SidecarConfig) -> Result<Sidecar, SidecarError> {
+        let metrics = SidecarMetrics::default();
+        let telemetry = Telemetry::init(&config.telemetry)?;
+        let runtime = Runtime::build(config, None, &metrics, &telemetry)?;
+        Self::bind_runtime(Arc::new(ArcSwap::from_pointee(runtime)), None, metrics, None, telemetry).await
+    }
+
+    /// Loads `path` (with `env` overrides), binds its listeners, and reloads the
+    /// file on change, on SIGHUP and on `POST /reload`.
+    pub async fn bind_file(path: &Path, env: Env) -> Result<Sidecar, SidecarError> {
+        let first = SidecarConfig::load(path, &*env)?;
+        let telemetry = Telemetry::init(&first.telemetry)?;
+        let metrics = SidecarMetrics::default();
+        let reload_metrics = ReloadMetrics::default();
+        let (m, t) = (metrics.clone(), telemetry.clone());
+        let reloader = Reloader::new(
+            path,
+            move |p: &Path, prev: Option<&Runtime>| {
+                let cfg = SidecarConfig::load(p, &*env)?;
+                Runtime::build(cfg, prev, &m, &t)
+            },
+            reload_metrics.clone(),
+        )?;
+        let reloader = Arc::new(reloader);
+        let runtime = reloader.current().clone();
+        Self::bind_runtime(runtime, Some(reloader), metrics, Some(reload_metrics), telemetry).await
+    }
+
+    async fn bind_runtime(
+        runtime: Arc<ArcSwap<Runtime>>,
+        reloader: Option<Arc<Reloader<Runtime>>>,
+        metrics: SidecarMetrics,
+        reload_metrics: Option<ReloadMetrics>,
+        telemetry: Telemetry,
+    ) -> Result<Sidecar, SidecarError> {
+        let (inbound_addr, outbound_addr, admin_addr, drain, transparent) = {
+            let rt = runtime.load();
+            let c = &rt.config;
+            (c.inbound.address, c.outbound.address, c.admin, c.drain, c.outbound.transparent)
+        };
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        if let Some(rm) = &reload_metrics {
+            rm.register(&mut registry);
+        }
+        telemetry.register_metrics(&mut registry);
+        Ok(Sidecar {
+            inbound: bind("inbound", inbound_addr).await?,
+            outbound: bind("outbound", outbound_addr).await?,
+            admin: bind("admin", admin_addr).await?,
+            runtime,
+            reloader,
+            registry: Arc::new(registry),
+            telemetry,
+            drain,
+            transparent,
+        })
+    }
+
+    /// The bound inbound address (useful with port 0).
+    pub fn inbound_addr(&self) -> SocketAddr {
+        self.inbound.local_addr().unwrap_or_else(|_| self.runtime.load().config.inbound.address)
+    }
+
+    /// The bound outbound address.
+    pub fn outbound_addr(&self) -> SocketAddr {
+        self.outbound.local_addr().unwrap_or_else(|_| self.runtime.load().config.outbound.address)
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().unwrap_or_else(|_| self.runtime.load().config.admin)
+    }
+
+    /// Serves until `shutdown`: then `/readyz` turns 503, the listeners stop
+    /// accepting, in-flight requests finish (up to `shutdown.drain`), and the
+    /// admin listener closes last.
+    pub async fn serve(self, shutdown: Shutdown) -> Result<(), SidecarError> {
+        let runtime = self.runtime.clone();
+        let json_rt = runtime.clone();
+        let mut admin = AdminState::new(
+            self.registry.clone(),
+            Arc::new(move || state::config_json(&json_rt)),
+        );
+        let state_rt = runtime.clone();
+        admin
+            .extra
+            .insert("/state", Arc::new(move || state::state_json(&state_rt)));
+        if let Some(r) = &self.reloader {
+            let hook = r.clone();
+            admin.reload = Some(Arc::new(move || hook.reload().map_err(|e| e.to_string())));
+            r.spawn_watchers(shutdown.clone());
+        }
+        let ready = admin.ready.clone();
+        let (admin_trigger, admin_shutdown) = shutdown::channel();
+        let admin_task = tokio::spawn(serve_admin(self.admin, admin, admin_shutdown));
+
+        let stop_ready = ready.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            stop.wait().await;
+            stop_ready.store(false, Ordering::Relaxed);
+        });
+        let app_watch = tokio::spawn(watch_ready(runtime.clone(), ready, shutdown.clone()));
+
+        let opts = ServeOptions {
+            limits: ConnLimits::default(),
+            drain: self.drain,
+            ..ServeOptions::default()
+        };
+        let inbound = serve(
+            self.inbound,
+            opts.clone(),
+            Inbound {
+                runtime: runtime.clone(),
+                telemetry: self.telemetry.clone(),
+            },
+            shutdown.clone(),
+        );
+        let outbound = async {
+            if self.transparent {
+                transparent::serve(self.outbound, runtime.clone(), shutdown.clone(), self.drain).await;
+            } else {
+                let handler = Outbound {
+                    runtime: runtime.clone(),
+                    original_dst: None,
+                };
+                serve(self.outbound, opts.clone(), handler, shutdown.clone()).await;
+            }
+        };
+        tracing::info!("sidecar serving");
+        tokio::join!(inbound, outbound);
+        let _ = app_watch.await;
+        admin_trigger.trigger();
+        let _ = admin_task.await;
+        self.telemetry.shutdown(Duration::from_secs(5)).await;
+        tracing::info!("sidecar stopped");
+        Ok(())
+    }
+}
+
+/// Keeps `/readyz` equal to "the app answers" until shutdown.
+async fn watch_ready(runtime: Arc<ArcSwap<Runtime>>, ready: Arc<AtomicBool>, shutdown: Shutdown) {
+    let app_ready = Arc::new(AtomicBool::new(false));
+    let mirror = app_ready.clone();
+    let probe_shutdown = shutdown.clone();
+    let probe = inbound::watch_app(runtime, app_ready, APP_PROBE_INTERVAL, probe_shutdown);
+    let copy = async {
+        let stopped = shutdown.wait();
+        tokio::pin!(stopped);
+        loop {
+            if shutdown.is_triggered() {
+                return;
+            }
+            ready.store(mirror.load(Ordering::Relaxed), Ordering::Relaxed);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = &mut stopped => return,
+            }
+        }
+    };
+    tokio::join!(probe, copy);
+    ready.store(false, Ordering::Relaxed);
+}
+
+/// Runs a sidecar for `config` until `shutdown` (no hot reload).
+pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), SidecarError> {
+    Sidecar::bind(config).await?.serve(shutdown).await
+}
+
+/// Runs a sidecar from the file at `path` with hot reload until `shutdown`.
+pub async fn run_file(path: &Path, env: Env, shutdown: Shutdown) -> Result<(), SidecarError> {
+    Sidecar::bind_file(path, env).await?.serve(shutdown).await
+}

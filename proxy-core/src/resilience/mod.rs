@@ -31,12 +31,15 @@ pub mod timeout;
 mod window;
 
 pub use breaker::{
-    Admission, Breaker, BreakerLayer, BreakerSettings, CircuitOpen, EndpointHealth,
-    EndpointSnapshot, OutlierDetector,
+    Admission, Breaker, BreakerHook, BreakerLayer, BreakerSettings, BreakerState, CircuitOpen,
+    EndpointHealth, EndpointSnapshot, OutlierDetector, SuccessRate,
 };
 pub use budget::{BudgetSettings, RetryBudget};
-pub use classify::{ErrorClass, error_status};
-pub use retry::{Retry, RetryEvent, RetryLayer, RetryPolicy};
+pub use classify::{ErrorClass, classify_error, error_status};
+pub use retry::{
+    ATTEMPTS_HEADER, Attempt, PeekBody, ReplayBody, RetriesExhausted, Retry, RetryEvent, RetryHook,
+    RetryLayer, RetryPolicy, RetryReason,
+};
 pub use timeout::{Timeout, TimeoutError, TimeoutKind, TimeoutLayer};
 
 /// The error type every resilience layer returns: the inner service's error,

@@ -43,9 +43,15 @@ use super::classify;
 /// The response header that records how many tries were made.
 pub const ATTEMPTS_HEADER: &str = "x-retry-attempts";
 
-/// Which try a request is (1 = the original), in its extensions.
+/// Which try a request is, in its extensions: telemetry below the retry layer
+/// reads it to tag the try's CLIENT span (`weir.retry.attempt`, `weir.retry.reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Attempt(pub u32);
+pub struct Attempt {
+    /// 1 for the original try, 2 for the first retry, …
+    pub number: u32,
+    /// Why the previous try is being retried (`None` on the first try).
+    pub reason: Option<RetryReason>,
+}
 
 /// A retry decision, reported to the [`RetryHook`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,9 +202,13 @@ where
 
     let peek_grpc = !policy.grpc_codes.is_empty();
     let mut attempt = 1u32;
+    let mut previous: Option<RetryReason> = None;
     loop {
         let mut try_parts = parts.clone();
-        try_parts.extensions.insert(Attempt(attempt));
+        try_parts.extensions.insert(Attempt {
+            number: attempt,
+            reason: previous,
+        });
         let req = Request::from_parts(try_parts, buffered.replay());
         let outcome = try_once(&mut svc, req, peek_grpc).await;
         let reason = match &outcome {
@@ -222,6 +232,7 @@ where
         });
         tokio::time::sleep(backoff).await;
         attempt += 1;
+        previous = Some(reason);
     }
 }
 
@@ -235,7 +246,10 @@ where
     S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
     S::Error: Into<BoxError>,
 {
-    parts.extensions.insert(Attempt(1));
+    parts.extensions.insert(Attempt {
+        number: 1,
+        reason: None,
+    });
     let resp = svc
         .ready()
         .await

@@ -15,6 +15,9 @@ use crate::resilience::timeout::{TimeoutKind, TimeoutLayer};
 
 type Resp = Response<BoxBody<Bytes, BoxError>>;
 
+/// A body and the attempt number an upstream saw.
+type Seen = (Bytes, Option<u32>);
+
 /// What a scripted upstream does on one call.
 enum Step {
     Status(u16),
@@ -42,7 +45,7 @@ fn grpc_trailers(code: u32) -> HeaderMap {
 struct Upstream {
     script: Arc<Mutex<VecDeque<Step>>>,
     calls: Arc<AtomicU32>,
-    seen: Arc<Mutex<Vec<(Bytes, Option<u32>)>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl Upstream {
@@ -68,7 +71,7 @@ impl Upstream {
             let this = this.clone();
             async move {
                 this.calls.fetch_add(1, Ordering::SeqCst);
-                let attempt = req.extensions().get::<Attempt>().map(|a| a.0);
+                let attempt = req.extensions().get::<Attempt>().map(|a| a.number);
                 let body = req.into_body().collect().await?.to_bytes();
                 this.seen.lock().unwrap().push((body, attempt));
                 let step = this

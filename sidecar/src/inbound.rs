@@ -1,0 +1,145 @@
+//! Inbound: traffic for the local app.
+//!
+//! Every request takes a slot of the concurrency limit without waiting: when
+//! none is free the caller gets `503` (problem+json, `Retry-After: 1`) at once
+//! rather than joining an unbounded queue. The slot is held until the response
+//! body ends, so a slow download counts as in flight. The request timeout covers
+//! the app's time to the response head.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use proxy_core::body::{self, Body};
+use proxy_core::forward::{ForwardedInfo, ensure_request_id, prepare_request_headers, strip_hop_by_hop};
+use proxy_core::resilience::{TimeoutError, TimeoutKind};
+use proxy_core::server::{ConnInfo, Handler};
+use proxy_core::shutdown::Shutdown;
+use proxy_core::telemetry::{ServerSpanInfo, Telemetry};
+use tokio::time::Instant;
+
+use crate::problems;
+use crate::runtime::Runtime;
+
+/// The inbound request handler.
+#[derive(Clone)]
+pub(crate) struct Inbound {
+    pub(crate) runtime: Arc<ArcSwap<Runtime>>,
+    pub(crate) telemetry: Telemetry,
+}
+
+impl Handler for Inbound {
+    fn handle(
+        self,
+        req: Request<Incoming>,
+        conn: Arc<ConnInfo>,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static {
+        let rt = self.runtime.load_full();
+        async move { handle(rt, self.telemetry, req, conn).await }
+    }
+}
+
+async fn handle(rt: Arc<Runtime>, telemetry: Telemetry, req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Body> {
+    let started = Instant::now();
+    let limit = rt.config.inbound.max_concurrent_requests;
+    let Ok(permit) = rt.inbound_slots.clone().try_acquire_owned() else {
+        rt.metrics.inbound_rejected();
+        let resp = problems::overloaded(limit, req.headers());
+        rt.inbound_traffic.record(resp.status().as_u16(), started.elapsed());
+        return resp;
+    };
+    let _in_flight = rt.inbound_traffic.start();
+    let mut span = telemetry.server_span(&req, ServerSpanInfo::default());
+    let (mut parts, incoming) = req.into_parts();
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned);
+    prepare_request_headers(
+        &mut parts.headers,
+        ForwardedInfo {
+            client_ip: conn.remote.ip(),
+            proto: conn.scheme(),
+            host: host.as_deref(),
+        },
+    );
+    ensure_request_id(&mut parts.headers);
+    if telemetry.is_enabled() {
+        telemetry.propagation().inject(span.context(), &mut parts.headers);
+    }
+    let req_headers = parts.headers.clone();
+    let req = Request::from_parts(parts, body::boxed(incoming));
+    let timeout = rt.config.inbound.timeout;
+    let result = tokio::time::timeout(timeout, rt.app_client.send(req, rt.config.inbound.app)).await;
+    let resp = match result {
+        Ok(Ok(resp)) => {
+            // The slot is released when the body has been sent (or dropped).
+            let mut resp = resp.map(move |b| {
+                body::boxed(b.map_frame(move |f| {
+                    let _held = &permit;
+                    f
+                }))
+            });
+            strip_hop_by_hop(resp.headers_mut(), false);
+            resp
+        }
+        Ok(Err(e)) => problems::inbound_error(&e, &req_headers),
+        Err(_) => problems::inbound_error(&TimeoutError::new(TimeoutKind::Request, timeout), &req_headers),
+    };
+    span.record_response(resp.status());
+    rt.inbound_traffic.record(resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+/// Keeps `ready` equal to "the app answers" until `shutdown`: a TCP connect to
+/// the app, or `GET <app_health_path>` answering 2xx when a path is configured.
+pub(crate) async fn watch_app(
+    runtime: Arc<ArcSwap<Runtime>>,
+    app_ready: Arc<AtomicBool>,
+    every: Duration,
+    shutdown: Shutdown,
+) {
+    let stopped = shutdown.wait();
+    tokio::pin!(stopped);
+    loop {
+        let rt = runtime.load_full();
+        let ok = probe(&rt, rt.config.inbound.app).await;
+        if app_ready.swap(ok, Ordering::Relaxed) != ok {
+            tracing::info!(app = %rt.config.inbound.app, ready = ok, "app readiness changed");
+        }
+        drop(rt);
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = &mut stopped => return,
+        }
+    }
+}
+
+async fn probe(rt: &Runtime, app: SocketAddr) -> bool {
+    const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+    match &rt.config.inbound.app_health_path {
+        None => matches!(
+            tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(app)).await,
+            Ok(Ok(_))
+        ),
+        Some(path) => {
+            let Ok(req) = Request::get(path.as_str())
+                .header(http::header::HOST, app.to_string())
+                .header(http::header::USER_AGENT, "weir-sidecar-readiness")
+                .body(body::empty())
+            else {
+                return false;
+            };
+            matches!(
+                tokio::time::timeout(PROBE_TIMEOUT, rt.app_client.send(req, app)).await,
+                Ok(Ok(resp)) if resp.status().is_success()
+            )
+        }
+    }
+}

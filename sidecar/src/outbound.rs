@@ -1,0 +1,123 @@
+//! Outbound: the app's calls to other services.
+//!
+//! Explicit mode: the app sets `HTTP_PROXY=http://127.0.0.1:<outbound port>`
+//! (requests then arrive in absolute form, `GET http://catalog/products`), or
+//! calls the outbound port with `Host: catalog`; the destination is the service
+//! of that name. Transparent mode hands the same handler the connection's
+//! original destination: a configured service is recognised by its name in
+//! `Host` or by the dialled address being one of its endpoints; anything else
+//! is forwarded to the original destination unchanged (no retries, no breaker).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::{Method, Request, Response, Uri};
+use hyper::body::Incoming;
+use proxy_core::body::{self, Body};
+use proxy_core::forward::{ensure_request_id, strip_hop_by_hop};
+use proxy_core::server::{ConnInfo, Handler};
+use tokio::time::Instant;
+
+use crate::problems;
+use crate::runtime::Runtime;
+
+/// The outbound request handler; `original_dst` is set per connection in
+/// transparent mode.
+#[derive(Clone)]
+pub(crate) struct Outbound {
+    pub(crate) runtime: Arc<ArcSwap<Runtime>>,
+    pub(crate) original_dst: Option<SocketAddr>,
+}
+
+impl Handler for Outbound {
+    fn handle(
+        self,
+        req: Request<Incoming>,
+        _conn: Arc<ConnInfo>,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static {
+        let rt = self.runtime.load_full();
+        let original_dst = self.original_dst;
+        async move { handle(rt, req, original_dst).await }
+    }
+}
+
+/// The host a request names: the absolute-form URI's authority, else `Host`.
+fn request_host(req: &Request<Incoming>) -> Option<String> {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+}
+
+async fn handle(rt: Arc<Runtime>, req: Request<Incoming>, original_dst: Option<SocketAddr>) -> Response<Body> {
+    if req.method() == Method::CONNECT {
+        return problems::connect_unsupported(req.headers());
+    }
+    let host = request_host(&req);
+    let dest = match (&host, original_dst) {
+        (Some(h), _) if rt.destination_for_host(h).is_some() => rt.destination_for_host(h).cloned(),
+        (_, Some(dst)) => rt.destination_for_addr(dst).cloned(),
+        _ => None,
+    };
+    let (mut parts, incoming) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers, false);
+    ensure_request_id(&mut parts.headers);
+    // Absolute-form (proxy) requests keep their authority as the Host.
+    if let Some(authority) = parts.uri.authority().cloned() {
+        if !parts.headers.contains_key(http::header::HOST)
+            && let Ok(v) = http::HeaderValue::from_str(authority.as_str())
+        {
+            parts.headers.insert(http::header::HOST, v);
+        }
+        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        if let Ok(uri) = pq.parse::<Uri>() {
+            parts.uri = uri;
+        }
+    }
+    let req_headers = parts.headers.clone();
+    let started = Instant::now();
+    match (dest, original_dst) {
+        (Some(dest), _) => {
+            let _guard = dest.traffic.start();
+            let req = Request::from_parts(parts, body::boxed(incoming));
+            let result = dest.call(req).await;
+            let resp = match result {
+                Ok(resp) => {
+                    let mut resp = resp.map(body::boxed);
+                    strip_hop_by_hop(resp.headers_mut(), false);
+                    resp
+                }
+                Err(e) => {
+                    tracing::debug!(destination = %dest.settings.name, error = %problems::chain(&*e), "outbound call failed");
+                    problems::outbound_error(&dest.settings.name, &*e, &req_headers)
+                }
+            };
+            dest.traffic.record(resp.status().as_u16(), started.elapsed());
+            resp
+        }
+        (None, Some(dst)) => {
+            let _guard = rt.passthrough_traffic.start();
+            let req = Request::from_parts(parts, body::boxed(incoming));
+            let resp = match rt.passthrough.send(req, dst).await {
+                Ok(resp) => {
+                    let mut resp = resp.map(body::boxed);
+                    strip_hop_by_hop(resp.headers_mut(), false);
+                    resp
+                }
+                Err(e) => problems::outbound_error(&dst.to_string(), &e, &req_headers),
+            };
+            rt.passthrough_traffic.record(resp.status().as_u16(), started.elapsed());
+            resp
+        }
+        (None, None) => match host {
+            Some(h) => problems::unknown_destination(&h, &req_headers),
+            None => problems::missing_host(&req_headers),
+        },
+    }
+}
