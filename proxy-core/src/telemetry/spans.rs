@@ -105,7 +105,7 @@ impl Telemetry {
         let mut attrs = Vec::with_capacity(8);
         attrs.push(KeyValue::new(
             "http.request.method",
-            req.method().as_str().to_owned(),
+            method_str(req.method()),
         ));
         attrs.push(KeyValue::new("url.path", req.uri().path().to_owned()));
         if let Some(scheme) = req.uri().scheme_str() {
@@ -148,7 +148,7 @@ impl Telemetry {
         let mut attrs = Vec::with_capacity(10);
         attrs.push(KeyValue::new(
             "http.request.method",
-            req.method().as_str().to_owned(),
+            method_str(req.method()),
         ));
         attrs.push(KeyValue::new("url.path", req.uri().path().to_owned()));
         let address = info
@@ -320,9 +320,10 @@ impl Drop for ActiveSpan {
     }
 }
 
-/// `{method}` or `{method} {route}`, the semconv span name.
-fn span_name(method: &Method, route: Option<&str>) -> Cow<'static, str> {
-    let m = match *method {
+/// The method as a static string (no allocation per span); semconv's
+/// `_OTHER` for methods outside RFC 9110, so attributes stay bounded.
+fn method_str(method: &Method) -> &'static str {
+    match *method {
         Method::GET => "GET",
         Method::POST => "POST",
         Method::PUT => "PUT",
@@ -332,8 +333,16 @@ fn span_name(method: &Method, route: Option<&str>) -> Cow<'static, str> {
         Method::OPTIONS => "OPTIONS",
         Method::CONNECT => "CONNECT",
         Method::TRACE => "TRACE",
-        // Unknown methods would make span names unbounded.
-        _ => "HTTP",
+        _ => "_OTHER",
+    }
+}
+
+/// `{method}` or `{method} {route}`, the semconv span name (`HTTP` for an
+/// unknown method).
+fn span_name(method: &Method, route: Option<&str>) -> Cow<'static, str> {
+    let m = match method_str(method) {
+        "_OTHER" => "HTTP",
+        m => m,
     };
     match route {
         Some(r) => Cow::Owned(format!("{m} {r}")),
