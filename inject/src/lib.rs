@@ -7,12 +7,13 @@
 //!
 //! # Layout
 //! - `options`: defaults ([`InjectOptions`]) and the `weir.dev/*` annotations that override them.
-//! - `pod`: [`inject_pod_template`], what injection adds to a pod.
+//! - `pod`: [`inject_pod_template`], what injection does to a pod; `containers`: the containers it adds.
 //! - `manifest`: multi-document YAML, workload kinds, lists; `render`: key order on output.
 //! - `cli`: `sidecar inject` flags and entry point.
 //! - `webhook`: AdmissionReview handling and the HTTPS server.
 
 mod cli;
+mod containers;
 mod error;
 mod manifest;
 mod options;

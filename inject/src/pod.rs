@@ -13,17 +13,12 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::containers::{CONFIG_VOLUME, XTABLES_VOLUME, init_container, sidecar_container};
 use crate::error::InjectError;
 use crate::options::{
-    INIT_CONTAINER, INJECT_ANNOTATION, INJECTED_ANNOTATION, InjectOptions, Mode, PROXY_UID,
-    PodSettings, SIDECAR_CONTAINER,
+    INJECT_ANNOTATION, INJECTED_ANNOTATION, InjectOptions, Mode, PodSettings, SIDECAR_CONTAINER,
 };
 
-/// Where the sidecar finds its `sidecar.yaml` when a ConfigMap is mounted.
-const CONFIG_DIR: &str = "/etc/weir";
-const CONFIG_VOLUME: &str = "weir-config";
-/// iptables takes `/run/xtables.lock`; with a read-only root it needs a writable `/run`.
-const XTABLES_VOLUME: &str = "weir-xtables-lock";
 /// Time the sidecar itself needs after SIGTERM to drain (its `shutdown.drain` default).
 const SIDECAR_SHUTDOWN_SECONDS: i64 = 30;
 
@@ -73,6 +68,27 @@ pub fn inject_pod_template(pod: &mut Value, opts: &InjectOptions) -> Result<Outc
     };
     let annotations = sub_map(metadata, "annotations", "metadata.annotations", &empty)?;
     let labels = sub_map(metadata, "labels", "metadata.labels", &empty)?;
+    // Opt-in is decided before the pod's shape is checked, so a workload that
+    // is not ours to inject never fails the run.
+    if annotations.contains_key(INJECTED_ANNOTATION) {
+        return Ok(Outcome::Skipped(SkipReason::AlreadyInjected));
+    }
+    match annotations.get(INJECT_ANNOTATION) {
+        Some(Value::String(s)) if s == "disabled" => {
+            return Ok(Outcome::Skipped(SkipReason::OptedOut));
+        }
+        Some(Value::String(s)) if s == "enabled" => {}
+        None if opts.all => {}
+        None => return Ok(Outcome::Skipped(SkipReason::NotOptedIn)),
+        Some(other) => {
+            return Err(InjectError::Annotations {
+                problems: vec![format!(
+                    "{INJECT_ANNOTATION}: expected `enabled` or `disabled`, got {other}"
+                )],
+            });
+        }
+    }
+
     let Some(spec) = obj.get("spec").and_then(Value::as_object) else {
         return Err(InjectError::Pod("spec must be a mapping".into()));
     };
@@ -93,29 +109,12 @@ pub fn inject_pod_template(pod: &mut Value, opts: &InjectOptions) -> Result<Outc
             ));
         }
     };
-
-    if annotations.contains_key(INJECTED_ANNOTATION)
-        || containers
-            .iter()
-            .chain(init_containers)
-            .any(|c| c.get("name").and_then(Value::as_str) == Some(SIDECAR_CONTAINER))
+    if containers
+        .iter()
+        .chain(init_containers)
+        .any(|c| c.get("name").and_then(Value::as_str) == Some(SIDECAR_CONTAINER))
     {
         return Ok(Outcome::Skipped(SkipReason::AlreadyInjected));
-    }
-    match annotations.get(INJECT_ANNOTATION) {
-        Some(Value::String(s)) if s == "disabled" => {
-            return Ok(Outcome::Skipped(SkipReason::OptedOut));
-        }
-        Some(Value::String(s)) if s == "enabled" => {}
-        None if opts.all => {}
-        None => return Ok(Outcome::Skipped(SkipReason::NotOptedIn)),
-        Some(other) => {
-            return Err(InjectError::Annotations {
-                problems: vec![format!(
-                    "{INJECT_ANNOTATION}: expected `enabled` or `disabled`, got {other}"
-                )],
-            });
-        }
     }
     if spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
         return Ok(Outcome::Skipped(SkipReason::HostNetwork));
@@ -231,143 +230,10 @@ fn add_env_if_absent(container: &mut Map<String, Value>, name: &str, value: &str
     }
 }
 
-fn field_env(name: &str, field: &str) -> Value {
-    json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": field}}})
-}
-
-fn sidecar_container(s: &PodSettings, app_port: Option<u16>) -> Value {
-    let mut env = vec![
-        field_env("POD_NAME", "metadata.name"),
-        field_env("POD_NAMESPACE", "metadata.namespace"),
-        json!({"name": "WEIR_MODE", "value": s.mode.as_str()}),
-        json!({"name": "WEIR_INBOUND_ADDRESS", "value": format!("0.0.0.0:{}", s.inbound_port)}),
-        json!({"name": "WEIR_OUTBOUND_ADDRESS", "value": format!("127.0.0.1:{}", s.outbound_port)}),
-        json!({"name": "WEIR_ADMIN_ADDRESS", "value": format!("0.0.0.0:{}", s.admin_port)}),
-    ];
-    if let Some(port) = app_port {
-        env.push(json!({"name": "WEIR_APP_ADDRESS", "value": format!("127.0.0.1:{port}")}));
-    }
-    if let Some(service) = &s.service {
-        env.push(json!({"name": "WEIR_SERVICE", "value": service}));
-        env.push(json!({"name": "OTEL_SERVICE_NAME", "value": format!("{service}-sidecar")}));
-    }
-    if let Some(endpoint) = &s.otlp_endpoint {
-        env.push(json!({"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": endpoint}));
-    }
-
-    let mut args = vec![json!("run")];
-    let mut mounts = Vec::new();
-    if s.config_map.is_some() {
-        args.extend([
-            json!("--config"),
-            json!(format!("{CONFIG_DIR}/sidecar.yaml")),
-        ]);
-        mounts.push(json!({"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": true}));
-    }
-
-    let mut requests = Map::new();
-    requests.insert("cpu".into(), json!(s.cpu_request));
-    requests.insert("memory".into(), json!(s.memory_request));
-    let mut limits = Map::new();
-    if let Some(cpu) = &s.cpu_limit {
-        limits.insert("cpu".into(), json!(cpu));
-    }
-    if let Some(memory) = &s.memory_limit {
-        limits.insert("memory".into(), json!(memory));
-    }
-    let mut resources = Map::new();
-    resources.insert("requests".into(), Value::Object(requests));
-    if !limits.is_empty() {
-        resources.insert("limits".into(), Value::Object(limits));
-    }
-
-    let probe = |path: &str, period: u32, failures: u32| {
-        json!({
-            "httpGet": {"path": path, "port": s.admin_port},
-            "periodSeconds": period,
-            "timeoutSeconds": 1,
-            "failureThreshold": failures,
-        })
-    };
-    let mut container = json!({
-        "name": SIDECAR_CONTAINER,
-        "image": s.image,
-        "imagePullPolicy": "IfNotPresent",
-        "args": args,
-        // A native sidecar: the kubelet starts it before the app containers,
-        // waits for its startup probe, and stops it after them.
-        "restartPolicy": "Always",
-        "ports": [
-            {"name": "weir-inbound", "containerPort": s.inbound_port, "protocol": "TCP"},
-            {"name": "weir-outbound", "containerPort": s.outbound_port, "protocol": "TCP"},
-            {"name": "weir-admin", "containerPort": s.admin_port, "protocol": "TCP"},
-        ],
-        "env": env,
-        "resources": resources,
-        // Ready, not merely alive, before the app starts: the app's first
-        // request must find a proxy that can route it.
-        "startupProbe": probe("/readyz", 1, 120),
-        "readinessProbe": probe("/readyz", 5, 3),
-        "livenessProbe": probe("/healthz", 10, 3),
-        "securityContext": {
-            "allowPrivilegeEscalation": false,
-            "capabilities": {"drop": ["ALL"]},
-            "readOnlyRootFilesystem": true,
-            "runAsNonRoot": true,
-            "runAsUser": PROXY_UID,
-            "runAsGroup": PROXY_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-    });
-    let c = container.as_object_mut().expect("built as an object");
-    if !mounts.is_empty() {
-        c.insert("volumeMounts".into(), Value::Array(mounts));
-    }
-    if s.drain_seconds > 0 {
-        // Keep serving while endpoint controllers and load balancers notice the
-        // pod is going away; the image has no shell, hence the sleep action.
-        c.insert(
-            "lifecycle".into(),
-            json!({"preStop": {"sleep": {"seconds": s.drain_seconds}}}),
-        );
-    }
-    container
-}
-
-fn init_container(s: &PodSettings) -> Value {
-    json!({
-        "name": INIT_CONTAINER,
-        "image": s.image,
-        "imagePullPolicy": "IfNotPresent",
-        "args": ["init-iptables"],
-        "env": [
-            {"name": "WEIR_PROXY_UID", "value": PROXY_UID.to_string()},
-            {"name": "WEIR_INBOUND_PORT", "value": s.inbound_port.to_string()},
-            {"name": "WEIR_OUTBOUND_PORT", "value": s.outbound_port.to_string()},
-            // Probes reach the admin port directly, not through the proxy.
-            {"name": "WEIR_SKIP_INBOUND_PORTS", "value": s.admin_port.to_string()},
-        ],
-        "resources": {
-            "requests": {"cpu": "10m", "memory": "16Mi"},
-            "limits": {"cpu": "100m", "memory": "64Mi"},
-        },
-        "volumeMounts": [{"name": XTABLES_VOLUME, "mountPath": "/run"}],
-        // Root with only the two network capabilities iptables needs.
-        "securityContext": {
-            "allowPrivilegeEscalation": false,
-            "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},
-            "readOnlyRootFilesystem": true,
-            "runAsNonRoot": false,
-            "runAsUser": 0,
-            "runAsGroup": 0,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::INIT_CONTAINER;
 
     fn pod(annotations: Value) -> Value {
         json!({

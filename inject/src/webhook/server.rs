@@ -209,22 +209,41 @@ pub async fn serve_webhook(
 
 type Body = Full<Bytes>;
 
+/// Every response carries `x-weir-request-id`, and problem documents name it,
+/// so an error seen in `kubectl` output can be found in the webhook's log.
 async fn handle(
     req: Request<Incoming>,
     opts: Arc<InjectOptions>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
+    let request_id = format!("{:016x}", fastrand::u64(..));
+    let mut response = route(req, &opts, &request_id).await;
+    if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-weir-request-id", value);
+    }
+    Ok(response)
+}
+
+async fn route(req: Request<Incoming>, opts: &InjectOptions, request_id: &str) -> Response<Body> {
     let all = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/healthz") => return Ok(text(StatusCode::OK, "ok\n")),
+        (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n"),
         (&Method::POST, "/mutate") => false,
         (&Method::POST, "/mutate/namespace") => true,
         (_, "/mutate" | "/mutate/namespace" | "/healthz") => {
-            return Ok(problem(
+            return problem(
+                request_id,
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
                 "method not allowed",
-            ));
+            );
         }
-        _ => return Ok(problem(StatusCode::NOT_FOUND, "not-found", "no such route")),
+        _ => {
+            return problem(
+                request_id,
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "no such route",
+            );
+        }
     };
     let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
         .collect()
@@ -232,35 +251,37 @@ async fn handle(
     {
         Ok(b) => b.to_bytes(),
         Err(e) => {
-            return Ok(problem(
+            return problem(
+                request_id,
                 StatusCode::BAD_REQUEST,
                 "bad-admission-review",
                 &format!("cannot read the body (limit {MAX_BODY_BYTES} bytes): {e}"),
-            ));
+            );
         }
     };
     let opts = if all {
         InjectOptions {
             all: true,
-            ..(*opts).clone()
+            ..opts.clone()
         }
     } else {
-        (*opts).clone()
+        opts.clone()
     };
     match review(&body, &opts) {
         Ok(response) => {
             let bytes = serde_json::to_vec(&response).unwrap_or_default();
-            Ok(Response::builder()
+            Response::builder()
                 .status(StatusCode::OK)
                 .header(header::CONTENT_TYPE, "application/json")
                 .body(Full::new(Bytes::from(bytes)))
-                .unwrap_or_default())
+                .unwrap_or_default()
         }
-        Err(e) => Ok(problem(
+        Err(e) => problem(
+            request_id,
             StatusCode::BAD_REQUEST,
             "bad-admission-review",
             &e.to_string(),
-        )),
+        ),
     }
 }
 
@@ -273,12 +294,13 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 }
 
 /// RFC 9457 problem details, like every error Weir generates itself.
-fn problem(status: StatusCode, slug: &str, detail: &str) -> Response<Body> {
+fn problem(request_id: &str, status: StatusCode, slug: &str, detail: &str) -> Response<Body> {
     let body = serde_json::json!({
         "type": format!("https://weir.dev/problems/{slug}"),
         "title": status.canonical_reason().unwrap_or("error"),
         "status": status.as_u16(),
         "detail": detail,
+        "request_id": request_id,
     });
     Response::builder()
         .status(status)

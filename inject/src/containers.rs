@@ -1,0 +1,146 @@
+//! The two containers injection adds: the `weir-sidecar` proxy (a native
+//! sidecar) and the `weir-init` iptables container of transparent mode.
+
+use serde_json::{Map, Value, json};
+
+use crate::options::{INIT_CONTAINER, PROXY_UID, PodSettings, SIDECAR_CONTAINER};
+
+/// Where the sidecar finds its `sidecar.yaml` when a ConfigMap is mounted.
+const CONFIG_DIR: &str = "/etc/weir";
+pub(crate) const CONFIG_VOLUME: &str = "weir-config";
+/// iptables takes `/run/xtables.lock`; with a read-only root it needs a writable `/run`.
+pub(crate) const XTABLES_VOLUME: &str = "weir-xtables-lock";
+
+fn field_env(name: &str, field: &str) -> Value {
+    json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": field}}})
+}
+
+pub(crate) fn sidecar_container(s: &PodSettings, app_port: Option<u16>) -> Value {
+    let mut env = vec![
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+        json!({"name": "WEIR_MODE", "value": s.mode.as_str()}),
+        json!({"name": "WEIR_INBOUND_ADDRESS", "value": format!("0.0.0.0:{}", s.inbound_port)}),
+        json!({"name": "WEIR_OUTBOUND_ADDRESS", "value": format!("127.0.0.1:{}", s.outbound_port)}),
+        json!({"name": "WEIR_ADMIN_ADDRESS", "value": format!("0.0.0.0:{}", s.admin_port)}),
+    ];
+    if let Some(port) = app_port {
+        env.push(json!({"name": "WEIR_APP_ADDRESS", "value": format!("127.0.0.1:{port}")}));
+    }
+    if let Some(service) = &s.service {
+        env.push(json!({"name": "WEIR_SERVICE", "value": service}));
+        env.push(json!({"name": "OTEL_SERVICE_NAME", "value": format!("{service}-sidecar")}));
+    }
+    if let Some(endpoint) = &s.otlp_endpoint {
+        env.push(json!({"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": endpoint}));
+    }
+
+    let mut args = vec![json!("run")];
+    let mut mounts = Vec::new();
+    if s.config_map.is_some() {
+        args.extend([
+            json!("--config"),
+            json!(format!("{CONFIG_DIR}/sidecar.yaml")),
+        ]);
+        mounts.push(json!({"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": true}));
+    }
+
+    let mut requests = Map::new();
+    requests.insert("cpu".into(), json!(s.cpu_request));
+    requests.insert("memory".into(), json!(s.memory_request));
+    let mut limits = Map::new();
+    if let Some(cpu) = &s.cpu_limit {
+        limits.insert("cpu".into(), json!(cpu));
+    }
+    if let Some(memory) = &s.memory_limit {
+        limits.insert("memory".into(), json!(memory));
+    }
+    let mut resources = Map::new();
+    resources.insert("requests".into(), Value::Object(requests));
+    if !limits.is_empty() {
+        resources.insert("limits".into(), Value::Object(limits));
+    }
+
+    let probe = |path: &str, period: u32, failures: u32| {
+        json!({
+            "httpGet": {"path": path, "port": s.admin_port},
+            "periodSeconds": period,
+            "timeoutSeconds": 1,
+            "failureThreshold": failures,
+        })
+    };
+    let mut container = json!({
+        "name": SIDECAR_CONTAINER,
+        "image": s.image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": args,
+        // A native sidecar: the kubelet starts it before the app containers,
+        // waits for its startup probe, and stops it after them.
+        "restartPolicy": "Always",
+        "ports": [
+            {"name": "weir-inbound", "containerPort": s.inbound_port, "protocol": "TCP"},
+            {"name": "weir-outbound", "containerPort": s.outbound_port, "protocol": "TCP"},
+            {"name": "weir-admin", "containerPort": s.admin_port, "protocol": "TCP"},
+        ],
+        "env": env,
+        "resources": resources,
+        // Ready, not merely alive, before the app starts: the app's first
+        // request must find a proxy that can route it.
+        "startupProbe": probe("/readyz", 1, 120),
+        "readinessProbe": probe("/readyz", 5, 3),
+        "livenessProbe": probe("/healthz", 10, 3),
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": true,
+            "runAsNonRoot": true,
+            "runAsUser": PROXY_UID,
+            "runAsGroup": PROXY_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    });
+    let c = container.as_object_mut().expect("built as an object");
+    if !mounts.is_empty() {
+        c.insert("volumeMounts".into(), Value::Array(mounts));
+    }
+    if s.drain_seconds > 0 {
+        // Keep serving while endpoint controllers and load balancers notice the
+        // pod is going away; the image has no shell, hence the sleep action.
+        c.insert(
+            "lifecycle".into(),
+            json!({"preStop": {"sleep": {"seconds": s.drain_seconds}}}),
+        );
+    }
+    container
+}
+
+pub(crate) fn init_container(s: &PodSettings) -> Value {
+    json!({
+        "name": INIT_CONTAINER,
+        "image": s.image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": ["init-iptables"],
+        "env": [
+            {"name": "WEIR_PROXY_UID", "value": PROXY_UID.to_string()},
+            {"name": "WEIR_INBOUND_PORT", "value": s.inbound_port.to_string()},
+            {"name": "WEIR_OUTBOUND_PORT", "value": s.outbound_port.to_string()},
+            // Probes reach the admin port directly, not through the proxy.
+            {"name": "WEIR_SKIP_INBOUND_PORTS", "value": s.admin_port.to_string()},
+        ],
+        "resources": {
+            "requests": {"cpu": "10m", "memory": "16Mi"},
+            "limits": {"cpu": "100m", "memory": "64Mi"},
+        },
+        "volumeMounts": [{"name": XTABLES_VOLUME, "mountPath": "/run"}],
+        // Root with only the two network capabilities iptables needs.
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},
+            "readOnlyRootFilesystem": true,
+            "runAsNonRoot": false,
+            "runAsUser": 0,
+            "runAsGroup": 0,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    })
+}
