@@ -304,6 +304,11 @@ async fn malformed_reviews_get_clear_answers_and_never_block_pods() {
         problem["type"],
         "https://weir.dev/problems/bad-admission-review"
     );
+    let request_id = problem["request_id"].as_str().unwrap_or_default();
+    assert!(
+        request_id.len() == 16 && request_id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{problem}"
+    );
     assert!(
         problem["detail"]
             .as_str()
