@@ -14,6 +14,7 @@
 //! | `WEIR_INBOUND_ADDRESS` | `inbound.address` |
 //! | `WEIR_APP_ADDRESS` | `inbound.app` |
 //! | `WEIR_OUTBOUND_ADDRESS` | `outbound.address` |
+//! | `WEIR_MODE` | `outbound.transparent` (`transparent` or `explicit`, as the injector sets it) |
 //! | `WEIR_OUTBOUND_TRANSPARENT` | `outbound.transparent` (`true`/`false`) |
 //! | `WEIR_ADMIN_ADDRESS` | `admin.address` |
 //! | `OTEL_*` | `telemetry` (see `proxy_core::telemetry::config`) |
@@ -207,6 +208,33 @@ impl SidecarConfig {
         Self::from_yaml(&text, env)
     }
 
+    /// A configuration from the environment alone (a pod injected without a
+    /// ConfigMap): the default ports, the app at `WEIR_APP_ADDRESS` (default
+    /// `127.0.0.1:8080`), no named destinations (transparent traffic passes
+    /// through to where the app dialled).
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<SidecarConfig, ConfigErrors> {
+        let mut file = SidecarFile {
+            service: "app".into(),
+            inbound: InboundFile {
+                address: SocketAddr::from(([0, 0, 0, 0], 4143)),
+                app: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                max_concurrent_requests: default_max_concurrent(),
+                timeout: default_inbound_timeout(),
+                protocol: Protocol::default(),
+                app_health_path: None,
+            },
+            outbound: OutboundFile::default(),
+            services: BTreeMap::new(),
+            admin: AdminConfig {
+                address: SocketAddr::from(([0, 0, 0, 0], 4191)),
+            },
+            telemetry: TelemetryConfig::default(),
+            shutdown: ShutdownConfig::default(),
+        };
+        apply_env(&mut file, env)?;
+        file.validate(env)
+    }
+
     /// Parses, overrides and validates YAML text.
     pub fn from_yaml(
         text: &str,
@@ -240,6 +268,13 @@ pub fn apply_env(
     addr("WEIR_ADMIN_ADDRESS", &mut file.admin.address);
     if let Some(s) = get("WEIR_SERVICE") {
         file.service = s;
+    }
+    if let Some(v) = get("WEIR_MODE") {
+        match v.as_str() {
+            "transparent" => file.outbound.transparent = true,
+            "explicit" => file.outbound.transparent = false,
+            _ => errs.push("$WEIR_MODE", format!("{v:?} is not transparent or explicit")),
+        }
     }
     if let Some(v) = get("WEIR_OUTBOUND_TRANSPARENT") {
         match v.as_str() {

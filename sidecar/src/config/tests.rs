@@ -117,3 +117,20 @@ fn every_semantic_problem_is_reported() {
         "{e}"
     );
 }
+
+#[test]
+fn env_only_config_for_injected_pods() {
+    let env: HashMap<&str, &str> = [
+        ("WEIR_SERVICE", "catalog"),
+        ("WEIR_APP_ADDRESS", "127.0.0.1:8081"),
+        ("WEIR_MODE", "transparent"),
+    ]
+    .into();
+    let lookup = |k: &str| env.get(k).map(|v| v.to_string());
+    let c = SidecarConfig::from_env(&lookup).unwrap();
+    assert_eq!(c.service, "catalog");
+    assert_eq!(c.inbound.app.port(), 8081);
+    assert!(c.outbound.transparent);
+    assert!(c.services.is_empty());
+    assert_eq!(c.outbound.opaque_ports, DEFAULT_OPAQUE_PORTS);
+}
