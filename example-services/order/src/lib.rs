@@ -1,1 +1,118 @@
 //! Order example service: orders placed as an orchestrated saga.
+//!
+//! `POST /v1/orders` creates a pending order, reserves its stock in the
+//! catalog, charges the payment service and then confirms the order and
+//! commits the reservation; a declined payment releases the stock and fails
+//! the order (compensation). Each step's outcome is recorded, so a crash
+//! anywhere is finished on restart without stock left reserved or a second
+//! charge. Domain events go through a transactional outbox to RabbitMQ.
+//!
+//! # Layout
+//!
+//! - [`config`]: settings, from code or the environment.
+//! - [`saga`]: the orchestrator, its steps and recovery.
+//! - `peers`: calls to catalog and payment with bounded retries.
+//! - `store`: orders, saga log and outbox in one transaction per change.
+//! - [`outbox`]: the outbox listing and the RabbitMQ relay.
+//! - `orders`: the HTTP handlers.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use service_kit::{Db, Migrations, db::DbError};
+use utoipa::OpenApi;
+
+pub mod config;
+pub mod model;
+mod orders;
+pub mod outbox;
+mod peers;
+pub mod saga;
+mod state;
+mod store;
+
+pub use config::Config;
+pub use model::{CONFIRMED, FAILED, Order, OrderLine, OrderList, PENDING, PlaceOrder, SagaLog, SagaLogEntry};
+pub use outbox::{EXCHANGE, OutboxEvent, OutboxList};
+pub use saga::SagaStep;
+
+use saga::Saga;
+use state::AppState;
+
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The order service's migrations.
+pub const MIGRATIONS: Migrations = Migrations {
+    sqlite: &SQLITE,
+    postgres: &POSTGRES,
+};
+
+/// Why the order service stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The settings in the environment are unusable.
+    #[error("invalid configuration")]
+    Config(#[from] service_kit::env::EnvError),
+    /// The database could not be opened or migrated.
+    #[error("database")]
+    Db(#[from] DbError),
+    /// Serving failed.
+    #[error("serving failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// The order service's OpenAPI document, generated from the handlers.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Weir order", description = "Orders placed as an orchestrated saga over catalog and payment."),
+    paths(orders::place, orders::get, orders::list, orders::saga_log, outbox::list),
+    components(schemas(service_kit::ProblemDetails, SagaStep))
+)]
+pub struct ApiDoc;
+
+/// Serves the order service on `listener` until `shutdown` completes.
+///
+/// Opens (and migrates) the database, then in the background recovers
+/// pending orders (at once and every `recovery_interval`) and, with
+/// `amqp_url`, relays outbox events to RabbitMQ.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let url = service_kit::db::database_url(config.database_url.as_deref(), &config.data_dir, "order");
+    let db = Db::open(&url, MIGRATIONS).await?;
+    let config = Arc::new(config);
+    let events = Arc::new(tokio::sync::Notify::new());
+    let saga = Arc::new(Saga::new(db.clone(), Arc::clone(&config), Arc::clone(&events)));
+
+    let mut background = vec![tokio::spawn(saga::recovery_loop(Arc::clone(&saga), config.recovery_interval))];
+    if let Some(amqp_url) = config.amqp_url.clone() {
+        background.push(tokio::spawn(outbox::relay(db.clone(), amqp_url, events, config.outbox_poll_interval)));
+    }
+
+    let state = AppState { db: db.clone(), saga };
+    let result = service_kit::server::serve(listener, router(state), shutdown).await;
+    for task in background {
+        task.abort();
+        let _ = task.await;
+    }
+    db.close().await;
+    result.map_err(Error::Serve)
+}
+
+fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/v1/orders", get(orders::list).post(orders::place))
+        .route("/v1/orders/{id}", get(orders::get))
+        .route("/v1/orders/{id}/saga", get(orders::saga_log))
+        .route("/v1/outbox", get(outbox::list))
+        .with_state(state.clone());
+    service_kit::server::finish(
+        api.merge(service_kit::health::routes(state.db))
+            .merge(service_kit::openapi::routes(ApiDoc::openapi())),
+    )
+}

@@ -1,0 +1,109 @@
+//! The order service's settings.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use service_kit::env::{Env, EnvError};
+
+use crate::saga::SagaStep;
+
+/// Order settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the binary listens (`LISTEN_ADDR` or `PORT`, default `0.0.0.0:8082`).
+    pub listen: SocketAddr,
+    /// `DATABASE_URL`; `None` means the SQLite file `<data_dir>/order.db`.
+    pub database_url: Option<String>,
+    /// `WEIR_DATA_DIR`, default `./data`.
+    pub data_dir: PathBuf,
+    /// Base URL of the catalog (`CATALOG_URL`, default `http://catalog`: the
+    /// logical name the sidecar resolves).
+    pub catalog_url: String,
+    /// Base URL of the payment service (`PAYMENT_URL`, default `http://payment`).
+    pub payment_url: String,
+    /// The sidecar's outbound proxy (`WEIR_OUTBOUND_ADDR=127.0.0.1:4240` or
+    /// `HTTP_PROXY=http://127.0.0.1:4240`); `None` dials the URLs directly.
+    pub outbound_proxy: Option<SocketAddr>,
+    /// Timeout of one call to another service (`ORDER_CALL_TIMEOUT`, default `5s`).
+    pub call_timeout: Duration,
+    /// Tries per saga step before the order is left pending for recovery
+    /// (`ORDER_CALL_ATTEMPTS`, default 4).
+    pub call_attempts: u32,
+    /// First retry delay, doubled per try with jitter (`ORDER_RETRY_BACKOFF`, default `100ms`).
+    pub retry_backoff: Duration,
+    /// How often pending orders are re-driven (`ORDER_RECOVERY_INTERVAL`, default `30s`).
+    pub recovery_interval: Duration,
+    /// RabbitMQ for the outbox relay (`AMQP_URL`); `None` keeps events in the outbox.
+    pub amqp_url: Option<String>,
+    /// How often the relay looks for unpublished events when not woken (`OUTBOX_POLL_INTERVAL`, default `1s`).
+    pub outbox_poll_interval: Duration,
+    /// Test hook: stop every saga right after this step is recorded, leaving
+    /// the state a crash at that point would leave. Not read from the environment.
+    pub crash_after_step: Option<SagaStep>,
+}
+
+impl Config {
+    /// Defaults with the SQLite file in `data_dir`, calling peers by logical name.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8082)),
+            database_url: None,
+            data_dir: data_dir.into(),
+            catalog_url: "http://catalog".into(),
+            payment_url: "http://payment".into(),
+            outbound_proxy: None,
+            call_timeout: Duration::from_secs(5),
+            call_attempts: 4,
+            retry_backoff: Duration::from_millis(100),
+            recovery_interval: Duration::from_secs(30),
+            amqp_url: None,
+            outbox_poll_interval: Duration::from_secs(1),
+            crash_after_step: None,
+        }
+    }
+
+    /// Settings from the process environment.
+    pub fn from_env() -> Result<Self, EnvError> {
+        Self::from_vars(&Env::process())
+    }
+
+    /// Settings from any variable source.
+    pub fn from_vars(env: &Env<'_>) -> Result<Self, EnvError> {
+        let mut config = Self::new(env.data_dir());
+        config.listen = env.listen_addr(8082)?;
+        config.database_url = env.string("DATABASE_URL");
+        if let Some(url) = env.string("CATALOG_URL") {
+            config.catalog_url = url;
+        }
+        if let Some(url) = env.string("PAYMENT_URL") {
+            config.payment_url = url;
+        }
+        config.outbound_proxy = env.outbound_proxy()?;
+        if let Some(timeout) = env.duration("ORDER_CALL_TIMEOUT")? {
+            config.call_timeout = timeout;
+        }
+        if let Some(attempts) = env.parse::<u32>("ORDER_CALL_ATTEMPTS")? {
+            config.call_attempts = attempts.max(1);
+        }
+        if let Some(backoff) = env.duration("ORDER_RETRY_BACKOFF")? {
+            config.retry_backoff = backoff;
+        }
+        if let Some(interval) = env.duration("ORDER_RECOVERY_INTERVAL")? {
+            config.recovery_interval = interval;
+        }
+        config.amqp_url = env.string("AMQP_URL");
+        if let Some(interval) = env.duration("OUTBOX_POLL_INTERVAL")? {
+            config.outbox_poll_interval = interval;
+        }
+        Ok(config)
+    }
+
+    pub(crate) fn catalog(&self, path: &str) -> String {
+        format!("{}{path}", self.catalog_url.trim_end_matches('/'))
+    }
+
+    pub(crate) fn payment(&self, path: &str) -> String {
+        format!("{}{path}", self.payment_url.trim_end_matches('/'))
+    }
+}

@@ -1,0 +1,30 @@
+//! `order`: the order service binary. Settings come from the environment
+//! (see `order::Config::from_vars`); SIGINT/SIGTERM shut it down gracefully.
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    service_kit::telemetry::init_logs();
+    let config = match order::Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("order: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("order: cannot listen on {}: {error}", config.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    match order::run(config, listener, service_kit::server::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("order: {}", service_kit::server::error_chain(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
