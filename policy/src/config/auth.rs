@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use super::HumanDuration;
 
 /// Top-level `auth:`: the credentials the gateway knows.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// API keys, stored as SHA-256 hashes of the key (never the key itself).
@@ -42,6 +42,23 @@ pub struct AuthConfig {
     /// Auth for routes that have no `auth:` block; none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<RouteAuthConfig>,
+}
+
+impl Default for AuthConfig {
+    /// The same as an empty `auth: {}` block.
+    fn default() -> Self {
+        Self {
+            api_keys: Vec::new(),
+            api_keys_file: None,
+            api_key_header: default_api_key_header(),
+            api_key_query: None,
+            jwt: Vec::new(),
+            consumer_header: default_consumer_header(),
+            scopes_header: None,
+            strip_headers: Vec::new(),
+            default: None,
+        }
+    }
 }
 
 fn default_api_key_header() -> String {
@@ -125,7 +142,7 @@ fn redact<S: Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error
 }
 
 /// Where a JWK set comes from: exactly one of `file`, `url`, `inline`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwksConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]

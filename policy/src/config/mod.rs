@@ -34,3 +34,24 @@ pub struct PolicyConfig {
     pub auth: AuthConfig,
     pub rate_limits: RateLimitsConfig,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_equal_empty_sections() {
+        let parsed: AuthConfig = serde_json::from_str("{}").unwrap();
+        let default = AuthConfig::default();
+        assert_eq!(
+            serde_json::to_value(&parsed).unwrap(),
+            serde_json::to_value(&default).unwrap()
+        );
+        let parsed: RateLimitsConfig = serde_json::from_str("{}").unwrap();
+        let default = RateLimitsConfig::default();
+        assert_eq!(
+            serde_json::to_value(&parsed).unwrap(),
+            serde_json::to_value(&default).unwrap()
+        );
+    }
+}
