@@ -352,3 +352,62 @@ async fn malformed_reviews_get_clear_answers_and_never_block_pods() {
     assert_eq!(hook.call("POST", "/nope", Vec::new()).await.0, 404);
     hook.stop().await;
 }
+
+#[tokio::test]
+async fn serves_http2_when_the_client_negotiates_it() {
+    let hook = start(opts()).await;
+    let mut config = (*hook.client_tls).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(hook.addr).await.expect("connect");
+    let name = ServerName::try_from("weir-webhook.weir-system.svc").expect("name");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("tls handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tls),
+    )
+    .await
+    .expect("h2");
+    tokio::spawn(conn);
+    let pod = &pods()[0];
+    let req = http::Request::post("https://weir-webhook.weir-system.svc/mutate")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(review_of(pod, "CREATE"))))
+        .expect("request");
+    let resp = sender.send_request(req).await.expect("response");
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    let review: Value = serde_json::from_slice(&body).expect("review");
+    assert_eq!(review["response"]["patchType"], "JSONPatch");
+    hook.stop().await;
+}
+
+#[tokio::test]
+async fn run_webhook_reports_a_missing_certificate() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: weir_inject::WebhookArgs,
+    }
+    let missing = std::env::temp_dir().join("weir-inject-no-such-dir/tls.crt");
+    let cli = Cli::try_parse_from([
+        "webhook",
+        "--listen=127.0.0.1:0",
+        &format!("--tls-cert={}", missing.display()),
+        "--tls-key=/nonexistent/tls.key",
+    ])
+    .expect("flags");
+    let err = weir_inject::run_webhook(cli.args, std::future::pending())
+        .await
+        .expect_err("no certificate");
+    assert!(
+        matches!(err, weir_inject::WebhookError::Read { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("tls.crt"), "{err}");
+}
