@@ -5,7 +5,11 @@
 //! the upstream of `../shared/BENCH.md` ("a small hyper server answering `GET /`
 //! with a fixed 1 KiB body"). The bench pins it to one core next to wrk.
 //!
-//! `hold ADDR CONNS SECS [PATH]` opens CONNS keep-alive connections to ADDR,
+//! `POST /v1/traces` gets an empty `200 application/x-protobuf` instead: the
+//! sidecar bench points its OTLP/HTTP exporter at a second instance, so
+//! tracing really exports without a collector.
+//!
+//! `hold ADDR CONNS SECS [PATH [HOST]]` opens CONNS keep-alive connections to ADDR,
 //! sends one `GET PATH` on each (so a proxy has really set up both sides and
 //! its buffers), reads the whole response, then keeps every connection open
 //! and silent for SECS seconds. It prints `holding N` once all are ready, which
@@ -18,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -28,7 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-const USAGE: &str = "usage: weir-bench-upstream serve ADDR [BODY_BYTES]\n       weir-bench-upstream hold ADDR CONNS SECS [PATH]";
+const USAGE: &str = "usage: weir-bench-upstream serve ADDR [BODY_BYTES]\n       weir-bench-upstream hold ADDR CONNS SECS [PATH [HOST]]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -60,13 +64,16 @@ fn main() -> ExitCode {
         }
         ["hold", addr, conns, secs, rest @ ..] => {
             let path = rest.first().copied().unwrap_or("/").to_owned();
+            let host = rest
+                .get(1)
+                .map_or_else(|| addr.to_string(), |h| (*h).to_owned());
             match (
                 addr.parse::<SocketAddr>(),
                 conns.parse::<usize>(),
                 secs.parse::<u64>(),
             ) {
                 (Ok(addr), Ok(n), Ok(s)) => {
-                    rt.block_on(hold(addr, n, Duration::from_secs(s), path))
+                    rt.block_on(hold(addr, n, Duration::from_secs(s), &path, &host))
                 }
                 _ => Err(format!("bad arguments\n{USAGE}")),
             }
@@ -104,13 +111,25 @@ async fn serve(addr: SocketAddr, body_len: usize) -> Result<(), String> {
         let _ = stream.set_nodelay(true);
         let body = body.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |_req: Request<Incoming>| {
-                let body = body.clone();
+            let svc = service_fn(move |req: Request<Incoming>| {
+                // OTLP/HTTP exports (the sidecar bench points its tracing here)
+                // get the empty protobuf `ExportTraceServiceResponse`.
+                let otlp = req.uri().path() == "/v1/traces";
+                let body = if otlp { Bytes::new() } else { body.clone() };
                 async move {
+                    if otlp {
+                        // Read the whole batch before answering.
+                        let _ = req.into_body().collect().await;
+                    }
                     let mut resp = Response::new(Full::new(body));
+                    let ct = if otlp {
+                        "application/x-protobuf"
+                    } else {
+                        "text/plain"
+                    };
                     resp.headers_mut().insert(
                         hyper::header::CONTENT_TYPE,
-                        hyper::header::HeaderValue::from_static("text/plain"),
+                        hyper::header::HeaderValue::from_static(ct),
                     );
                     Ok::<_, Infallible>(resp)
                 }
@@ -126,10 +145,16 @@ async fn serve(addr: SocketAddr, body_len: usize) -> Result<(), String> {
 
 /// Opens `n` connections (at most 64 handshakes at a time, so no listen
 /// backlog overflows), one request each, then holds them all open.
-async fn hold(addr: SocketAddr, n: usize, secs: Duration, path: String) -> Result<(), String> {
+async fn hold(
+    addr: SocketAddr,
+    n: usize,
+    secs: Duration,
+    path: &str,
+    host: &str,
+) -> Result<(), String> {
     let gate = Arc::new(Semaphore::new(64));
     let request = Arc::new(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: weir-bench-hold\r\n\r\n")
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: weir-bench-hold\r\n\r\n")
             .into_bytes(),
     );
     let mut tasks = Vec::with_capacity(n);
