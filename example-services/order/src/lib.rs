@@ -34,7 +34,9 @@ mod state;
 mod store;
 
 pub use config::Config;
-pub use model::{CONFIRMED, FAILED, Order, OrderLine, OrderList, PENDING, PlaceOrder, SagaLog, SagaLogEntry};
+pub use model::{
+    CONFIRMED, FAILED, Order, OrderLine, OrderList, PENDING, PlaceOrder, SagaLog, SagaLogEntry,
+};
 pub use outbox::{EXCHANGE, OutboxEvent, OutboxList};
 pub use saga::SagaStep;
 
@@ -67,8 +69,17 @@ pub enum Error {
 /// The order service's OpenAPI document, generated from the handlers.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Weir order", description = "Orders placed as an orchestrated saga over catalog and payment."),
-    paths(orders::place, orders::get, orders::list, orders::saga_log, outbox::list),
+    info(
+        title = "Weir order",
+        description = "Orders placed as an orchestrated saga over catalog and payment."
+    ),
+    paths(
+        orders::place,
+        orders::get,
+        orders::list,
+        orders::saga_log,
+        outbox::list
+    ),
     components(schemas(service_kit::ProblemDetails, SagaStep))
 )]
 pub struct ApiDoc;
@@ -83,18 +94,34 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let url = service_kit::db::database_url(config.database_url.as_deref(), &config.data_dir, "order");
+    let url =
+        service_kit::db::database_url(config.database_url.as_deref(), &config.data_dir, "order");
     let db = Db::open(&url, MIGRATIONS).await?;
     let config = Arc::new(config);
     let events = Arc::new(tokio::sync::Notify::new());
-    let saga = Arc::new(Saga::new(db.clone(), Arc::clone(&config), Arc::clone(&events)));
+    let saga = Arc::new(Saga::new(
+        db.clone(),
+        Arc::clone(&config),
+        Arc::clone(&events),
+    ));
 
-    let mut background = vec![tokio::spawn(saga::recovery_loop(Arc::clone(&saga), config.recovery_interval))];
+    let mut background = vec![tokio::spawn(saga::recovery_loop(
+        Arc::clone(&saga),
+        config.recovery_interval,
+    ))];
     if let Some(amqp_url) = config.amqp_url.clone() {
-        background.push(tokio::spawn(outbox::relay(db.clone(), amqp_url, events, config.outbox_poll_interval)));
+        background.push(tokio::spawn(outbox::relay(
+            db.clone(),
+            amqp_url,
+            events,
+            config.outbox_poll_interval,
+        )));
     }
 
-    let state = AppState { db: db.clone(), saga };
+    let state = AppState {
+        db: db.clone(),
+        saga,
+    };
     let result = service_kit::server::serve(listener, router(state), shutdown).await;
     for task in background {
         task.abort();

@@ -49,7 +49,10 @@ impl PlaceOrder {
                     "must be 1-64 characters",
                 ));
             }
-            if self.items[..i].iter().any(|l| l.product_id == line.product_id) {
+            if self.items[..i]
+                .iter()
+                .any(|l| l.product_id == line.product_id)
+            {
                 return Err(Problem::invalid(
                     format!("items[{i}].product_id"),
                     "product listed twice",

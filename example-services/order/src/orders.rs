@@ -48,7 +48,9 @@ pub(crate) async fn place(
     let driven = tokio::spawn(async move { saga.drive(&id, &incoming).await }).await;
     match driven {
         Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::error!(order = %order.id, %error, "saga stopped on a database error"),
+        Ok(Err(error)) => {
+            tracing::error!(order = %order.id, %error, "saga stopped on a database error")
+        }
         Err(error) => tracing::error!(order = %order.id, %error, "saga task failed"),
     }
     let order = store::load(&state.db, &order.id).await?.unwrap_or(order);
@@ -62,7 +64,10 @@ pub(crate) async fn place(
         (status = 200, body = Order),
         (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
     ))]
-pub(crate) async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Order>, Problem> {
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Order>, Problem> {
     store::load(&state.db, &id)
         .await?
         .map(Json)
@@ -76,11 +81,16 @@ pub(crate) async fn get(State(state): State<AppState>, Path(id): Path<String>) -
         (status = 200, body = SagaLog),
         (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
     ))]
-pub(crate) async fn saga_log(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<SagaLog>, Problem> {
+pub(crate) async fn saga_log(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SagaLog>, Problem> {
     if store::load(&state.db, &id).await?.is_none() {
         return Err(Problem::not_found(format!("order {id} does not exist")));
     }
-    Ok(Json(SagaLog { items: store::saga_log(&state.db, &id).await? }))
+    Ok(Json(SagaLog {
+        items: store::saga_log(&state.db, &id).await?,
+    }))
 }
 
 /// A customer's orders, newest first.
@@ -94,11 +104,18 @@ pub(crate) async fn saga_log(State(state): State<AppState>, Path(id): Path<Strin
         (status = 200, body = OrderList),
         (status = 422, body = ProblemDetails, content_type = "application/problem+json"),
     ))]
-pub(crate) async fn list(State(state): State<AppState>, query: QueryMap) -> Result<Json<OrderList>, Problem> {
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    query: QueryMap,
+) -> Result<Json<OrderList>, Problem> {
     let Some(customer) = query.string("customer") else {
-        return Err(Problem::invalid("customer", "the customer query parameter is required"));
+        return Err(Problem::invalid(
+            "customer",
+            "the customer query parameter is required",
+        ));
     };
     let limit = query.limit(20, 100)?;
-    let (items, next_cursor) = store::by_customer(&state.db, customer, query.string("cursor"), limit).await?;
+    let (items, next_cursor) =
+        store::by_customer(&state.db, customer, query.string("cursor"), limit).await?;
     Ok(Json(OrderList { items, next_cursor }))
 }

@@ -68,7 +68,10 @@ type Row = (i64, String, String, String, String, i64, Option<i64>);
         (status = 200, body = OutboxList),
         (status = 422, body = ProblemDetails, content_type = "application/problem+json"),
     ))]
-pub(crate) async fn list(State(state): State<AppState>, query: QueryMap) -> Result<Json<OutboxList>, Problem> {
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    query: QueryMap,
+) -> Result<Json<OutboxList>, Problem> {
     let filter = match query.string("status").unwrap_or("all") {
         "pending" => " AND published_at IS NULL",
         "sent" => " AND published_at IS NOT NULL",
@@ -87,15 +90,20 @@ pub(crate) async fn list(State(state): State<AppState>, query: QueryMap) -> Resu
         .await?;
     let items = rows
         .into_iter()
-        .map(|(seq, event_id, order_id, event_type, payload, created_at_ms, published_at_ms)| OutboxEvent {
-            seq,
-            event_id,
-            order_id,
-            event_type,
-            payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload)),
-            created_at_ms,
-            published_at_ms,
-        })
+        .map(
+            |(seq, event_id, order_id, event_type, payload, created_at_ms, published_at_ms)| {
+                OutboxEvent {
+                    seq,
+                    event_id,
+                    order_id,
+                    event_type,
+                    payload: serde_json::from_str(&payload)
+                        .unwrap_or(serde_json::Value::String(payload)),
+                    created_at_ms,
+                    published_at_ms,
+                }
+            },
+        )
         .collect();
     Ok(Json(OutboxList { items }))
 }
@@ -133,11 +141,16 @@ async fn session(db: &Db, url: &str, wake: &Notify, poll: Duration) -> Result<()
         .exchange_declare(
             EXCHANGE.into(),
             ExchangeKind::Topic,
-            ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() },
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
             FieldTable::default(),
         )
         .await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
     tracing::info!(exchange = EXCHANGE, "outbox relay connected");
     loop {
         let published = publish_pending(db, &channel).await?;
@@ -163,7 +176,13 @@ async fn publish_pending(db: &Db, channel: &Channel) -> Result<usize, RelayError
             .with_message_id(event_id.clone().into())
             .with_type(event_type.clone().into());
         let confirm = channel
-            .basic_publish(EXCHANGE.into(), event_type.into(), BasicPublishOptions::default(), payload.as_bytes(), properties)
+            .basic_publish(
+                EXCHANGE.into(),
+                event_type.into(),
+                BasicPublishOptions::default(),
+                payload.as_bytes(),
+                properties,
+            )
             .await?
             .await?;
         if !confirm.is_ack() {

@@ -36,7 +36,10 @@ pub(crate) async fn call<B: Serialize>(
     let attempts = config.call_attempts.max(1);
     let mut last = String::new();
     for attempt in 1..=attempts {
-        match outbound.send_json(method.clone(), url, incoming, extra, body).await {
+        match outbound
+            .send_json(method.clone(), url, incoming, extra, body)
+            .await
+        {
             Ok(response) if is_definite(response.status) => return Reply::Definite(response),
             Ok(response) => {
                 last = format!("{} answered {}", url, response.status);

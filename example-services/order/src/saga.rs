@@ -130,7 +130,11 @@ impl Saga {
     /// Runs the order's remaining steps until it is done, stalls, or (test
     /// hook) the configured crash point is reached. `incoming` carries the
     /// trace context of the request that caused this.
-    pub(crate) async fn drive(&self, order_id: &str, incoming: &HeaderMap) -> Result<(), sqlx::Error> {
+    pub(crate) async fn drive(
+        &self,
+        order_id: &str,
+        incoming: &HeaderMap,
+    ) -> Result<(), sqlx::Error> {
         let Some(_guard) = self.claim(order_id) else {
             return Ok(());
         };
@@ -186,7 +190,10 @@ impl Saga {
         if !set.insert(order_id.to_owned()) {
             return None;
         }
-        Some(InFlight { saga: self, order_id: order_id.to_owned() })
+        Some(InFlight {
+            saga: self,
+            order_id: order_id.to_owned(),
+        })
     }
 
     async fn run_step(&self, step: SagaStep, order: &Order, incoming: &HeaderMap) -> Outcome {
@@ -203,13 +210,25 @@ impl Saga {
     async fn reserve(&self, order: &Order, incoming: &HeaderMap) -> Outcome {
         let body = json!({ "order_id": order.id, "items": order.items });
         let url = self.config.catalog("/v1/reservations");
-        let response = match call(&self.outbound, &self.config, Method::POST, &url, incoming, &[], Some(&body)).await {
+        let response = match call(
+            &self.outbound,
+            &self.config,
+            Method::POST,
+            &url,
+            incoming,
+            &[],
+            Some(&body),
+        )
+        .await
+        {
             Reply::Definite(response) => response,
             Reply::Unknown(reason) => return Outcome::Stall(reason),
         };
         if !response.status.is_success() {
             let reason = match response.status {
-                StatusCode::CONFLICT => format!("insufficient stock: {}", problem_detail(&response)),
+                StatusCode::CONFLICT => {
+                    format!("insufficient stock: {}", problem_detail(&response))
+                }
                 _ => format!("rejected by catalog: {}", problem_detail(&response)),
             };
             return Outcome::Advance(fail(SagaStep::Reserve, "failed", reason));
@@ -229,7 +248,11 @@ impl Saga {
                 Outcome::Advance(t)
             }
             other => {
-                let mut t = fail(SagaStep::Reserve, "failed", format!("reservation {other} before payment"));
+                let mut t = fail(
+                    SagaStep::Reserve,
+                    "failed",
+                    format!("reservation {other} before payment"),
+                );
                 t.reservation = Some(ReservationInfo {
                     id: reservation.id,
                     total_minor: reservation.total_minor,
@@ -242,7 +265,10 @@ impl Saga {
 
     async fn charge(&self, order: &Order, incoming: &HeaderMap) -> Outcome {
         let (Some(total), Some(currency)) = (order.total_minor, order.currency.as_deref()) else {
-            return Outcome::Advance(to_release(SagaStep::Charge, "order has no total to charge".into()));
+            return Outcome::Advance(to_release(
+                SagaStep::Charge,
+                "order has no total to charge".into(),
+            ));
         };
         let body = json!({
             "order_id": order.id,
@@ -255,7 +281,17 @@ impl Saga {
         let key = format!("order-{}", order.id);
         let url = self.config.payment("/v1/payments");
         let extra = [("idempotency-key", key.as_str())];
-        let response = match call(&self.outbound, &self.config, Method::POST, &url, incoming, &extra, Some(&body)).await {
+        let response = match call(
+            &self.outbound,
+            &self.config,
+            Method::POST,
+            &url,
+            incoming,
+            &extra,
+            Some(&body),
+        )
+        .await
+        {
             Reply::Definite(response) => response,
             Reply::Unknown(reason) => return Outcome::Stall(reason),
         };
@@ -269,7 +305,9 @@ impl Saga {
             return Outcome::Advance(t);
         }
         let reason = match response.status {
-            StatusCode::PAYMENT_REQUIRED => format!("payment declined: {}", problem_detail(&response)),
+            StatusCode::PAYMENT_REQUIRED => {
+                format!("payment declined: {}", problem_detail(&response))
+            }
             _ => format!("payment rejected: {}", problem_detail(&response)),
         };
         Outcome::Advance(to_release(SagaStep::Charge, reason))
@@ -279,8 +317,20 @@ impl Saga {
         let Some(reservation) = order.reservation_id.as_deref() else {
             return Outcome::Advance(to_refund("order has no reservation to commit".into()));
         };
-        let url = self.config.catalog(&format!("/v1/reservations/{reservation}/commit"));
-        let response = match call::<()>(&self.outbound, &self.config, Method::POST, &url, incoming, &[], None).await {
+        let url = self
+            .config
+            .catalog(&format!("/v1/reservations/{reservation}/commit"));
+        let response = match call::<()>(
+            &self.outbound,
+            &self.config,
+            Method::POST,
+            &url,
+            incoming,
+            &[],
+            None,
+        )
+        .await
+        {
             Reply::Definite(response) => response,
             Reply::Unknown(reason) => return Outcome::Stall(reason),
         };
@@ -289,19 +339,42 @@ impl Saga {
             t.status = Some(CONFIRMED);
             return Outcome::Advance(t);
         }
-        Outcome::Advance(to_refund(format!("stock could not be committed: {}", problem_detail(&response))))
+        Outcome::Advance(to_refund(format!(
+            "stock could not be committed: {}",
+            problem_detail(&response)
+        )))
     }
 
     async fn refund(&self, order: &Order, incoming: &HeaderMap) -> Outcome {
         let Some(payment) = order.payment_id.as_deref() else {
-            return Outcome::Advance(Transition::new(SagaStep::Refund, "skipped", SagaStep::Release));
+            return Outcome::Advance(Transition::new(
+                SagaStep::Refund,
+                "skipped",
+                SagaStep::Release,
+            ));
         };
-        let url = self.config.payment(&format!("/v1/payments/{payment}/refund"));
-        let response = match call::<()>(&self.outbound, &self.config, Method::POST, &url, incoming, &[], None).await {
+        let url = self
+            .config
+            .payment(&format!("/v1/payments/{payment}/refund"));
+        let response = match call::<()>(
+            &self.outbound,
+            &self.config,
+            Method::POST,
+            &url,
+            incoming,
+            &[],
+            None,
+        )
+        .await
+        {
             Reply::Definite(response) => response,
             Reply::Unknown(reason) => return Outcome::Stall(reason),
         };
-        let outcome = if response.status.is_success() { "succeeded" } else { "failed" };
+        let outcome = if response.status.is_success() {
+            "succeeded"
+        } else {
+            "failed"
+        };
         let mut t = Transition::new(SagaStep::Refund, outcome, SagaStep::Release);
         if !response.status.is_success() {
             tracing::error!(order = %order.id, %payment, status = %response.status, "refund refused");
@@ -311,16 +384,39 @@ impl Saga {
     }
 
     async fn release(&self, order: &Order, incoming: &HeaderMap) -> Outcome {
-        let reason = order.failure_reason.clone().unwrap_or_else(|| "order failed".into());
+        let reason = order
+            .failure_reason
+            .clone()
+            .unwrap_or_else(|| "order failed".into());
         let Some(reservation) = order.reservation_id.as_deref() else {
             return Outcome::Advance(fail(SagaStep::Release, "skipped", reason));
         };
-        let url = self.config.catalog(&format!("/v1/reservations/{reservation}/release"));
-        let response = match call::<()>(&self.outbound, &self.config, Method::POST, &url, incoming, &[], None).await {
+        let url = self
+            .config
+            .catalog(&format!("/v1/reservations/{reservation}/release"));
+        let response = match call::<()>(
+            &self.outbound,
+            &self.config,
+            Method::POST,
+            &url,
+            incoming,
+            &[],
+            None,
+        )
+        .await
+        {
             Reply::Definite(response) => response,
             Reply::Unknown(reason) => return Outcome::Stall(reason),
         };
-        let mut t = fail(SagaStep::Release, if response.status.is_success() { "succeeded" } else { "failed" }, reason);
+        let mut t = fail(
+            SagaStep::Release,
+            if response.status.is_success() {
+                "succeeded"
+            } else {
+                "failed"
+            },
+            reason,
+        );
         if !response.status.is_success() {
             tracing::error!(order = %order.id, %reservation, status = %response.status, "release refused");
             t.detail = Some(problem_detail(&response));

@@ -136,11 +136,19 @@ pub(crate) async fn place(db: &Db, key: &str, request: &PlaceOrder) -> Result<Pl
 
 /// Records `transition` if the order is still at `transition.step`; returns
 /// `false` when another driver moved it first.
-pub(crate) async fn apply(db: &Db, order_id: &str, transition: &Transition) -> Result<bool, sqlx::Error> {
+pub(crate) async fn apply(
+    db: &Db,
+    order_id: &str,
+    transition: &Transition,
+) -> Result<bool, sqlx::Error> {
     let now = now_millis();
     let mut tx = db.begin().await?;
     let (reservation_id, total, currency) = match &transition.reservation {
-        Some(r) => (Some(r.id.clone()), Some(r.total_minor), Some(r.currency.clone())),
+        Some(r) => (
+            Some(r.id.clone()),
+            Some(r.total_minor),
+            Some(r.currency.clone()),
+        ),
         None => (None, None, None),
     };
     let updated = sqlx::query(
@@ -166,9 +174,21 @@ pub(crate) async fn apply(db: &Db, order_id: &str, transition: &Transition) -> R
     if updated.rows_affected() == 0 {
         return Ok(false);
     }
-    append_log(&mut tx, order_id, transition.step.as_str(), transition.outcome, transition.detail.as_deref(), now).await?;
+    append_log(
+        &mut tx,
+        order_id,
+        transition.step.as_str(),
+        transition.outcome,
+        transition.detail.as_deref(),
+        now,
+    )
+    .await?;
     if let Some(status) = transition.status {
-        let event = if status == FAILED { "order.failed" } else { "order.confirmed" };
+        let event = if status == FAILED {
+            "order.failed"
+        } else {
+            "order.confirmed"
+        };
         if let Some(order) = load_in(&mut tx, order_id).await? {
             append_event(&mut tx, &order, event, now).await?;
         }
@@ -178,9 +198,22 @@ pub(crate) async fn apply(db: &Db, order_id: &str, transition: &Transition) -> R
 }
 
 /// Notes in the saga log that a step could not finish and will be retried.
-pub(crate) async fn log_stall(db: &Db, order_id: &str, step: SagaStep, detail: &str) -> Result<(), sqlx::Error> {
+pub(crate) async fn log_stall(
+    db: &Db,
+    order_id: &str,
+    step: SagaStep,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
-    append_log(&mut tx, order_id, step.as_str(), "retry_later", Some(detail), now_millis()).await?;
+    append_log(
+        &mut tx,
+        order_id,
+        step.as_str(),
+        "retry_later",
+        Some(detail),
+        now_millis(),
+    )
+    .await?;
     sqlx::query("UPDATE orders SET updated_at = $1 WHERE id = $2")
         .bind(now_millis())
         .bind(order_id)
@@ -230,7 +263,11 @@ pub(crate) async fn by_customer(
             orders.push(order);
         }
     }
-    let next = if more { orders.last().map(|o| o.id.clone()) } else { None };
+    let next = if more {
+        orders.last().map(|o| o.id.clone())
+    } else {
+        None
+    };
     Ok((orders, next))
 }
 
@@ -245,17 +282,21 @@ pub(crate) async fn saga_log(db: &Db, id: &str) -> Result<Vec<SagaLogEntry>, sql
 }
 
 async fn load_in(conn: &mut AnyConnection, id: &str) -> Result<Option<Order>, sqlx::Error> {
-    let row = sqlx::query_as::<_, OrderRow>(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM orders WHERE id = $1")))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = sqlx::query_as::<_, OrderRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM orders WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
     let Some(row) = row else {
         return Ok(None);
     };
-    let items = sqlx::query_as::<_, OrderLine>("SELECT product_id, quantity FROM order_items WHERE order_id = $1 ORDER BY line")
-        .bind(id)
-        .fetch_all(&mut *conn)
-        .await?;
+    let items = sqlx::query_as::<_, OrderLine>(
+        "SELECT product_id, quantity FROM order_items WHERE order_id = $1 ORDER BY line",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
     Ok(Some(Order {
         id: row.id,
         customer_id: row.customer_id,
@@ -292,7 +333,12 @@ async fn append_log(
 }
 
 /// Writes a domain event to the outbox, in the caller's transaction.
-async fn append_event(tx: &mut Transaction<'static, Any>, order: &Order, event_type: &str, now: i64) -> Result<(), sqlx::Error> {
+async fn append_event(
+    tx: &mut Transaction<'static, Any>,
+    order: &Order,
+    event_type: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     let event_id = uuid::Uuid::now_v7().to_string();
     let payload = json!({
         "event_id": event_id,

@@ -1,0 +1,178 @@
+//! The in-process stack the order tests drive: real catalog, payment and order
+//! services on 127.0.0.1:0, each with its own SQLite file (or PostgreSQL for
+//! order), talking over real HTTP.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use order::SagaStep;
+use serde_json::{Value, json};
+use service_kit::testing::{Running, TestClient, TestDir, TestResponse};
+
+pub(crate) struct Peers {
+    pub(crate) dir: TestDir,
+    pub(crate) catalog: Running<catalog::Error>,
+    pub(crate) payment: Running<payment::Error>,
+    pub(crate) client: TestClient,
+}
+
+impl Peers {
+    pub(crate) async fn start() -> Self {
+        Self::start_with(Duration::from_secs(15 * 60)).await
+    }
+
+    pub(crate) async fn start_with(reservation_ttl: Duration) -> Self {
+        let dir = TestDir::new("order");
+        let mut catalog_config = catalog::Config::new(dir.path());
+        catalog_config.seed = false;
+        catalog_config.reservation_ttl = reservation_ttl;
+        catalog_config.sweep_interval = Duration::from_millis(50);
+        let catalog = Running::start(move |l, s| catalog::run(catalog_config, l, s)).await;
+        let payment_config = payment::Config::new(dir.path());
+        let payment = Running::start(move |l, s| payment::run(payment_config, l, s)).await;
+        Self {
+            dir,
+            catalog,
+            payment,
+            client: TestClient::new(),
+        }
+    }
+
+    /// An order config pointing straight at the peers, with quick retries.
+    pub(crate) fn order_config(&self) -> order::Config {
+        let mut config = order::Config::new(self.dir.path());
+        config.catalog_url = self.catalog.url();
+        config.payment_url = self.payment.url();
+        config.call_attempts = 3;
+        config.retry_backoff = Duration::from_millis(10);
+        config.call_timeout = Duration::from_secs(10);
+        config
+    }
+
+    pub(crate) async fn product(&self, sku: &str, price: i64, stock: i64) -> String {
+        let body = json!({"sku": sku, "name": sku, "price_minor": price, "currency": "EUR", "stock": stock});
+        let r = self
+            .client
+            .post(
+                &format!("{}/v1/products", self.catalog.url()),
+                &[("x-weir-admin", "true")],
+                &body,
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.json);
+        r.json["id"].as_str().unwrap().to_owned()
+    }
+
+    pub(crate) async fn stock(&self, product: &str) -> i64 {
+        self.client
+            .get(&format!("{}/v1/products/{product}", self.catalog.url()))
+            .await
+            .json["stock"]
+            .as_i64()
+            .unwrap()
+    }
+
+    pub(crate) async fn payments_of(&self, order_id: &str) -> Vec<Value> {
+        let r = self
+            .client
+            .get(&format!(
+                "{}/v1/payments?order_id={order_id}",
+                self.payment.url()
+            ))
+            .await;
+        r.json["items"].as_array().unwrap().clone()
+    }
+
+    pub(crate) async fn faults(&self, settings: Value) -> Value {
+        let r = self
+            .client
+            .put(
+                &format!("{}/admin/faults", self.payment.url()),
+                &[],
+                &settings,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.json);
+        r.json
+    }
+
+    pub(crate) async fn charge_requests(&self) -> u64 {
+        self.client
+            .get(&format!("{}/admin/faults", self.payment.url()))
+            .await
+            .json["charge_requests"]
+            .as_u64()
+            .unwrap()
+    }
+
+    pub(crate) async fn reservation(&self, id: &str) -> Value {
+        self.client
+            .get(&format!("{}/v1/reservations/{id}", self.catalog.url()))
+            .await
+            .json
+    }
+}
+
+pub(crate) async fn start_order(config: order::Config) -> Running<order::Error> {
+    Running::start(move |l, s| order::run(config, l, s)).await
+}
+
+pub(crate) fn crash_after(mut config: order::Config, step: SagaStep) -> order::Config {
+    config.crash_after_step = Some(step);
+    config
+}
+
+pub(crate) async fn place(
+    client: &TestClient,
+    order: &Running<order::Error>,
+    key: &str,
+    customer: &str,
+    items: &[(&str, i64)],
+) -> TestResponse {
+    let items: Vec<Value> = items
+        .iter()
+        .map(|(p, q)| json!({"product_id": p, "quantity": q}))
+        .collect();
+    let body = json!({"customer_id": customer, "items": items});
+    client
+        .post(
+            &format!("{}/v1/orders", order.url()),
+            &[("idempotency-key", key)],
+            &body,
+        )
+        .await
+}
+
+/// Polls the order until it leaves `pending` (recovery runs in the background), bounded.
+pub(crate) async fn settled(client: &TestClient, order: &Running<order::Error>, id: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = client.get(&format!("{}/v1/orders/{id}", order.url())).await;
+        if r.json["status"] != "pending" {
+            return r.json;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "order {id} still pending: {:?}",
+            r.json
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub(crate) async fn events(
+    client: &TestClient,
+    order: &Running<order::Error>,
+    id: &str,
+) -> Vec<String> {
+    let r = client
+        .get(&format!("{}/v1/outbox?order_id={id}", order.url()))
+        .await;
+    r.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap().to_owned())
+        .collect()
+}
