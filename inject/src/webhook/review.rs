@@ -84,6 +84,18 @@ fn decide(request: &Value, opts: &InjectOptions) -> Decision {
     let mut pod = original.clone();
     match inject_pod_template(&mut pod, opts) {
         Ok(Outcome::Injected) => {
+            tracing::info!(
+                namespace = request
+                    .get("namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+                pod = original
+                    .pointer("/metadata/name")
+                    .or_else(|| original.pointer("/metadata/generateName"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+                "injecting the sidecar"
+            );
             // The diff of the pod against the CLI's result for the same pod,
             // so both ways of injecting agree by construction.
             let patch = json_patch::diff(original, &pod);

@@ -295,6 +295,12 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 
 /// RFC 9457 problem details, like every error Weir generates itself.
 fn problem(request_id: &str, status: StatusCode, slug: &str, detail: &str) -> Response<Body> {
+    tracing::warn!(
+        request_id,
+        status = status.as_u16(),
+        detail,
+        "rejected request"
+    );
     let body = serde_json::json!({
         "type": format!("https://weir.dev/problems/{slug}"),
         "title": status.canonical_reason().unwrap_or("error"),
