@@ -32,6 +32,12 @@ pub struct GatewayConfig {
     pub routes: Vec<RouteConfig>,
     #[serde(default)]
     pub versioning: VersioningConfig,
+    /// Credentials the gateway knows (API keys, JWT providers); see docs/policies.md.
+    #[serde(default)]
+    pub auth: weir_policy::config::AuthConfig,
+    /// Named rate-limit policies and their backend; see docs/policies.md.
+    #[serde(default)]
+    pub rate_limits: weir_policy::config::RateLimitsConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
     #[serde(default)]

@@ -53,6 +53,7 @@ struct Outcome {
     route: Option<Arc<str>>,
     route_index: Option<usize>,
     upstream: Option<String>,
+    consumer: Option<String>,
 }
 
 impl GatewayHandler {
@@ -67,6 +68,7 @@ impl GatewayHandler {
             route: None,
             route_index: None,
             upstream: None,
+            consumer: None,
         };
 
         let mut resp = self
@@ -99,7 +101,7 @@ impl GatewayHandler {
             client: Some(conn.remote),
             route: outcome.route.as_deref(),
             upstream: outcome.upstream.as_deref(),
-            consumer: None,
+            consumer: outcome.consumer.as_deref(),
         }
         .emit(self.telemetry.access_log());
         resp
@@ -134,6 +136,11 @@ impl GatewayHandler {
                 .into_response();
             }
             RouteMatch::MethodNotAllowed { allow } => {
+                // A CORS preflight asks about another method: let the route
+                // that takes that method answer it.
+                if let Some(resp) = self.preflight(snapshot, &req, conn, outcome).await {
+                    return resp;
+                }
                 return Problem::new(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "method-not-allowed",
@@ -171,11 +178,92 @@ impl GatewayHandler {
                 .unwrap_or(route.name()),
             route.name(),
         );
+
+        // Policies: forged identity headers stripped, CORS, authentication,
+        // rate limits (the strictest decides).
+        let (mut parts, body) = req.into_parts();
+        let admitted = match snapshot.route_policies.get(route.index()) {
+            Some(policy) => {
+                match snapshot
+                    .policies
+                    .check(policy, &mut parts, conn.remote.ip())
+                    .await
+                {
+                    Ok(a) => Some(a),
+                    Err(rejection) => {
+                        if rejection.status() == StatusCode::TOO_MANY_REQUESTS {
+                            span.set_ratelimit_decision("limited");
+                        }
+                        let mut resp = rejection.into_response().map(pbody::boxed);
+                        route.apply_response_headers(resp.headers_mut());
+                        return resp;
+                    }
+                }
+            }
+            None => None,
+        };
+        if let Some(consumer) = admitted
+            .as_ref()
+            .and_then(|a| a.identity.as_ref())
+            .and_then(|i| i.consumer.clone())
+        {
+            outcome.consumer = Some(consumer);
+        }
+        let req = Request::from_parts(parts, body);
+
         let mut resp = self
             .forward(snapshot, &matched, req, conn, span, outcome)
             .await;
         route.apply_response_headers(resp.headers_mut());
+        if let Some(a) = admitted {
+            for (name, value) in a.response_headers.iter() {
+                resp.headers_mut().append(name.clone(), value.clone());
+            }
+        }
         resp
+    }
+
+    /// Answers a CORS preflight (`OPTIONS` with `Access-Control-Request-Method`)
+    /// with the policies of the route that serves the requested method.
+    async fn preflight(
+        &self,
+        snapshot: &Snapshot,
+        req: &Request<Incoming>,
+        conn: &ConnInfo,
+        outcome: &mut Outcome,
+    ) -> Option<Response<Body>> {
+        if req.method() != http::Method::OPTIONS {
+            return None;
+        }
+        let asked: http::Method = req
+            .headers()
+            .get(header::ACCESS_CONTROL_REQUEST_METHOD)?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()?;
+        let RouteMatch::Matched(m) =
+            snapshot
+                .routes
+                .lookup(&asked, req.uri(), req.headers(), SystemTime::now())
+        else {
+            return None;
+        };
+        let policy = snapshot.route_policies.get(m.route.index())?;
+        outcome.route = Some(m.route.name().clone());
+        outcome.route_index = Some(m.route.index());
+        let mut parts = Request::new(()).into_parts().0;
+        parts.method = req.method().clone();
+        parts.uri = req.uri().clone();
+        parts.headers = req.headers().clone();
+        match snapshot
+            .policies
+            .check(policy, &mut parts, conn.remote.ip())
+            .await
+        {
+            Err(rejection) => Some(rejection.into_response().map(pbody::boxed)),
+            Ok(_) => None,
+        }
     }
 
     async fn forward(

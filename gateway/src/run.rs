@@ -58,6 +58,9 @@ impl Gateway {
         let path: PathBuf = config_path.into();
         let metrics = Arc::new(GatewayMetrics::default());
         let build_metrics = metrics.clone();
+        // Rate-limit counters, Redis connections and JWKS caches outlive reloads.
+        let policy_state = weir_policy::PolicyState::new();
+        let build_policy_state = policy_state.clone();
         let tls_cell: Arc<
             std::sync::OnceLock<Arc<HashMap<String, proxy_core::server::TlsSource>>>,
         > = Arc::new(std::sync::OnceLock::new());
@@ -65,7 +68,7 @@ impl Gateway {
         let reloader = Reloader::new(
             path.clone(),
             move |p: &Path, prev: Option<&Snapshot>| {
-                let snap = Snapshot::build(p, prev, &build_metrics)?;
+                let snap = Snapshot::build(p, prev, &build_metrics, &build_policy_state)?;
                 if let Some(sources) = cell.get() {
                     apply_tls(&snap, sources);
                 }
@@ -85,6 +88,7 @@ impl Gateway {
 
         let mut registry = Registry::default();
         metrics.register(&mut registry, reloader.current().clone());
+        policy_state.register_metrics(&mut registry);
         telemetry.register_metrics(&mut registry);
 
         let mut listeners = Vec::new();

@@ -9,6 +9,8 @@ use arc_swap::ArcSwap;
 use proxy_core::config::{ConfigErrors, LimitsConfig, read_yaml_file};
 use serde_json::Value;
 
+use weir_policy::{Policies, PolicyState, RoutePolicy, RouteRef};
+
 use crate::config::GatewayConfig;
 use crate::metrics::{GatewayMetrics, RouteHandles};
 use crate::routing::RouteTable;
@@ -24,6 +26,10 @@ pub struct Snapshot {
     pub limits: LimitsConfig,
     /// TLS settings by listener name.
     pub tls: HashMap<String, Arc<rustls::ServerConfig>>,
+    /// Authentication, rate limiting and CORS of this config generation.
+    pub policies: Policies,
+    /// Compiled policies by route index.
+    pub route_policies: Vec<RoutePolicy>,
 }
 
 /// Parses and validates a file without building anything (for `validate`).
@@ -31,6 +37,15 @@ pub fn load_config(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
     let config: GatewayConfig = read_yaml_file(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut errors = config.validate(base);
+    let paths: Vec<String> = (0..config.routes.len()).map(|i| format!("routes[{i}]")).collect();
+    if let Err(e) = weir_policy::config::validate(
+        &config.auth,
+        &config.rate_limits,
+        base,
+        config.routes.iter().zip(&paths).map(|(r, p)| route_ref(r, p)),
+    ) {
+        errors.extend(e);
+    }
     if let Err(route_errors) = RouteTable::compile(&config.routes, &config.versioning, &|name| {
         config.upstreams.contains_key(name)
     }) {
@@ -43,11 +58,13 @@ pub fn load_config(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
 
 impl Snapshot {
     /// Builds the runtime state; `previous` lends the upstreams whose config
-    /// did not change.
+    /// did not change. Must run inside a tokio runtime (health checks, DNS
+    /// and JWKS refresh, Redis clients start in the background).
     pub fn build(
         path: &Path,
         previous: Option<&Snapshot>,
         metrics: &GatewayMetrics,
+        policy_state: &PolicyState,
     ) -> Result<Self, ConfigErrors> {
         let config = load_config(path)?;
         Self::from_config(
@@ -55,6 +72,7 @@ impl Snapshot {
             path.parent().unwrap_or(Path::new(".")),
             previous,
             metrics,
+            policy_state,
         )
     }
 
@@ -63,6 +81,7 @@ impl Snapshot {
         base_dir: &Path,
         previous: Option<&Snapshot>,
         metrics: &GatewayMetrics,
+        policy_state: &PolicyState,
     ) -> Result<Self, ConfigErrors> {
         let mut errors = ConfigErrors::new();
         let routes = match RouteTable::compile(&config.routes, &config.versioning, &|n| {
@@ -102,6 +121,18 @@ impl Snapshot {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let policies = Policies::build(&config.auth, &config.rate_limits, base_dir, policy_state)?;
+        let mut route_policies = Vec::with_capacity(routes.len());
+        for (i, r) in config.routes.iter().enumerate() {
+            let path = format!("routes[{i}]");
+            match policies.route(route_ref(r, &path)) {
+                Ok(p) => route_policies.push(p),
+                Err(e) => errors.extend(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         let upstreams = config
             .upstreams
             .iter()
@@ -122,6 +153,8 @@ impl Snapshot {
             upstreams,
             route_metrics,
             tls,
+            policies,
+            route_policies,
         })
     }
 
@@ -129,6 +162,16 @@ impl Snapshot {
     /// gateway core config; policy sections redact their own).
     pub fn effective_config(&self) -> Value {
         serde_json::to_value(&*self.config).unwrap_or(Value::Null)
+    }
+}
+
+fn route_ref<'a>(r: &'a crate::routing::RouteConfig, path: &'a str) -> RouteRef<'a> {
+    RouteRef {
+        name: &r.name,
+        path,
+        auth: r.auth.as_ref(),
+        rate_limit: r.rate_limit.as_deref(),
+        cors: r.cors.as_ref(),
     }
 }
 

@@ -17,7 +17,7 @@ use proxy_core::config::{ByteSize, HumanDuration};
 use serde::{Deserialize, Serialize};
 
 /// One entry of `routes:`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Unique name; used in metrics, logs and errors.
@@ -46,6 +46,15 @@ pub struct RouteConfig {
     /// Per-route limits overriding the global ones.
     #[serde(default, skip_serializing_if = "RouteLimitsConfig::is_empty")]
     pub limits: RouteLimitsConfig,
+    /// Who may call the route (`auth.default` when omitted); see docs/policies.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<weir_policy::config::RouteAuthConfig>,
+    /// Rate-limit policies by name (`rate_limits.default` when omitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<Vec<String>>,
+    /// Cross-origin rules; preflights are answered by the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<weir_policy::config::CorsConfig>,
 }
 
 /// `routes[].match`.

@@ -21,6 +21,13 @@ pub fn parse_yaml<T: DeserializeOwned>(text: &str) -> Result<T, ConfigErrors> {
             message.truncate(pos);
         }
         let path = if path == "." { String::new() } else { path };
+        // serde_norway may repeat the path in front of the message.
+        if let Some((head, rest)) = message.split_once(": ")
+            && !head.is_empty()
+            && path.starts_with(head)
+        {
+            message = rest.to_owned();
+        }
         ConfigErrors::from(ConfigError {
             path,
             line,
