@@ -66,10 +66,9 @@ impl ServiceTelemetry {
         version: &str,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ServiceTelemetryError> {
-        let settings: TelemetrySettings =
-            config
-                .resolve("telemetry", default_name, version, env)
-                .map_err(|e| ServiceTelemetryError::Config(e.to_string()))?;
+        let settings: TelemetrySettings = config
+            .resolve("telemetry", default_name, version, env)
+            .map_err(ServiceTelemetryError::Config)?;
         Ok(Self::new(Telemetry::init(&settings)?))
     }
 
@@ -146,8 +145,8 @@ impl ServiceTelemetry {
 /// Why a service's tracing could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceTelemetryError {
-    #[error("invalid telemetry configuration: {0}")]
-    Config(String),
+    #[error("invalid telemetry configuration")]
+    Config(#[source] crate::config::ConfigErrors),
     #[error(transparent)]
     Init(#[from] TelemetryError),
 }
