@@ -87,12 +87,12 @@ fn decide(request: &Value, opts: &InjectOptions) -> Decision {
             tracing::info!(
                 namespace = request
                     .get("namespace")
-                    .and_then(Value::as_str)
+                    .and_then(serde_json::Value::as_str)
                     .unwrap_or_default(),
                 pod = original
                     .pointer("/metadata/name")
                     .or_else(|| original.pointer("/metadata/generateName"))
-                    .and_then(Value::as_str)
+                    .and_then(serde_json::Value::as_str)
                     .unwrap_or_default(),
                 "injecting the sidecar"
             );
