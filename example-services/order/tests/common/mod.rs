@@ -176,3 +176,57 @@ pub(crate) async fn events(
         .map(|e| e["event_type"].as_str().unwrap().to_owned())
         .collect()
 }
+
+/// A fresh PostgreSQL schema for one test, or `None` (test skipped) when no
+/// server answers outside CI.
+pub(crate) struct PgSchema {
+    pub(crate) url: String,
+    base: String,
+    schema: String,
+}
+
+impl PgSchema {
+    pub(crate) async fn create() -> Option<Self> {
+        let base = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        sqlx::any::install_default_drivers();
+        let connect =
+            tokio::time::timeout(Duration::from_secs(5), sqlx::AnyPool::connect(&base)).await;
+        let pool = match connect {
+            Ok(Ok(pool)) => pool,
+            other => {
+                let reason = match other {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".into(),
+                };
+                assert!(
+                    !service_kit::testing::must_not_skip(),
+                    "PostgreSQL at {base} is required under CI: {reason}"
+                );
+                eprintln!("skipping: PostgreSQL at {base} unavailable: {reason}");
+                return None;
+            }
+        };
+        let schema = format!("weir_order_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&pool)
+            .await
+            .expect("create schema");
+        pool.close().await;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+        Some(Self { url, base, schema })
+    }
+
+    pub(crate) async fn drop_schema(self) {
+        if let Ok(pool) = sqlx::AnyPool::connect(&self.base).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA {} CASCADE",
+                self.schema
+            )))
+            .execute(&pool)
+            .await;
+            pool.close().await;
+        }
+    }
+}
