@@ -339,6 +339,7 @@ pub(crate) fn h2c_client() -> Client<HttpConnector, TestBody> {
 /// A response read whole.
 #[derive(Debug)]
 pub(crate) struct Reply {
+    pub(crate) version: http::Version,
     pub(crate) status: StatusCode,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
@@ -382,7 +383,7 @@ pub(crate) async fn read_reply(resp: Response<Incoming>) -> Reply {
     let (parts, body) = resp.into_parts();
     let collected = body.collect().await.unwrap_or_else(|e| panic!("reading the body failed: {e:?}"));
     let trailers = collected.trailers().cloned();
-    Reply { status: parts.status, headers: parts.headers, body: collected.to_bytes(), trailers }
+    Reply { version: parts.version, status: parts.status, headers: parts.headers, body: collected.to_bytes(), trailers }
 }
 
 /// Sends `req` on a fresh client.
