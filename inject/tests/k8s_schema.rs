@@ -136,6 +136,20 @@ fn validate(files: &[PathBuf]) -> bool {
     true
 }
 
+/// kustomize cannot read `config/`, so the base keeps a copy of the demo JWKS.
+#[test]
+fn the_cluster_gateway_trusts_the_demo_jwt_issuer() {
+    let root = repo_root();
+    let original =
+        std::fs::read(root.join("config/keys/demo-jwks.json")).expect("config/keys/demo-jwks.json");
+    let copy = std::fs::read(root.join("deploy/k8s/base/gateway/demo-jwks.json"))
+        .expect("copy in deploy/k8s");
+    assert!(
+        original == copy,
+        "deploy/k8s/base/gateway/demo-jwks.json differs from config/keys/demo-jwks.json: copy it again"
+    );
+}
+
 #[test]
 fn deploy_manifests_and_injected_outputs_match_the_kubernetes_schemas() {
     let scratch = Scratch::new("schema");
