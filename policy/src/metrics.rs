@@ -7,6 +7,20 @@ use prometheus_client::registry::Registry;
 
 use crate::ratelimit::FailureLog;
 
+/// Values of the `result` label, indexed by [`crate::ratelimit::Outcome::result_index`].
+pub(crate) const RESULTS: [&str; 6] = [
+    "admitted",
+    "limited",
+    "failed_open",
+    "failed_closed",
+    "fallback_admitted",
+    "fallback_limited",
+];
+
+/// `weir_ratelimit_decisions_total` for one route and policy, one per result.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DecisionCounters(pub(crate) [Counter; 6]);
+
 pub(crate) struct Metrics {
     /// `weir_auth_failures_total{route,reason}`
     pub(crate) auth_failures: Family<[(&'static str, String); 2], Counter>,
@@ -31,14 +45,19 @@ impl Metrics {
             .inc();
     }
 
-    pub(crate) fn decision(&self, route: &str, policy: &str, result: &'static str) {
-        self.decisions
-            .get_or_create(&[
-                ("route", route.to_owned()),
-                ("policy", policy.to_owned()),
-                ("result", result.to_owned()),
-            ])
-            .inc();
+    /// The six decision counters of one route and policy, created when the
+    /// route is compiled so the request path only increments (no label
+    /// allocation, no family lock).
+    pub(crate) fn decision_counters(&self, route: &str, policy: &str) -> DecisionCounters {
+        DecisionCounters(RESULTS.map(|result| {
+            self.decisions
+                .get_or_create(&[
+                    ("route", route.to_owned()),
+                    ("policy", policy.to_owned()),
+                    ("result", result.to_owned()),
+                ])
+                .clone()
+        }))
     }
 
     pub(crate) fn register(&self, registry: &mut Registry) {

@@ -125,7 +125,7 @@ impl Policies {
     pub fn route(&self, r: RouteRef<'_>) -> Result<RoutePolicy, ConfigErrors> {
         let mut errs = ConfigErrors::new();
         let inner = &self.inner;
-        let rp = route::compile(
+        let mut rp = route::compile(
             &r,
             inner.default_auth.as_ref(),
             &inner.auth,
@@ -133,6 +133,12 @@ impl Policies {
             |name| inner.limits.get(name).cloned(),
             &mut errs,
         );
+        let metrics = inner.state.metrics();
+        rp.counters = rp
+            .limits
+            .iter()
+            .map(|l| metrics.decision_counters(r.name, &l.name))
+            .collect();
         errs.into_result(rp)
     }
 
@@ -207,9 +213,11 @@ impl Policies {
             headers: &parts.headers,
         };
         let mut outcomes = Vec::with_capacity(route.limits.len());
-        for policy in &route.limits {
+        for (i, policy) in route.limits.iter().enumerate() {
             let outcome = policy.check(&input, &metrics.backend_errors).await;
-            metrics.decision(&route.name, &policy.name, outcome.result_label());
+            if let Some(c) = route.counters.get(i) {
+                c.0[outcome.result_index()].inc();
+            }
             outcomes.push(outcome);
         }
         let reported: Vec<Reported<'_>> = route

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::auth::{Authenticator, RouteAuth};
 use crate::config::{ConfigErrors, CorsConfig, RouteAuthConfig};
 use crate::cors::Cors;
+use crate::metrics::DecisionCounters;
 use crate::ratelimit::{LimitPolicy, Settings};
 
 /// The policy parts of one route in the gateway's config, by reference.
@@ -28,6 +29,8 @@ pub struct RoutePolicy {
     pub(crate) name: Arc<str>,
     pub(crate) auth: Option<RouteAuth>,
     pub(crate) limits: Vec<Arc<LimitPolicy>>,
+    /// One set per entry of `limits`, filled by `Policies::route`.
+    pub(crate) counters: Vec<DecisionCounters>,
     pub(crate) cors: Option<Arc<Cors>>,
 }
 
@@ -100,6 +103,7 @@ pub(crate) fn compile(
         name: r.name.into(),
         auth: route_auth,
         limits,
+        counters: Vec::new(),
         cors,
     }
 }

@@ -102,10 +102,11 @@ impl Provider {
         let kid = header.kid.as_deref();
 
         let mut keys = self.current_keys();
-        if let (Some(kid), KeySource::Remote(remote)) = (kid, &self.keys)
-            && !keys.has_kid(kid)
+        if let KeySource::Remote(remote) = &self.keys
+            && (keys.keys.is_empty() || kid.is_some_and(|kid| !keys.has_kid(kid)))
         {
-            // A key we have not seen: the issuer may have rotated. One early
+            // Nothing loaded yet, or a key we have not seen: the issuer may
+            // have rotated. One early
             // fetch (rate-limited by the floor; a fetch already in flight is
             // waited for), then decide with whatever is current.
             remote.refresh_if_due().await;

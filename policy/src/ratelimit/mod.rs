@@ -167,14 +167,15 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
-    pub(crate) fn result_label(&self) -> &'static str {
+    /// Index into [`crate::metrics::RESULTS`].
+    pub(crate) fn result_index(&self) -> usize {
         match self {
-            Outcome::Decided(d) if d.allowed => "admitted",
-            Outcome::Decided(_) => "limited",
-            Outcome::FailedOpen => "failed_open",
-            Outcome::FailedClosed => "failed_closed",
-            Outcome::Fallback(d) if d.allowed => "fallback_admitted",
-            Outcome::Fallback(_) => "fallback_limited",
+            Outcome::Decided(d) if d.allowed => 0,
+            Outcome::Decided(_) => 1,
+            Outcome::FailedOpen => 2,
+            Outcome::FailedClosed => 3,
+            Outcome::Fallback(d) if d.allowed => 4,
+            Outcome::Fallback(_) => 5,
         }
     }
 
