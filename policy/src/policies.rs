@@ -148,6 +148,28 @@ impl Policies {
         key::client_ip(peer, headers, &self.inner.settings.trusted)
     }
 
+    /// Answers a CORS preflight for `route` without touching auth or rate
+    /// limits: `Some` (204 with the CORS headers, or 403 when refused) when
+    /// the route has `cors:` and the request is a preflight (`OPTIONS` with
+    /// `Origin` and `Access-Control-Request-Method`), `None` otherwise.
+    /// [`Policies::check`] does the same first thing; this is for a gateway
+    /// that picks the route by the method the preflight asks about.
+    pub fn preflight(&self, route: &RoutePolicy, parts: &Parts) -> Option<Rejection> {
+        let cors = route.cors.as_ref()?;
+        let request_id = parts.headers.get("x-request-id").cloned();
+        match cors.evaluate(parts) {
+            CorsVerdict::Preflight(h) => {
+                Some(Rejection::new(RejectionKind::CorsPreflight, request_id, h))
+            }
+            CorsVerdict::Refused(why) => Some(Rejection::new(
+                RejectionKind::CorsRefused(why),
+                request_id,
+                HeaderMap::new(),
+            )),
+            CorsVerdict::None | CorsVerdict::Actual(_) => None,
+        }
+    }
+
     /// Applies the route's policies to a request, in this order: identity
     /// headers sent by the client are removed (on every route), CORS
     /// (preflights answered here), authentication and scopes (identity

@@ -446,3 +446,56 @@ routes:
     // Unknown fields are errors.
     assert!(serde_norway::from_str::<weir_policy::config::AuthConfig>("api_kyes: []").is_err());
 }
+
+#[tokio::test]
+async fn cors_preflight_is_answered_before_auth() {
+    let state = PolicyState::new();
+    let b = build(
+        &format!(
+            "{}\n  - name: web\n    auth: {{ any_of: [jwt] }}\n    cors: {{ allow_origins: [\"https://app.test\"], allow_methods: [GET, POST], allow_headers: [authorization], max_age: 1h }}\n",
+            config().trim_end()
+        ),
+        &state,
+    );
+    let preflight = [
+        ("origin", "https://app.test"),
+        ("access-control-request-method", "POST"),
+        ("access-control-request-headers", "authorization"),
+    ];
+    let mut parts = request("OPTIONS", "/things", &preflight);
+    let early = b
+        .policies
+        .preflight(b.route("web"), &parts)
+        .expect("answered");
+    assert_eq!(early.status(), StatusCode::NO_CONTENT);
+    let rej = b
+        .policies
+        .check(b.route("web"), &mut parts, PEER)
+        .await
+        .unwrap_err();
+    assert_eq!(rej.reason(), "cors_preflight");
+    let resp = rej.into_response();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://app.test"
+    );
+    assert_eq!(resp.headers()["access-control-max-age"], "3600");
+    // Not a preflight: no early answer; auth applies, and the 401 carries
+    // the CORS headers so the browser can read it.
+    let mut parts = request("GET", "/things", &[("origin", "https://app.test")]);
+    assert!(b.policies.preflight(b.route("web"), &parts).is_none());
+    let rej = b
+        .policies
+        .check(b.route("web"), &mut parts, PEER)
+        .await
+        .unwrap_err();
+    assert_eq!(rej.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        rej.headers()["access-control-allow-origin"],
+        "https://app.test"
+    );
+    // A route without CORS never answers preflights itself.
+    let parts = request("OPTIONS", "/things", &preflight);
+    assert!(b.policies.preflight(b.route("jwt"), &parts).is_none());
+}
