@@ -115,18 +115,35 @@ pub(crate) fn sidecar_container(s: &PodSettings, app_port: Option<u16>) -> Value
 }
 
 pub(crate) fn init_container(s: &PodSettings) -> Value {
+    let join = |ports: &[u16]| {
+        ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    // What `sidecar init-iptables` reads; the admin port is never redirected,
+    // so the kubelet's probes reach it directly.
+    let mut env = vec![
+        json!({"name": "WEIR_PROXY_UID", "value": PROXY_UID.to_string()}),
+        json!({"name": "WEIR_INBOUND_PORT", "value": s.inbound_port.to_string()}),
+        json!({"name": "WEIR_OUTBOUND_PORT", "value": s.outbound_port.to_string()}),
+        json!({"name": "WEIR_ADMIN_PORT", "value": s.admin_port.to_string()}),
+    ];
+    if !s.skip_inbound_ports.is_empty() {
+        env.push(json!({"name": "WEIR_SKIP_INBOUND_PORTS", "value": join(&s.skip_inbound_ports)}));
+    }
+    if !s.skip_outbound_ports.is_empty() {
+        env.push(
+            json!({"name": "WEIR_SKIP_OUTBOUND_PORTS", "value": join(&s.skip_outbound_ports)}),
+        );
+    }
     json!({
         "name": INIT_CONTAINER,
         "image": s.image,
         "imagePullPolicy": "IfNotPresent",
         "args": ["init-iptables"],
-        "env": [
-            {"name": "WEIR_PROXY_UID", "value": PROXY_UID.to_string()},
-            {"name": "WEIR_INBOUND_PORT", "value": s.inbound_port.to_string()},
-            {"name": "WEIR_OUTBOUND_PORT", "value": s.outbound_port.to_string()},
-            // Probes reach the admin port directly, not through the proxy.
-            {"name": "WEIR_SKIP_INBOUND_PORTS", "value": s.admin_port.to_string()},
-        ],
+        "env": env,
         "resources": {
             "requests": {"cpu": "10m", "memory": "16Mi"},
             "limits": {"cpu": "100m", "memory": "64Mi"},

@@ -105,6 +105,9 @@ pub(crate) struct PodSettings {
     pub(crate) cpu_limit: Option<String>,
     pub(crate) memory_request: String,
     pub(crate) memory_limit: Option<String>,
+    /// Ports `weir-init` leaves alone (transparent mode).
+    pub(crate) skip_inbound_ports: Vec<u16>,
+    pub(crate) skip_outbound_ports: Vec<u16>,
 }
 
 /// Every annotation the injector reads (besides `inject`/`injected`); anything
@@ -126,6 +129,8 @@ const KNOWN: &[&str] = &[
     "proxy-cpu-limit",
     "proxy-memory-request",
     "proxy-memory-limit",
+    "skip-inbound-ports",
+    "skip-outbound-ports",
 ];
 
 impl PodSettings {
@@ -156,6 +161,7 @@ impl PodSettings {
         let otlp = get("otlp-endpoint");
         let config_map = get("config-map");
         let drain = get("drain-seconds");
+        let skips = [get("skip-inbound-ports"), get("skip-outbound-ports")];
         let quantities = [
             get("proxy-cpu-request"),
             get("proxy-cpu-limit"),
@@ -199,6 +205,23 @@ impl PodSettings {
         let outbound_port = port("outbound-port", outbound).unwrap_or(opts.outbound_port);
         let admin_port = port("admin-port", admin).unwrap_or(opts.admin_port);
         let app_port = port("app-port", app_port);
+
+        let [skip_in, skip_out] = skips;
+        let mut port_list = |key: &str, raw: Option<String>| -> Vec<u16> {
+            let Some(raw) = raw else { return Vec::new() };
+            let mut ports = Vec::new();
+            for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                match part.parse::<u16>() {
+                    Ok(p) if p > 0 => ports.push(p),
+                    _ => problems.push(format!(
+                        "{ANNOTATION_PREFIX}{key}: `{part}` is not a port 1-65535 (expected a comma-separated list)"
+                    )),
+                }
+            }
+            ports
+        };
+        let skip_inbound_ports = port_list("skip-inbound-ports", skip_in);
+        let skip_outbound_ports = port_list("skip-outbound-ports", skip_out);
 
         let drain_seconds = match drain {
             None => opts.drain_seconds,
@@ -273,6 +296,8 @@ impl PodSettings {
             cpu_limit,
             memory_request,
             memory_limit,
+            skip_inbound_ports,
+            skip_outbound_ports,
         })
     }
 }
@@ -360,13 +385,14 @@ mod tests {
             "weir.dev/admin-port": "99999",
             "weir.dev/proxy-memory-limit": "lots",
             "weir.dev/colour": "blue",
+            "weir.dev/skip-outbound-ports": "5432,x",
         }));
         let Err(InjectError::Annotations { problems }) =
             PodSettings::resolve(&InjectOptions::default(), &ann, &Map::new())
         else {
             panic!("expected annotation errors");
         };
-        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert_eq!(problems.len(), 5, "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("weir.dev/colour")));
     }
 }
