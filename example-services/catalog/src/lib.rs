@@ -101,13 +101,14 @@ pub async fn run(
     if config.seed {
         seed::seed_if_empty(&db).await.map_err(Error::Seed)?;
     }
-    let sweeper = tokio::spawn(sweeper::run(db.clone(), config.sweep_interval));
+    let mut background = service_kit::server::TaskSet::default();
+    background.spawn(sweeper::run(db.clone(), config.sweep_interval));
     let state = AppState {
         db: db.clone(),
         config: Arc::new(config),
     };
     let result = service_kit::server::serve(listener, router(state), shutdown).await;
-    sweeper.abort();
+    drop(background);
     db.close().await;
     result.map_err(Error::Serve)
 }

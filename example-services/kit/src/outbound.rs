@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri, heade
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -196,7 +196,7 @@ struct ProxyConnector {
 }
 
 impl tower::Service<Uri> for ProxyConnector {
-    type Response = TokioIo<TcpStream>;
+    type Response = ProxiedStream;
     type Error = <HttpConnector as tower::Service<Uri>>::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -205,15 +205,64 @@ impl tower::Service<Uri> for ProxyConnector {
     }
 
     fn call(&mut self, destination: Uri) -> Self::Future {
-        let target = match self.proxy {
-            Some(proxy) => Uri::builder()
+        let (target, proxied) = match self.proxy {
+            Some(proxy) => match Uri::builder()
                 .scheme("http")
                 .authority(proxy.to_string())
                 .path_and_query("/")
                 .build()
-                .unwrap_or(destination),
-            None => destination,
+            {
+                Ok(uri) => (uri, true),
+                Err(_) => (destination, false),
+            },
+            None => (destination, false),
         };
-        Box::pin(tower::Service::call(&mut self.http, target))
+        let connecting = tower::Service::call(&mut self.http, target);
+        Box::pin(async move {
+            let io = connecting.await?;
+            Ok(ProxiedStream { io, proxied })
+        })
+    }
+}
+
+/// A connection that tells the client whether it leads to a proxy, so requests
+/// on it carry the absolute-form target a forward proxy expects.
+#[derive(Debug)]
+struct ProxiedStream {
+    io: TokioIo<TcpStream>,
+    proxied: bool,
+}
+
+impl Connection for ProxiedStream {
+    fn connected(&self) -> Connected {
+        self.io.connected().proxy(self.proxied)
+    }
+}
+
+impl hyper::rt::Read for ProxiedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for ProxiedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

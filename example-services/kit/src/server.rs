@@ -154,3 +154,23 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     }
     out
 }
+
+/// Background tasks of a running service, aborted when dropped, so a
+/// service whose `run` future is dropped (a crash in tests) leaves nothing behind.
+#[derive(Debug, Default)]
+pub struct TaskSet(Vec<tokio::task::JoinHandle<()>>);
+
+impl TaskSet {
+    /// Spawns `task` and keeps its handle.
+    pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.0.push(tokio::spawn(task));
+    }
+}
+
+impl Drop for TaskSet {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}

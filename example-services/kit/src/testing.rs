@@ -167,3 +167,62 @@ impl TestClient {
 pub fn must_not_skip() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
+
+/// A fresh PostgreSQL schema for one test, so tests run in parallel against
+/// one database. `None` (the test should return) when no server answers,
+/// unless `CI=true`, where that panics.
+#[derive(Debug)]
+pub struct PgSchema {
+    /// `DATABASE_URL` with `search_path` set to the fresh schema.
+    pub url: String,
+    base: String,
+    schema: String,
+}
+
+impl PgSchema {
+    /// Creates `<prefix>_<uuid>` in `DATABASE_URL` (default
+    /// `postgres://postgres@127.0.0.1:5432/test`).
+    pub async fn create(prefix: &str) -> Option<Self> {
+        let base = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        sqlx::any::install_default_drivers();
+        let connect =
+            tokio::time::timeout(Duration::from_secs(5), sqlx::AnyPool::connect(&base)).await;
+        let pool = match connect {
+            Ok(Ok(pool)) => pool,
+            Ok(Err(error)) => return skip(&base, &error.to_string()),
+            Err(_) => return skip(&base, "timed out"),
+        };
+        let schema = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&pool)
+            .await
+            .expect("create schema");
+        pool.close().await;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+        Some(Self { url, base, schema })
+    }
+
+    /// Drops the schema and everything in it.
+    pub async fn drop_schema(self) {
+        if let Ok(pool) = sqlx::AnyPool::connect(&self.base).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA {} CASCADE",
+                self.schema
+            )))
+            .execute(&pool)
+            .await;
+            pool.close().await;
+        }
+    }
+}
+
+fn skip(base: &str, reason: &str) -> Option<PgSchema> {
+    assert!(
+        !must_not_skip(),
+        "PostgreSQL at {base} is required under CI: {reason}"
+    );
+    eprintln!("skipping: PostgreSQL at {base} unavailable: {reason}");
+    None
+}

@@ -105,17 +105,18 @@ pub async fn run(
         Arc::clone(&events),
     ));
 
-    let mut background = vec![tokio::spawn(saga::recovery_loop(
+    let mut background = service_kit::server::TaskSet::default();
+    background.spawn(saga::recovery_loop(
         Arc::clone(&saga),
         config.recovery_interval,
-    ))];
+    ));
     if let Some(amqp_url) = config.amqp_url.clone() {
-        background.push(tokio::spawn(outbox::relay(
+        background.spawn(outbox::relay(
             db.clone(),
             amqp_url,
             events,
             config.outbox_poll_interval,
-        )));
+        ));
     }
 
     let state = AppState {
@@ -123,10 +124,7 @@ pub async fn run(
         saga,
     };
     let result = service_kit::server::serve(listener, router(state), shutdown).await;
-    for task in background {
-        task.abort();
-        let _ = task.await;
-    }
+    drop(background);
     db.close().await;
     result.map_err(Error::Serve)
 }

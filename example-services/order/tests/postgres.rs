@@ -7,10 +7,11 @@ mod common;
 use common::*;
 use order::SagaStep;
 use serde_json::json;
+use service_kit::testing::PgSchema;
 
 #[tokio::test]
 async fn saga_recovery_and_last_unit_on_postgres() {
-    let Some(pg) = PgSchema::create().await else {
+    let Some(pg) = PgSchema::create("weir_order").await else {
         return;
     };
     let peers = Peers::start().await;
