@@ -165,7 +165,7 @@ fn compile_provider(
             "a shared secret only verifies HS256/HS384/HS512",
         );
     }
-    if (p.pem.is_some() || p.jwks.is_some()) && hmac && p.jwks.is_none() {
+    if p.pem.is_some() && hmac {
         errs.push(
             format!("{at}.algorithms"),
             "HS* algorithms need a secret, not a public key",
