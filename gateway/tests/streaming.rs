@@ -47,6 +47,7 @@ async fn large_upload_streams_with_bounded_memory() {
     assert_eq!(r.json()["body_len"], TOTAL, "the upstream counted every byte");
 
     let after = proc_status_kib("VmHWM");
+    eprintln!("VmHWM before {before} KiB, after {after} KiB");
     assert!(
         after.saturating_sub(before) < GROWTH_BOUND_KIB,
         "peak RSS grew by {} KiB while streaming {} MiB",
@@ -80,6 +81,7 @@ async fn large_download_streams_with_bounded_memory() {
     assert_eq!(counted, TOTAL, "the client counted every byte");
 
     let after = proc_status_kib("VmHWM");
+    eprintln!("VmHWM before {before} KiB, after {after} KiB");
     assert!(
         after.saturating_sub(before) < GROWTH_BOUND_KIB,
         "peak RSS grew by {} KiB while streaming {} MiB",
