@@ -253,12 +253,19 @@ pub fn apply_env(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), ConfigErrors> {
     let mut errs = ConfigErrors::new();
-    let get = |k: &str| env(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let get = |k: &str| {
+        env(k)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
     let mut addr = |var: &str, slot: &mut SocketAddr| {
         if let Some(v) = get(var) {
             match v.parse() {
                 Ok(a) => *slot = a,
-                Err(_) => errs.push(format!("${var}"), format!("{v:?} is not an ip:port address")),
+                Err(_) => errs.push(
+                    format!("${var}"),
+                    format!("{v:?} is not an ip:port address"),
+                ),
             }
         }
     };
@@ -273,14 +280,20 @@ pub fn apply_env(
         match v.as_str() {
             "transparent" => file.outbound.transparent = true,
             "explicit" => file.outbound.transparent = false,
-            _ => errs.push("$WEIR_MODE", format!("{v:?} is not transparent or explicit")),
+            _ => errs.push(
+                "$WEIR_MODE",
+                format!("{v:?} is not transparent or explicit"),
+            ),
         }
     }
     if let Some(v) = get("WEIR_OUTBOUND_TRANSPARENT") {
         match v.as_str() {
             "true" | "1" => file.outbound.transparent = true,
             "false" | "0" => file.outbound.transparent = false,
-            _ => errs.push("$WEIR_OUTBOUND_TRANSPARENT", format!("{v:?} is not true or false")),
+            _ => errs.push(
+                "$WEIR_OUTBOUND_TRANSPARENT",
+                format!("{v:?} is not true or false"),
+            ),
         }
     }
     errs.into_result(())
@@ -334,19 +347,26 @@ impl SidecarFile {
             }
         }
         if inb.app == inb.address {
-            errs.push("inbound.app", "must differ from inbound.address (it would loop)");
+            errs.push(
+                "inbound.app",
+                "must differ from inbound.address (it would loop)",
+            );
         }
 
         let mut services = BTreeMap::new();
         for (name, svc) in &self.services {
             let base = format!("services.{name}");
             if !valid_service_name(name) {
-                errs.push(base.clone(), "service names must be lowercase DNS-style names");
+                errs.push(
+                    base.clone(),
+                    "service names must be lowercase DNS-style names",
+                );
             }
             if svc.endpoints.is_empty() {
                 errs.push(format!("{base}.endpoints"), "needs at least one endpoint");
             }
-            svc.timeouts.validate(&format!("{base}.timeouts"), &mut errs);
+            svc.timeouts
+                .validate(&format!("{base}.timeouts"), &mut errs);
             let (retry, budget) = svc.retry.validate(&format!("{base}.retry"), &mut errs);
             let breaker = svc
                 .circuit_breaker
@@ -374,18 +394,17 @@ impl SidecarFile {
         }
 
         let default_name = format!("{}-sidecar", self.service);
-        let telemetry = match self.telemetry.resolve(
-            "telemetry",
-            &default_name,
-            env!("CARGO_PKG_VERSION"),
-            env,
-        ) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                errs.extend(e);
-                None
-            }
-        };
+        let telemetry =
+            match self
+                .telemetry
+                .resolve("telemetry", &default_name, env!("CARGO_PKG_VERSION"), env)
+            {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    errs.extend(e);
+                    None
+                }
+            };
         let (Some(telemetry), true) = (telemetry, errs.is_empty()) else {
             return Err(errs);
         };

@@ -129,7 +129,11 @@ impl Destination {
 
     /// Whether `addr` is one of this destination's endpoints now.
     pub(crate) fn has_endpoint(&self, addr: SocketAddr) -> bool {
-        self.discovery.group().endpoints().iter().any(|e| e.addr == addr)
+        self.discovery
+            .group()
+            .endpoints()
+            .iter()
+            .any(|e| e.addr == addr)
     }
 }
 

@@ -65,7 +65,11 @@ impl Discovery {
             .iter()
             .any(|e| matches!(e, proxy_core::config::EndpointAddr::Dns { .. }));
         let sync_task = has_dns.then(|| {
-            let (g, d, m) = (Arc::downgrade(&group), Arc::downgrade(&detector), metrics.clone());
+            let (g, d, m) = (
+                Arc::downgrade(&group),
+                Arc::downgrade(&detector),
+                metrics.clone(),
+            );
             let name = settings.name.clone();
             let every = settings.dns_refresh;
             tokio::spawn(async move {
@@ -73,7 +77,9 @@ impl Discovery {
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
-                    let (Some(g), Some(d)) = (g.upgrade(), d.upgrade()) else { return };
+                    let (Some(g), Some(d)) = (g.upgrade(), d.upgrade()) else {
+                        return;
+                    };
                     sync(&g, &d, &m, &name);
                 }
             })

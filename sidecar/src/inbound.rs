@@ -16,7 +16,9 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use proxy_core::body::{self, Body};
-use proxy_core::forward::{ForwardedInfo, ensure_request_id, prepare_request_headers, strip_hop_by_hop};
+use proxy_core::forward::{
+    ForwardedInfo, ensure_request_id, prepare_request_headers, strip_hop_by_hop,
+};
 use proxy_core::resilience::{TimeoutError, TimeoutKind};
 use proxy_core::server::{ConnInfo, Handler};
 use proxy_core::shutdown::Shutdown;
@@ -44,13 +46,19 @@ impl Handler for Inbound {
     }
 }
 
-async fn handle(rt: Arc<Runtime>, telemetry: Telemetry, req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Body> {
+async fn handle(
+    rt: Arc<Runtime>,
+    telemetry: Telemetry,
+    req: Request<Incoming>,
+    conn: Arc<ConnInfo>,
+) -> Response<Body> {
     let started = Instant::now();
     let limit = rt.config.inbound.max_concurrent_requests;
     let Ok(permit) = rt.inbound_slots.clone().try_acquire_owned() else {
         rt.metrics.inbound_rejected();
         let resp = problems::overloaded(limit, req.headers());
-        rt.inbound_traffic.record(resp.status().as_u16(), started.elapsed());
+        rt.inbound_traffic
+            .record(resp.status().as_u16(), started.elapsed());
         return resp;
     };
     let _in_flight = rt.inbound_traffic.start();
@@ -71,12 +79,15 @@ async fn handle(rt: Arc<Runtime>, telemetry: Telemetry, req: Request<Incoming>, 
     );
     ensure_request_id(&mut parts.headers);
     if telemetry.is_enabled() {
-        telemetry.propagation().inject(span.context(), &mut parts.headers);
+        telemetry
+            .propagation()
+            .inject(span.context(), &mut parts.headers);
     }
     let req_headers = parts.headers.clone();
     let req = Request::from_parts(parts, body::boxed(incoming));
     let timeout = rt.config.inbound.timeout;
-    let result = tokio::time::timeout(timeout, rt.app_client.send(req, rt.config.inbound.app)).await;
+    let result =
+        tokio::time::timeout(timeout, rt.app_client.send(req, rt.config.inbound.app)).await;
     let resp = match result {
         Ok(Ok(resp)) => {
             // The slot is released when the body has been sent (or dropped).
@@ -90,10 +101,14 @@ async fn handle(rt: Arc<Runtime>, telemetry: Telemetry, req: Request<Incoming>, 
             resp
         }
         Ok(Err(e)) => problems::inbound_error(&e, &req_headers),
-        Err(_) => problems::inbound_error(&TimeoutError::new(TimeoutKind::Request, timeout), &req_headers),
+        Err(_) => problems::inbound_error(
+            &TimeoutError::new(TimeoutKind::Request, timeout),
+            &req_headers,
+        ),
     };
     span.record_response(resp.status());
-    rt.inbound_traffic.record(resp.status().as_u16(), started.elapsed());
+    rt.inbound_traffic
+        .record(resp.status().as_u16(), started.elapsed());
     resp
 }
 

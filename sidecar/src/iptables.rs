@@ -96,7 +96,10 @@ pub const OUTPUT_CHAIN: &str = "WEIR_OUTPUT";
 fn rule(may_fail: bool, args: &[&str]) -> Rule {
     let mut all = vec!["-w".to_owned(), "-t".to_owned(), "nat".to_owned()];
     all.extend(args.iter().map(|s| (*s).to_owned()));
-    Rule { args: all, may_fail }
+    Rule {
+        args: all,
+        may_fail,
+    }
 }
 
 /// The rules for `opts`, in the order they must run.
@@ -117,34 +120,110 @@ pub fn rules(opts: &IptablesOptions) -> Vec<Rule> {
         skip.dedup();
         for port in skip {
             let p = port.to_string();
-            out.push(rule(false, &["-A", INBOUND_CHAIN, "-p", "tcp", "--dport", &p, "-j", "RETURN"]));
+            out.push(rule(
+                false,
+                &[
+                    "-A",
+                    INBOUND_CHAIN,
+                    "-p",
+                    "tcp",
+                    "--dport",
+                    &p,
+                    "-j",
+                    "RETURN",
+                ],
+            ));
         }
         let to = opts.inbound_port.to_string();
-        out.push(rule(false, &["-A", INBOUND_CHAIN, "-p", "tcp", "-j", "REDIRECT", "--to-ports", &to]));
-        out.push(rule(false, &["-A", "PREROUTING", "-p", "tcp", "-j", INBOUND_CHAIN]));
+        out.push(rule(
+            false,
+            &[
+                "-A",
+                INBOUND_CHAIN,
+                "-p",
+                "tcp",
+                "-j",
+                "REDIRECT",
+                "--to-ports",
+                &to,
+            ],
+        ));
+        out.push(rule(
+            false,
+            &["-A", "PREROUTING", "-p", "tcp", "-j", INBOUND_CHAIN],
+        ));
     }
     if opts.outbound {
         chain(&mut out, OUTPUT_CHAIN, "OUTPUT");
         let uid = opts.proxy_uid.to_string();
-        out.push(rule(false, &["-A", OUTPUT_CHAIN, "-m", "owner", "--uid-owner", &uid, "-j", "RETURN"]));
-        out.push(rule(false, &["-A", OUTPUT_CHAIN, "-o", "lo", "-j", "RETURN"]));
-        out.push(rule(false, &["-A", OUTPUT_CHAIN, "-d", "127.0.0.0/8", "-j", "RETURN"]));
+        out.push(rule(
+            false,
+            &[
+                "-A",
+                OUTPUT_CHAIN,
+                "-m",
+                "owner",
+                "--uid-owner",
+                &uid,
+                "-j",
+                "RETURN",
+            ],
+        ));
+        out.push(rule(
+            false,
+            &["-A", OUTPUT_CHAIN, "-o", "lo", "-j", "RETURN"],
+        ));
+        out.push(rule(
+            false,
+            &["-A", OUTPUT_CHAIN, "-d", "127.0.0.0/8", "-j", "RETURN"],
+        ));
         let mut skip = opts.skip_outbound_ports.clone();
         skip.sort_unstable();
         skip.dedup();
         for port in skip {
             let p = port.to_string();
-            out.push(rule(false, &["-A", OUTPUT_CHAIN, "-p", "tcp", "--dport", &p, "-j", "RETURN"]));
+            out.push(rule(
+                false,
+                &[
+                    "-A",
+                    OUTPUT_CHAIN,
+                    "-p",
+                    "tcp",
+                    "--dport",
+                    &p,
+                    "-j",
+                    "RETURN",
+                ],
+            ));
         }
         let to = opts.outbound_port.to_string();
-        out.push(rule(false, &["-A", OUTPUT_CHAIN, "-p", "tcp", "-j", "REDIRECT", "--to-ports", &to]));
-        out.push(rule(false, &["-A", "OUTPUT", "-p", "tcp", "-j", OUTPUT_CHAIN]));
+        out.push(rule(
+            false,
+            &[
+                "-A",
+                OUTPUT_CHAIN,
+                "-p",
+                "tcp",
+                "-j",
+                "REDIRECT",
+                "--to-ports",
+                &to,
+            ],
+        ));
+        out.push(rule(
+            false,
+            &["-A", "OUTPUT", "-p", "tcp", "-j", OUTPUT_CHAIN],
+        ));
     }
     out
 }
 
 /// Runs the rules (or, with `dry_run`, prints them), writing progress to `log`.
-pub fn apply(opts: &IptablesOptions, dry_run: bool, log: &mut dyn std::io::Write) -> Result<(), IptablesError> {
+pub fn apply(
+    opts: &IptablesOptions,
+    dry_run: bool,
+    log: &mut dyn std::io::Write,
+) -> Result<(), IptablesError> {
     for r in rules(opts) {
         let _ = writeln!(log, "{} {r}", opts.binary);
         if dry_run {
@@ -181,16 +260,30 @@ mod tests {
         let t = text(&IptablesOptions::default());
         assert!(t.contains(&"-w -t nat -N WEIR_INBOUND".to_owned()));
         assert!(t.contains(&"-w -t nat -A WEIR_INBOUND -p tcp --dport 4191 -j RETURN".to_owned()));
-        assert!(t.contains(&"-w -t nat -A WEIR_INBOUND -p tcp -j REDIRECT --to-ports 4143".to_owned()));
+        assert!(
+            t.contains(&"-w -t nat -A WEIR_INBOUND -p tcp -j REDIRECT --to-ports 4143".to_owned())
+        );
         assert!(t.contains(&"-w -t nat -A PREROUTING -p tcp -j WEIR_INBOUND".to_owned()));
-        let uid = t.iter().position(|r| r.contains("--uid-owner 2102 -j RETURN")).unwrap();
-        let lo = t.iter().position(|r| r.contains("-o lo -j RETURN")).unwrap();
+        let uid = t
+            .iter()
+            .position(|r| r.contains("--uid-owner 2102 -j RETURN"))
+            .unwrap();
+        let lo = t
+            .iter()
+            .position(|r| r.contains("-o lo -j RETURN"))
+            .unwrap();
         let redirect = t
             .iter()
             .position(|r| r.ends_with("-A WEIR_OUTPUT -p tcp -j REDIRECT --to-ports 4140"))
             .unwrap();
-        assert!(uid < redirect && lo < redirect, "exclusions come before the redirect");
-        assert_eq!(t.last().unwrap(), "-w -t nat -A OUTPUT -p tcp -j WEIR_OUTPUT");
+        assert!(
+            uid < redirect && lo < redirect,
+            "exclusions come before the redirect"
+        );
+        assert_eq!(
+            t.last().unwrap(),
+            "-w -t nat -A OUTPUT -p tcp -j WEIR_OUTPUT"
+        );
     }
 
     #[test]

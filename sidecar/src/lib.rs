@@ -103,7 +103,14 @@ impl Sidecar {
         let metrics = SidecarMetrics::default();
         let telemetry = Telemetry::init(&config.telemetry)?;
         let runtime = Runtime::build(config, None, &metrics, &telemetry)?;
-        Self::bind_runtime(Arc::new(ArcSwap::from_pointee(runtime)), None, metrics, None, telemetry).await
+        Self::bind_runtime(
+            Arc::new(ArcSwap::from_pointee(runtime)),
+            None,
+            metrics,
+            None,
+            telemetry,
+        )
+        .await
     }
 
     /// Loads `path` (with `env` overrides), binds its listeners, and reloads the
@@ -124,7 +131,14 @@ impl Sidecar {
         )?;
         let reloader = Arc::new(reloader);
         let runtime = reloader.current().clone();
-        Self::bind_runtime(runtime, Some(reloader), metrics, Some(reload_metrics), telemetry).await
+        Self::bind_runtime(
+            runtime,
+            Some(reloader),
+            metrics,
+            Some(reload_metrics),
+            telemetry,
+        )
+        .await
     }
 
     async fn bind_runtime(
@@ -137,7 +151,13 @@ impl Sidecar {
         let (inbound_addr, outbound_addr, admin_addr, drain, transparent) = {
             let rt = runtime.load();
             let c = &rt.config;
-            (c.inbound.address, c.outbound.address, c.admin, c.drain, c.outbound.transparent)
+            (
+                c.inbound.address,
+                c.outbound.address,
+                c.admin,
+                c.drain,
+                c.outbound.transparent,
+            )
         };
         let mut registry = Registry::default();
         metrics.register(&mut registry);
@@ -160,17 +180,23 @@ impl Sidecar {
 
     /// The bound inbound address (useful with port 0).
     pub fn inbound_addr(&self) -> SocketAddr {
-        self.inbound.local_addr().unwrap_or_else(|_| self.runtime.load().config.inbound.address)
+        self.inbound
+            .local_addr()
+            .unwrap_or_else(|_| self.runtime.load().config.inbound.address)
     }
 
     /// The bound outbound address.
     pub fn outbound_addr(&self) -> SocketAddr {
-        self.outbound.local_addr().unwrap_or_else(|_| self.runtime.load().config.outbound.address)
+        self.outbound
+            .local_addr()
+            .unwrap_or_else(|_| self.runtime.load().config.outbound.address)
     }
 
     /// The bound admin address.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr().unwrap_or_else(|_| self.runtime.load().config.admin)
+        self.admin
+            .local_addr()
+            .unwrap_or_else(|_| self.runtime.load().config.admin)
     }
 
     /// Serves until `shutdown`: then `/readyz` turns 503, the listeners stop
@@ -220,7 +246,8 @@ impl Sidecar {
         );
         let outbound = async {
             if self.transparent {
-                transparent::serve(self.outbound, runtime.clone(), shutdown.clone(), self.drain).await;
+                transparent::serve(self.outbound, runtime.clone(), shutdown.clone(), self.drain)
+                    .await;
             } else {
                 let handler = Outbound {
                     runtime: runtime.clone(),

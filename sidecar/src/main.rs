@@ -11,7 +11,11 @@ use sidecar::SidecarConfig;
 use sidecar::iptables::{IptablesOptions, apply};
 
 #[derive(Parser)]
-#[command(name = "sidecar", version, about = "Weir sidecar: resilient, observable service-to-service calls")]
+#[command(
+    name = "sidecar",
+    version,
+    about = "Weir sidecar: resilient, observable service-to-service calls"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -75,7 +79,10 @@ fn env() -> sidecar::Env {
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = std::env::var("WEIR_WORKER_THREADS").ok().and_then(|v| v.parse::<usize>().ok()) {
+    if let Some(n) = std::env::var("WEIR_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         builder.worker_threads(n.max(1));
     }
     builder.enable_all().build()
@@ -99,7 +106,10 @@ fn main() -> ExitCode {
         },
         Command::Run { config } => {
             init_logging(
-                std::env::var("WEIR_LOG_FORMAT").ok().and_then(|f| f.parse().ok()).unwrap_or(LogFormat::Json),
+                std::env::var("WEIR_LOG_FORMAT")
+                    .ok()
+                    .and_then(|f| f.parse().ok())
+                    .unwrap_or(LogFormat::Json),
             );
             let rt = match runtime() {
                 Ok(rt) => rt,

@@ -109,13 +109,21 @@ impl SidecarMetrics {
     /// Registers every family in `registry`.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry;
-        r.register("weir_sidecar_requests", "Requests by direction, destination and status class", self.requests.clone());
+        r.register(
+            "weir_sidecar_requests",
+            "Requests by direction, destination and status class",
+            self.requests.clone(),
+        );
         r.register(
             "weir_sidecar_request_duration_seconds",
             "Time to the response head, by direction and destination",
             self.latency.clone(),
         );
-        r.register("weir_sidecar_retries", "Retries by destination and reason", self.retries.clone());
+        r.register(
+            "weir_sidecar_retries",
+            "Retries by destination and reason",
+            self.retries.clone(),
+        );
         r.register(
             "weir_sidecar_retry_budget_exhausted",
             "Retries refused because the destination's retry budget was empty",
@@ -131,9 +139,21 @@ impl SidecarMetrics {
             "Circuit breaker state changes by endpoint and new state",
             self.transitions.clone(),
         );
-        r.register("weir_sidecar_ejected_endpoints", "Endpoints currently ejected", self.ejected.clone());
-        r.register("weir_sidecar_endpoints", "Endpoints currently known per destination", self.endpoints.clone());
-        r.register("weir_sidecar_in_flight_requests", "Requests in flight by direction and destination", self.in_flight.clone());
+        r.register(
+            "weir_sidecar_ejected_endpoints",
+            "Endpoints currently ejected",
+            self.ejected.clone(),
+        );
+        r.register(
+            "weir_sidecar_endpoints",
+            "Endpoints currently known per destination",
+            self.endpoints.clone(),
+        );
+        r.register(
+            "weir_sidecar_in_flight_requests",
+            "Requests in flight by direction and destination",
+            self.in_flight.clone(),
+        );
         r.register(
             "weir_sidecar_inbound_rejected",
             "Inbound requests refused by the concurrency limit",
@@ -194,7 +214,13 @@ impl SidecarMetrics {
     }
 
     /// Records a breaker transition and the destination's current ejections.
-    pub fn breaker_transition(&self, destination: &str, endpoint: SocketAddr, to: BreakerState, ejected: usize) {
+    pub fn breaker_transition(
+        &self,
+        destination: &str,
+        endpoint: SocketAddr,
+        to: BreakerState,
+        ejected: usize,
+    ) {
         self.transitions
             .get_or_create(&TransitionLabels {
                 destination: destination.to_owned(),
@@ -230,7 +256,9 @@ impl SidecarMetrics {
 
     /// Counts a transparent-mode connection by detected protocol.
     pub fn connection(&self, protocol: &'static str) {
-        self.connections.get_or_create(&ConnectionLabels { protocol }).inc();
+        self.connections
+            .get_or_create(&ConnectionLabels { protocol })
+            .inc();
     }
 }
 

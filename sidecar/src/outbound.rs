@@ -55,7 +55,11 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
         })
 }
 
-async fn handle(rt: Arc<Runtime>, req: Request<Incoming>, original_dst: Option<SocketAddr>) -> Response<Body> {
+async fn handle(
+    rt: Arc<Runtime>,
+    req: Request<Incoming>,
+    original_dst: Option<SocketAddr>,
+) -> Response<Body> {
     if req.method() == Method::CONNECT {
         return problems::connect_unsupported(req.headers());
     }
@@ -98,7 +102,8 @@ async fn handle(rt: Arc<Runtime>, req: Request<Incoming>, original_dst: Option<S
                     problems::outbound_error(&dest.settings.name, &*e, &req_headers)
                 }
             };
-            dest.traffic.record(resp.status().as_u16(), started.elapsed());
+            dest.traffic
+                .record(resp.status().as_u16(), started.elapsed());
             resp
         }
         (None, Some(dst)) => {
@@ -112,7 +117,8 @@ async fn handle(rt: Arc<Runtime>, req: Request<Incoming>, original_dst: Option<S
                 }
                 Err(e) => problems::outbound_error(&dst.to_string(), &e, &req_headers),
             };
-            rt.passthrough_traffic.record(resp.status().as_u16(), started.elapsed());
+            rt.passthrough_traffic
+                .record(resp.status().as_u16(), started.elapsed());
             resp
         }
         (None, None) => match host {

@@ -78,9 +78,10 @@ pub(crate) fn outbound_error(
         .extension("destination", destination)
         .request_id_from(req_headers);
     if let Some(ex) = find::<RetriesExhausted>(err) {
-        problem = problem
-            .extension("attempts", ex.attempts)
-            .header(ATTEMPTS_HEADER.parse().expect("static header name"), HeaderValue::from(ex.attempts));
+        problem = problem.extension("attempts", ex.attempts).header(
+            ATTEMPTS_HEADER.parse().expect("static header name"),
+            HeaderValue::from(ex.attempts),
+        );
     }
     problem.into_response()
 }
@@ -99,10 +100,16 @@ pub(crate) fn chain(err: &(dyn StdError + 'static)) -> String {
 
 /// `404` for a `Host` the sidecar knows no destination for.
 pub(crate) fn unknown_destination(host: &str, req_headers: &HeaderMap) -> Response<Body> {
-    Problem::new(StatusCode::NOT_FOUND, "unknown-destination", "Unknown destination")
-        .detail(format!("no service named {host:?} is configured in this sidecar"))
-        .request_id_from(req_headers)
-        .into_response()
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "unknown-destination",
+        "Unknown destination",
+    )
+    .detail(format!(
+        "no service named {host:?} is configured in this sidecar"
+    ))
+    .request_id_from(req_headers)
+    .into_response()
 }
 
 /// `400` for a request without any `Host`.
@@ -123,19 +130,36 @@ pub(crate) fn connect_unsupported(req_headers: &HeaderMap) -> Response<Body> {
 
 /// `503` when the inbound concurrency limit is reached.
 pub(crate) fn overloaded(limit: usize, req_headers: &HeaderMap) -> Response<Body> {
-    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Too many concurrent requests")
-        .detail(format!("the service already has {limit} requests in flight"))
-        .extension("limit", limit)
-        .header(http::header::RETRY_AFTER, HeaderValue::from_static("1"))
-        .request_id_from(req_headers)
-        .into_response()
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "Too many concurrent requests",
+    )
+    .detail(format!(
+        "the service already has {limit} requests in flight"
+    ))
+    .extension("limit", limit)
+    .header(http::header::RETRY_AFTER, HeaderValue::from_static("1"))
+    .request_id_from(req_headers)
+    .into_response()
 }
 
 /// The problem for a failed inbound forward to the local app.
-pub(crate) fn inbound_error(err: &(dyn StdError + 'static), req_headers: &HeaderMap) -> Response<Body> {
+pub(crate) fn inbound_error(
+    err: &(dyn StdError + 'static),
+    req_headers: &HeaderMap,
+) -> Response<Body> {
     let (status, slug, title) = match classify_error(err) {
-        ErrorClass::Timeout => (StatusCode::GATEWAY_TIMEOUT, "app-timeout", "Application timed out"),
-        ErrorClass::Connect => (StatusCode::BAD_GATEWAY, "app-unavailable", "Application unavailable"),
+        ErrorClass::Timeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "app-timeout",
+            "Application timed out",
+        ),
+        ErrorClass::Connect => (
+            StatusCode::BAD_GATEWAY,
+            "app-unavailable",
+            "Application unavailable",
+        ),
         _ => (StatusCode::BAD_GATEWAY, "app-error", "Application error"),
     };
     Problem::new(status, slug, title)

@@ -46,15 +46,24 @@ impl Runtime {
             let mut errs = ConfigErrors::new();
             let p = &prev.config;
             if p.inbound.address != config.inbound.address {
-                errs.push("inbound.address", "cannot change on reload; restart the sidecar");
+                errs.push(
+                    "inbound.address",
+                    "cannot change on reload; restart the sidecar",
+                );
             }
             if p.outbound.address != config.outbound.address
                 || p.outbound.transparent != config.outbound.transparent
             {
-                errs.push("outbound", "address and transparent cannot change on reload; restart the sidecar");
+                errs.push(
+                    "outbound",
+                    "address and transparent cannot change on reload; restart the sidecar",
+                );
             }
             if p.admin != config.admin {
-                errs.push("admin.address", "cannot change on reload; restart the sidecar");
+                errs.push(
+                    "admin.address",
+                    "cannot change on reload; restart the sidecar",
+                );
             }
             if !errs.is_empty() {
                 return Err(errs);
@@ -68,7 +77,8 @@ impl Runtime {
                     .and_then(|p| p.destinations.get(name))
                     .filter(|d| d.settings == *settings)
                     .cloned();
-                let dest = reused.unwrap_or_else(|| Destination::new(settings.clone(), metrics, telemetry));
+                let dest = reused
+                    .unwrap_or_else(|| Destination::new(settings.clone(), metrics, telemetry));
                 (name.clone(), dest)
             })
             .collect();
@@ -134,7 +144,9 @@ impl Runtime {
 /// `catalog:80` → `catalog`, `[::1]:80` → `[::1]`.
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
-        return host.split_once(']').map_or(host, |(h, _)| &host[..h.len() + 1]);
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..h.len() + 1]);
     }
     match host.rsplit_once(':') {
         Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,

@@ -63,7 +63,10 @@ pub(crate) fn state_json(runtime: &Arc<ArcSwap<Runtime>>) -> Value {
 pub(crate) fn config_json(runtime: &Arc<ArcSwap<Runtime>>) -> Value {
     let rt = runtime.load();
     let mut v = serde_json::to_value(&rt.config.effective).unwrap_or(Value::Null);
-    if let Some(headers) = v.pointer_mut("/telemetry/otlp/headers").and_then(Value::as_object_mut) {
+    if let Some(headers) = v
+        .pointer_mut("/telemetry/otlp/headers")
+        .and_then(Value::as_object_mut)
+    {
         for value in headers.values_mut() {
             *value = Value::String("<redacted>".into());
         }

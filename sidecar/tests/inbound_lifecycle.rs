@@ -21,7 +21,10 @@ async fn forwards_to_the_app_with_forwarding_headers() {
     let c = client();
     let got = get(&c, sc.inbound, "order.local").await;
     assert_eq!(got.status, 200);
-    assert_eq!(app.seen_header(0, "x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        app.seen_header(0, "x-forwarded-for").as_deref(),
+        Some("127.0.0.1")
+    );
     assert!(app.seen_header(0, "x-request-id").is_some());
     assert_eq!(app.seen_header(0, "host").as_deref(), Some("order.local"));
     sc.stop().await;
@@ -70,7 +73,10 @@ async fn app_down_is_a_502_problem_and_not_ready() {
     let c = client();
     let got = get(&c, sc.inbound, "x").await;
     assert_eq!(got.status, 502);
-    assert_eq!(got.json()["type"], "https://weir.dev/problems/app-unavailable");
+    assert_eq!(
+        got.json()["type"],
+        "https://weir.dev/problems/app-unavailable"
+    );
     assert_eq!(admin(&c, sc.admin, "/readyz").await.status, 503);
     assert_eq!(admin(&c, sc.admin, "/healthz").await.status, 200);
     sc.stop().await;
@@ -89,7 +95,10 @@ async fn ready_once_the_app_answers_and_not_after_shutdown_starts() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(ready, "ready once listeners are bound and the app accepts connections");
+    assert!(
+        ready,
+        "ready once listeners are bound and the app accepts connections"
+    );
 
     // A request in flight when SIGTERM arrives still completes.
     let c2 = c.clone();
@@ -104,7 +113,10 @@ async fn ready_once_the_app_answers_and_not_after_shutdown_starts() {
     assert_eq!(readyz.status, 503, "not ready while draining");
     assert_eq!(in_flight.await.unwrap().status, 200, "drained, not dropped");
     task.await.unwrap().unwrap();
-    assert!(tokio::net::TcpStream::connect(inbound).await.is_err(), "no longer accepting");
+    assert!(
+        tokio::net::TcpStream::connect(inbound).await.is_err(),
+        "no longer accepting"
+    );
 }
 
 #[tokio::test]

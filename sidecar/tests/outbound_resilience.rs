@@ -11,8 +11,19 @@ use support::*;
 #[tokio::test]
 async fn retries_a_503_burst_for_get_but_never_for_post() {
     let app = Upstream::start().await;
-    let up = Upstream::with(|n, _| if n < 2 { Action::Status(503) } else { Action::Status(200) }).await;
-    let yaml = config(app.addr, &[up.addr], "retry: { backoff: { base: 1ms, max: 5ms } }");
+    let up = Upstream::with(|n, _| {
+        if n < 2 {
+            Action::Status(503)
+        } else {
+            Action::Status(200)
+        }
+    })
+    .await;
+    let yaml = config(
+        app.addr,
+        &[up.addr],
+        "retry: { backoff: { base: 1ms, max: 5ms } }",
+    );
     let sc = start_sidecar(&yaml).await;
     let c = client();
 
@@ -32,7 +43,14 @@ async fn retries_a_503_burst_for_get_but_never_for_post() {
 #[tokio::test]
 async fn non_idempotent_opt_in_retries_post_and_replays_the_body() {
     let app = Upstream::start().await;
-    let up = Upstream::with(|n, _| if n == 0 { Action::Status(503) } else { Action::Status(201) }).await;
+    let up = Upstream::with(|n, _| {
+        if n == 0 {
+            Action::Status(503)
+        } else {
+            Action::Status(201)
+        }
+    })
+    .await;
     let yaml = config(
         app.addr,
         &[up.addr],
@@ -40,7 +58,15 @@ async fn non_idempotent_opt_in_retries_post_and_replays_the_body() {
     );
     let sc = start_sidecar(&yaml).await;
     let c = client();
-    let got = send(&c, sc.outbound, "POST", "svc", "/payments", "{\"amount\":5}").await;
+    let got = send(
+        &c,
+        sc.outbound,
+        "POST",
+        "svc",
+        "/payments",
+        "{\"amount\":5}",
+    )
+    .await;
     assert_eq!(got.status, 201);
     assert_eq!(got.attempts(), Some(2));
     assert_eq!(up.seen_header(1, "content-length").as_deref(), Some("12"));
@@ -86,8 +112,16 @@ async fn a_failing_dependency_sees_at_most_one_plus_budget_ratio_times_the_load(
     // Without a budget, 3 tries each would be 300 hits.
     assert!(hits <= N + N / 5, "{hits} hits for {N} requests");
     assert!(hits > N, "retries happened within the budget ({hits})");
-    let exhausted = metric(&c, sc.admin, "weir_sidecar_retry_budget_exhausted_total{destination=\"svc\"}").await;
-    assert!(exhausted.unwrap_or(0.0) > 0.0, "budget exhaustion is counted");
+    let exhausted = metric(
+        &c,
+        sc.admin,
+        "weir_sidecar_retry_budget_exhausted_total{destination=\"svc\"}",
+    )
+    .await;
+    assert!(
+        exhausted.unwrap_or(0.0) > 0.0,
+        "budget exhaustion is counted"
+    );
     sc.stop().await;
 }
 
@@ -109,8 +143,14 @@ async fn a_failing_endpoint_is_ejected_and_traffic_moves_to_the_healthy_one() {
     assert_eq!(bad.hits(), 3, "ejected after 3 consecutive failures");
     assert_eq!(good.hits(), 37);
     let state = admin(&c, sc.admin, "/state").await.json();
-    let eps = state["destinations"]["svc"]["endpoints"].as_array().unwrap().clone();
-    let bad_state = eps.iter().find(|e| e["address"] == bad.addr.to_string()).unwrap();
+    let eps = state["destinations"]["svc"]["endpoints"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let bad_state = eps
+        .iter()
+        .find(|e| e["address"] == bad.addr.to_string())
+        .unwrap();
     assert_eq!(bad_state["breaker"]["state"], "open");
     assert_eq!(state["destinations"]["svc"]["ejected"], 1);
     let transitions = metric(
@@ -137,7 +177,10 @@ async fn all_endpoints_failing_fail_fast_then_recover_through_a_half_open_probe(
     for _ in 0..2 {
         let got = get(&c, sc.outbound, "svc").await;
         assert_eq!(got.status, 504, "{}", got.body);
-        assert_eq!(got.json()["type"], "https://weir.dev/problems/upstream-timeout");
+        assert_eq!(
+            got.json()["type"],
+            "https://weir.dev/problems/upstream-timeout"
+        );
     }
     assert_eq!(up.hits(), 2);
     // Open: answered by the sidecar without touching the upstream, so without
@@ -168,16 +211,30 @@ async fn all_endpoints_failing_fail_fast_then_recover_through_a_half_open_probe(
         }
     }
     assert_eq!(ok, 3, "recovered");
-    assert_eq!(up.hits(), 2 + 3, "only the probe and the requests after it reached the upstream");
+    assert_eq!(
+        up.hits(),
+        2 + 3,
+        "only the probe and the requests after it reached the upstream"
+    );
     let state = admin(&c, sc.admin, "/state").await.json();
-    assert_eq!(state["destinations"]["svc"]["endpoints"][0]["breaker"]["state"], "closed");
+    assert_eq!(
+        state["destinations"]["svc"]["endpoints"][0]["breaker"]["state"],
+        "closed"
+    );
     sc.stop().await;
 }
 
 #[tokio::test]
 async fn per_try_timeout_retries_a_hung_try() {
     let app = Upstream::start().await;
-    let up = Upstream::with(|n, _| if n == 0 { Action::Hang } else { Action::Status(200) }).await;
+    let up = Upstream::with(|n, _| {
+        if n == 0 {
+            Action::Hang
+        } else {
+            Action::Status(200)
+        }
+    })
+    .await;
     let yaml = config(
         app.addr,
         &[up.addr],
@@ -204,9 +261,19 @@ async fn overall_timeout_bounds_every_try() {
     let c = client();
     let got = get(&c, sc.outbound, "svc").await;
     assert_eq!(got.status, 504);
-    assert!(got.json()["detail"].as_str().unwrap().contains("overall timeout"), "{}", got.body);
+    assert!(
+        got.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("overall timeout"),
+        "{}",
+        got.body
+    );
     let hits = up.hits();
-    assert!((2..=3).contains(&hits), "overall deadline stopped the retries after {hits} tries");
+    assert!(
+        (2..=3).contains(&hits),
+        "overall deadline stopped the retries after {hits} tries"
+    );
     sc.stop().await;
 }
 
@@ -214,7 +281,11 @@ async fn overall_timeout_bounds_every_try() {
 async fn a_response_reset_mid_body_is_not_retried() {
     let app = Upstream::start().await;
     let up = Upstream::with(|_, _| Action::ResetMidBody).await;
-    let yaml = config(app.addr, &[up.addr], "retry: { backoff: { base: 1ms, max: 2ms } }");
+    let yaml = config(
+        app.addr,
+        &[up.addr],
+        "retry: { backoff: { base: 1ms, max: 2ms } }",
+    );
     let sc = start_sidecar(&yaml).await;
     let c = client();
     let got = get(&c, sc.outbound, "svc").await;
@@ -247,10 +318,18 @@ async fn routes_by_host_absolute_uri_and_dns_style_names() {
     let sc = start_sidecar(&config(app.addr, &[up.addr], "")).await;
     let c = client();
     assert_eq!(get(&c, sc.outbound, "svc:80").await.status, 200);
-    assert_eq!(get(&c, sc.outbound, "svc.shop.svc.cluster.local").await.status, 200);
+    assert_eq!(
+        get(&c, sc.outbound, "svc.shop.svc.cluster.local")
+            .await
+            .status,
+        200
+    );
     let unknown = get(&c, sc.outbound, "nope").await;
     assert_eq!(unknown.status, 404);
-    assert_eq!(unknown.json()["type"], "https://weir.dev/problems/unknown-destination");
+    assert_eq!(
+        unknown.json()["type"],
+        "https://weir.dev/problems/unknown-destination"
+    );
 
     // HTTP_PROXY users send absolute-form requests.
     let mut stream = tokio::net::TcpStream::connect(sc.outbound).await.unwrap();

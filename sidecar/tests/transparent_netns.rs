@@ -52,7 +52,11 @@ fn run(cmd: &[&str]) -> Result<(), String> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{}: {}", cmd.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "{}: {}",
+            cmd.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
@@ -77,11 +81,22 @@ impl Net {
         let (va, vb) = (format!("wv{id}a"), format!("wv{id}b"));
         run(&["ip", "netns", "add", &net.pod])?;
         run(&["ip", "netns", "add", &net.peer])?;
-        run(&["ip", "link", "add", &va, "type", "veth", "peer", "name", &vb])?;
+        run(&[
+            "ip", "link", "add", &va, "type", "veth", "peer", "name", &vb,
+        ])?;
         run(&["ip", "link", "set", &va, "netns", &net.pod])?;
         run(&["ip", "link", "set", &vb, "netns", &net.peer])?;
         for (ns, dev, ip) in [(&net.pod, &va, net.pod_ip), (&net.peer, &vb, net.peer_ip)] {
-            run(&["ip", "-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev])?;
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                dev,
+            ])?;
             run(&["ip", "-n", ns, "link", "set", dev, "up"])?;
             run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
         }
@@ -164,7 +179,11 @@ fn connect(addr: SocketAddr) -> TcpStream {
 
 fn http_get(addr: SocketAddr, host: &str, path: &str) -> String {
     let mut s = connect(addr);
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
@@ -188,7 +207,9 @@ fn redirected_connections_reach_the_sidecar_with_their_original_destination() {
     }
     for tool in ["ip", "iptables", "setpriv"] {
         if !have(tool) {
-            skip(&format!("`{tool}` is not installed (apt-get install iproute2 iptables util-linux)"));
+            skip(&format!(
+                "`{tool}` is not installed (apt-get install iproute2 iptables util-linux)"
+            ));
             return;
         }
     }
@@ -204,11 +225,25 @@ fn redirected_connections_reach_the_sidecar_with_their_original_destination() {
     // The pod's rules, written by the real subcommand.
     let out = Command::new("ip")
         .args(["netns", "exec", &net.pod, bin, "init-iptables"])
-        .args(["--inbound-port", &INBOUND.to_string(), "--outbound-port", &OUTBOUND.to_string()])
-        .args(["--admin-port", &ADMIN.to_string(), "--proxy-uid", &PROXY_UID.to_string()])
+        .args([
+            "--inbound-port",
+            &INBOUND.to_string(),
+            "--outbound-port",
+            &OUTBOUND.to_string(),
+        ])
+        .args([
+            "--admin-port",
+            &ADMIN.to_string(),
+            "--proxy-uid",
+            &PROXY_UID.to_string(),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "init-iptables: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "init-iptables: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(printed.contains("--uid-owner 65534"), "{printed}");
 
@@ -218,7 +253,11 @@ fn redirected_connections_reach_the_sidecar_with_their_original_destination() {
     in_ns(&net.peer, move || {
         serve(TcpListener::bind((peer_ip, 8080)).unwrap(), None, true);
         serve(TcpListener::bind((peer_ip, 7000)).unwrap(), None, false);
-        serve(TcpListener::bind((peer_ip, 5432)).unwrap(), Some(b"READY\n"), false);
+        serve(
+            TcpListener::bind((peer_ip, 5432)).unwrap(),
+            Some(b"READY\n"),
+            false,
+        );
     });
 
     // The sidecar, as its own uid, in transparent mode.
@@ -239,7 +278,18 @@ fn redirected_connections_reach_the_sidecar_with_their_original_destination() {
     let gid = format!("--regid={PROXY_UID}");
     let _proxy = Proxy(
         Command::new("ip")
-            .args(["netns", "exec", &net.pod, "setpriv", &uid, &gid, "--clear-groups", bin, "run", "--config"])
+            .args([
+                "netns",
+                "exec",
+                &net.pod,
+                "setpriv",
+                &uid,
+                &gid,
+                "--clear-groups",
+                bin,
+                "run",
+                "--config",
+            ])
             .arg(&cfg)
             .env("WEIR_LOG_FORMAT", "text")
             .stdout(Stdio::null())
@@ -262,10 +312,17 @@ fn redirected_connections_reach_the_sidecar_with_their_original_destination() {
 
         // 1. Plain HTTP to the peer's address: redirected, recognised as the
         //    `peer` destination, forwarded to the original destination.
-        let resp = http_get(SocketAddr::from((peer_ip, 8080)), &format!("{peer_ip}:8080"), "/hello");
+        let resp = http_get(
+            SocketAddr::from((peer_ip, 8080)),
+            &format!("{peer_ip}:8080"),
+            "/hello",
+        );
         assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
         assert!(resp.contains(&format!("local={peer_ip}:8080")), "{resp}");
-        assert!(resp.contains("request-id=true"), "the sidecar handled it: {resp}");
+        assert!(
+            resp.contains("request-id=true"),
+            "the sidecar handled it: {resp}"
+        );
 
         // 2. Non-HTTP bytes: detected as opaque, passed through unchanged.
         let mut echo = connect(SocketAddr::from((peer_ip, 7000)));
@@ -299,10 +356,18 @@ fn redirected_connections_reach_the_sidecar_with_their_original_destination() {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no metric {prefix} in:\n{report}"))
     };
-    assert_eq!(line("weir_sidecar_transparent_connections_total{protocol=\"http1\"}"), 1.0);
-    assert_eq!(line("weir_sidecar_transparent_connections_total{protocol=\"opaque\"}"), 2.0);
     assert_eq!(
-        line("weir_sidecar_requests_total{direction=\"outbound\",destination=\"peer\",status_class=\"2xx\"}"),
+        line("weir_sidecar_transparent_connections_total{protocol=\"http1\"}"),
+        1.0
+    );
+    assert_eq!(
+        line("weir_sidecar_transparent_connections_total{protocol=\"opaque\"}"),
+        2.0
+    );
+    assert_eq!(
+        line(
+            "weir_sidecar_requests_total{direction=\"outbound\",destination=\"peer\",status_class=\"2xx\"}"
+        ),
         1.0
     );
     std::fs::remove_dir_all(dir).ok();

@@ -94,14 +94,21 @@ fn unknown_field_has_path_and_line() {
     let text = SKETCH.replace("    load_balancer: p2c_ewma", "    load_balancr: p2c_ewma");
     let e = SidecarConfig::from_yaml(&text, &no_env).unwrap_err();
     assert_eq!(e.0[0].path, "services.payment.load_balancr");
-    let line = text.lines().position(|l| l.contains("load_balancr")).unwrap() + 1;
+    let line = text
+        .lines()
+        .position(|l| l.contains("load_balancr"))
+        .unwrap()
+        + 1;
     assert_eq!(e.0[0].line, Some(line));
 }
 
 #[test]
 fn every_semantic_problem_is_reported() {
     let text = SKETCH
-        .replace("max_concurrent_requests: 1000", "max_concurrent_requests: 0")
+        .replace(
+            "max_concurrent_requests: 1000",
+            "max_concurrent_requests: 0",
+        )
         .replace("address: 127.0.0.1:4191", "address: 127.0.0.1:4140")
         .replace("endpoints: [127.0.0.1:4243]", "endpoints: []")
         .replace("max_attempts: 3", "max_attempts: 0");

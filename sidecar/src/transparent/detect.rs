@@ -22,7 +22,15 @@ pub(crate) enum Detected {
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 const METHODS: &[&[u8]] = &[
-    b"GET ", b"POST ", b"PUT ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"PATCH ", b"TRACE ", b"CONNECT ",
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"DELETE ",
+    b"HEAD ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"TRACE ",
+    b"CONNECT ",
 ];
 
 /// Classifies `buf` (the bytes seen so far); `None` means "need more bytes".
@@ -44,7 +52,11 @@ pub(crate) fn classify(buf: &[u8]) -> Option<Detected> {
             undecided = true;
         }
     }
-    if undecided { None } else { Some(Detected::Opaque) }
+    if undecided {
+        None
+    } else {
+        Some(Detected::Opaque)
+    }
 }
 
 /// Peeks at `stream` until its first bytes decide the protocol or `timeout`
@@ -89,7 +101,10 @@ mod tests {
         assert_eq!(classify(b"GET / HTTP/1.1\r\n"), Some(Detected::Http1));
         assert_eq!(classify(b"DELETE /x"), Some(Detected::Http1));
         assert_eq!(classify(b"GE"), None);
-        assert_eq!(classify(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Some(Detected::Http2));
+        assert_eq!(
+            classify(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+            Some(Detected::Http2)
+        );
         assert_eq!(classify(b"PRI * HT"), None);
         assert_eq!(classify(b"\x16\x03\x01\x02"), Some(Detected::Opaque));
         assert_eq!(classify(b"*1\r\n$4\r\nPING\r\n"), Some(Detected::Opaque));
@@ -110,7 +125,10 @@ mod tests {
             c
         });
         let (s, _) = l.accept().await.unwrap();
-        assert_eq!(detect(&s, Duration::from_secs(5)).await.unwrap(), Detected::Http1);
+        assert_eq!(
+            detect(&s, Duration::from_secs(5)).await.unwrap(),
+            Detected::Http1
+        );
         let mut s = s;
         let mut first = [0u8; 4];
         s.read_exact(&mut first).await.unwrap();
@@ -124,6 +142,9 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let _c = TcpStream::connect(addr).await.unwrap();
         let (s, _) = l.accept().await.unwrap();
-        assert_eq!(detect(&s, Duration::from_secs(1)).await.unwrap(), Detected::Opaque);
+        assert_eq!(
+            detect(&s, Duration::from_secs(1)).await.unwrap(),
+            Detected::Opaque
+        );
     }
 }

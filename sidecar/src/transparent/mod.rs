@@ -93,7 +93,9 @@ async fn handle_connection(
     watcher: hyper_util::server::graceful::Watcher,
     tracker: Arc<()>,
 ) {
-    let Ok(local) = stream.local_addr() else { return };
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
     let redirected = original_dst(&stream).ok();
     let rt = runtime.load_full();
     let outbound = &rt.config.outbound;

@@ -21,6 +21,10 @@ pub(crate) fn original_dst(stream: &TcpStream) -> io::Result<SocketAddr> {
     } else {
         sock.original_dst_v6()?
     };
-    addr.as_socket()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "original destination is not an IP address"))
+    addr.as_socket().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "original destination is not an IP address",
+        )
+    })
 }

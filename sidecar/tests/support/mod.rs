@@ -67,7 +67,9 @@ impl Upstream {
         Self::with(|_, _| Action::Status(200)).await
     }
 
-    pub async fn with(f: impl Fn(u64, &http::request::Parts) -> Action + Send + Sync + 'static) -> Upstream {
+    pub async fn with(
+        f: impl Fn(u64, &http::request::Parts) -> Action + Send + Sync + 'static,
+    ) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicU64::new(0));
@@ -76,7 +78,9 @@ impl Upstream {
         let (h, s, v) = (hits.clone(), script.clone(), seen.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let (h, s, v) = (h.clone(), s.clone(), v.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
@@ -100,7 +104,9 @@ impl Upstream {
                                     // The head and a first chunk go out; only
                                     // then is the body cut.
                                     let first = futures_util::stream::once(async {
-                                        Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"partial")))
+                                        Ok::<_, BoxError>(Frame::data(Bytes::from_static(
+                                            b"partial",
+                                        )))
                                     });
                                     let cut = futures_util::stream::once(async {
                                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -121,7 +127,13 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, hits, script, seen, task }
+        Upstream {
+            addr,
+            hits,
+            script,
+            seen,
+            task,
+        }
     }
 
     pub fn hits(&self) -> u64 {
@@ -133,7 +145,15 @@ impl Upstream {
     }
 
     pub fn seen_header(&self, i: usize, name: &str) -> Option<String> {
-        self.seen.lock().unwrap().get(i)?.headers.get(name)?.to_str().ok().map(str::to_owned)
+        self.seen
+            .lock()
+            .unwrap()
+            .get(i)?
+            .headers
+            .get(name)?
+            .to_str()
+            .ok()
+            .map(str::to_owned)
     }
 }
 
@@ -224,12 +244,24 @@ impl Got {
     }
 
     pub fn attempts(&self) -> Option<u32> {
-        self.headers.get("x-retry-attempts")?.to_str().ok()?.parse().ok()
+        self.headers
+            .get("x-retry-attempts")?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()
     }
 }
 
 /// Sends `method` to `to` with `Host: host`.
-pub async fn send(c: &HttpClient, to: SocketAddr, method: &str, host: &str, path: &str, body: &str) -> Got {
+pub async fn send(
+    c: &HttpClient,
+    to: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    body: &str,
+) -> Got {
     let req = Request::builder()
         .method(method)
         .uri(format!("http://{to}{path}"))
@@ -239,7 +271,11 @@ pub async fn send(c: &HttpClient, to: SocketAddr, method: &str, host: &str, path
         .unwrap();
     let resp = c.request(req).await.unwrap();
     let (parts, body) = resp.into_parts();
-    let body = body.collect().await.map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned()).unwrap_or_else(|e| format!("<body error: {e}>"));
+    let body = body
+        .collect()
+        .await
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+        .unwrap_or_else(|e| format!("<body error: {e}>"));
     Got {
         status: parts.status,
         headers: parts.headers,
