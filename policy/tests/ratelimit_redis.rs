@@ -67,7 +67,7 @@ fn config(url: &str, prefix: &str, on_error: &str, replicas: u32, limit: u32) ->
         r#"
 rate_limits:
   backend: redis
-  redis: {{ url: "{url}", timeout: 200ms, on_error: {on_error}, replicas: {replicas}, key_prefix: "{prefix}" }}
+  redis: {{ url: "{url}", timeout: 2s, on_error: {on_error}, replicas: {replicas}, key_prefix: "{prefix}" }}
   policies:
     hourly: {{ rate: {limit}, per: 1h, burst: {limit}, key: [client_ip] }}
 routes:

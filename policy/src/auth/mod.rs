@@ -174,9 +174,15 @@ impl Authenticator {
         } else {
             format!("{path}?{rest}")
         };
-        let mut uri_parts = std::mem::take(&mut parts.uri).into_parts();
-        uri_parts.path_and_query = pq.parse().ok();
-        parts.uri = Uri::from_parts(uri_parts).unwrap_or_default();
+        // Rebuilt from parts of a valid URI, so this cannot fail; if it ever
+        // did, the request keeps its URI rather than losing its path.
+        let mut uri_parts = parts.uri.clone().into_parts();
+        if let Ok(pq) = pq.parse() {
+            uri_parts.path_and_query = Some(pq);
+            if let Ok(uri) = Uri::from_parts(uri_parts) {
+                parts.uri = uri;
+            }
+        }
         Some(value)
     }
 }

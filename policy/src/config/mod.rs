@@ -25,16 +25,6 @@ pub use validate::validate;
 
 pub use proxy_core::config::{ConfigError, ConfigErrors, HumanDuration};
 
-/// Everything the policy crate reads from the top level of `gateway.yaml`.
-///
-/// A convenience bundle: the gateway keeps `auth` and `rate_limits` as its own
-/// top-level fields and hands references to [`crate::Policies::build`].
-#[derive(Clone, Debug, Default)]
-pub struct PolicyConfig {
-    pub auth: AuthConfig,
-    pub rate_limits: RateLimitsConfig,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
