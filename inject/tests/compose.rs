@@ -1,0 +1,145 @@
+//! `deploy/compose.yaml` holds together: every container shares the `pod`
+//! network namespace, each app's `HTTP_PROXY` is its own sidecar's outbound
+//! listener, the gateway's upstreams (config/gateway.yaml) are the sidecars'
+//! inbound listeners, and every mounted config file exists. (No Docker engine
+//! here to run it; these are the links a typo would break.)
+
+use std::path::{Path, PathBuf};
+
+use serde_norway::Value;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn load(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut value: Value =
+        serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    value.apply_merge().expect("merge keys");
+    value
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(v, |v, k| v.get(*k))?.as_str()
+}
+
+#[test]
+fn compose_stack_is_wired_consistently() {
+    let deploy = repo_root().join("deploy");
+    let compose = load(&deploy.join("compose.yaml"));
+    let services = compose["services"].as_mapping().expect("services");
+    assert!(services.len() >= 10, "stack incomplete: {}", services.len());
+
+    for (name, svc) in services {
+        let name = name.as_str().expect("name");
+        if name != "pod" {
+            assert_eq!(
+                svc["network_mode"], "service:pod",
+                "{name} must share the pod's network namespace"
+            );
+            assert_eq!(
+                svc["read_only"], true,
+                "{name} must run with a read-only root filesystem"
+            );
+        }
+    }
+    let gateway = load(&repo_root().join("config/gateway.yaml"));
+    let mut upstream_endpoints: Vec<String> = gateway["upstreams"]
+        .as_mapping()
+        .expect("upstreams")
+        .values()
+        .flat_map(|u| u["endpoints"].as_sequence().cloned().unwrap_or_default())
+        .filter_map(|e| e.as_str().map(str::to_owned))
+        .collect();
+    upstream_endpoints.sort();
+
+    let mut inbound = Vec::new();
+    for app in ["catalog", "order", "payment"] {
+        let sidecar = &services[&Value::from(format!("{app}-sidecar"))];
+        let command = sidecar["command"].as_sequence().expect("sidecar command");
+        let config_path = command
+            .iter()
+            .skip_while(|a| a.as_str() != Some("--config"))
+            .nth(1)
+            .and_then(Value::as_str)
+            .expect("--config FILE");
+        // The sidecars mount deploy/compose at /etc/weir/compose.
+        let file = config_path
+            .strip_prefix("/etc/weir/compose/")
+            .map(|f| deploy.join("compose").join(f))
+            .unwrap_or_else(|| {
+                panic!("{app}-sidecar config {config_path} is not under the mounted deploy/compose")
+            });
+        let config = load(&file);
+        assert_eq!(str_at(&config, &["service"]), Some(app));
+
+        let outbound = str_at(&config, &["outbound", "address"]).expect("outbound.address");
+        let proxy = str_at(&services[&Value::from(app)], &["environment", "HTTP_PROXY"])
+            .expect("HTTP_PROXY");
+        assert_eq!(
+            proxy,
+            format!("http://{outbound}"),
+            "{app}'s HTTP_PROXY is not its sidecar's outbound listener"
+        );
+
+        let app_addr = str_at(&config, &["inbound", "app"]).expect("inbound.app");
+        let port = app_addr.rsplit(':').next().expect("port");
+        assert!(
+            ["8081", "8082", "8083"].contains(&port),
+            "{app} app address {app_addr}"
+        );
+        inbound.push(
+            str_at(&config, &["inbound", "address"])
+                .expect("inbound.address")
+                .to_owned(),
+        );
+    }
+    inbound.sort();
+    assert_eq!(
+        upstream_endpoints, inbound,
+        "config/gateway.yaml upstreams are not the compose sidecars' inbound listeners"
+    );
+
+    let gw = &services[&Value::from("gateway")];
+    let volumes = gw["volumes"].as_sequence().expect("gateway volumes");
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v.as_str() == Some("../config:/etc/weir:ro"))
+    );
+    assert_eq!(
+        str_at(gw, &["environment", "WEIR_LISTENER_PUBLIC_ADDRESS"]),
+        Some("0.0.0.0:8080")
+    );
+    let published: Vec<_> = services[&Value::from("pod")]["ports"]
+        .as_sequence()
+        .expect("ports")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        published.contains(&"8080:8080") && published.contains(&"16686:16686"),
+        "{published:?}"
+    );
+
+    for dockerfile in ["gateway", "sidecar", "catalog", "order", "payment"] {
+        let path = deploy.join(format!("{dockerfile}.Dockerfile"));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.trim_start().starts_with("HEALTHCHECK")),
+            "{dockerfile}: probes belong to Kubernetes"
+        );
+        assert!(
+            text.contains("\nUSER "),
+            "{dockerfile}: must run as a non-root user"
+        );
+        assert!(
+            text.matches("\nFROM ").count() >= 2,
+            "{dockerfile}: must be multi-stage"
+        );
+    }
+}
