@@ -394,3 +394,34 @@ async fn validation_and_idempotency_key_rules() {
     assert!(doc.json["paths"]["/v1/orders"]["post"].is_object());
     order.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn concurrent_duplicates_of_one_request_are_one_order() {
+    let peers = Peers::start().await;
+    let p = peers.product("DUP", 700, 10).await;
+    let order = start_order(peers.order_config()).await;
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let client = peers.client.clone();
+        let url = format!("{}/v1/orders", order.url());
+        let body = json!({"customer_id": "dup", "items": [{"product_id": p, "quantity": 1}]});
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(&url, &[("idempotency-key", "dup-key")], &body)
+                .await
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        let r = task.await.unwrap();
+        assert!(r.status == 201 || r.status == 200, "{:?}", r.json);
+        ids.push(r.json["id"].as_str().unwrap().to_owned());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one order for one key");
+    let done = settled(&peers.client, &order, &ids[0]).await;
+    assert_eq!(done["status"], "confirmed");
+    assert_eq!(peers.stock(&p).await, 9);
+    assert_eq!(peers.payments_of(&ids[0]).await.len(), 1);
+    order.stop().await.unwrap();
+}
