@@ -8,6 +8,8 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
+use proxy_core::problem::{GENERATED_BY, TYPE_BASE};
+
 use crate::auth::error::{AuthError, AuthErrorKind};
 use crate::ratelimit::headers::ceil_secs;
 
@@ -118,33 +120,37 @@ impl Rejection {
     }
 
     /// The response: `application/problem+json` (RFC 9457) with `type`,
-    /// `title`, `status`, `detail` and `request_id`; an empty 204 for a
-    /// preflight.
+    /// `title`, `status`, `detail` and `request_id`, plus `x-weir-error:
+    /// <slug>` and `x-request-id`, the same shape as `proxy_core::problem`;
+    /// an empty 204 for a preflight.
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let status = self.status();
-        let body = match self.problem() {
+        let problem = self.problem();
+        let body = match &problem {
             Some((slug, title, detail)) => {
-                let request_id = self.request_id.as_ref().and_then(|v| v.to_str().ok());
-                let doc = serde_json::json!({
-                    "type": format!("https://weir.dev/problems/{slug}"),
+                let mut doc = serde_json::json!({
+                    "type": format!("{TYPE_BASE}{slug}"),
                     "title": title,
                     "status": status.as_u16(),
                     "detail": detail,
-                    "request_id": request_id,
                 });
+                if let Some(id) = self.request_id.as_ref().and_then(|v| v.to_str().ok()) {
+                    doc["request_id"] = id.into();
+                }
                 Bytes::from(doc.to_string())
             }
             None => Bytes::new(),
         };
-        let is_problem = !body.is_empty();
         let mut resp = Response::new(Full::new(body));
         *resp.status_mut() = status;
         *resp.headers_mut() = self.headers;
-        if is_problem {
-            resp.headers_mut().insert(
+        if let Some((slug, _, _)) = problem {
+            let h = resp.headers_mut();
+            h.insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("application/problem+json"),
             );
+            h.insert(GENERATED_BY, HeaderValue::from_static(slug));
         }
         if let Some(id) = self.request_id {
             resp.headers_mut().insert("x-request-id", id);

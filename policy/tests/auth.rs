@@ -276,6 +276,8 @@ async fn failures_are_401_or_403_problems_with_challenge() {
         "Bearer realm=\"weir\", error=\"invalid_token\", error_description=\"credentials required\""
     );
     assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    assert_eq!(resp.headers()["x-weir-error"], "unauthorized");
+    assert_eq!(resp.headers()["x-request-id"], "req-42");
     let body: Value =
         serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(body["type"], "https://weir.dev/problems/unauthorized");
