@@ -121,6 +121,7 @@ pub fn inject_pod_template(pod: &mut Value, opts: &InjectOptions) -> Result<Outc
     }
 
     let settings = PodSettings::resolve(opts, annotations, labels)?;
+    check_conflicts(&settings, spec, containers)?;
     let app_port = settings
         .app_port
         .or_else(|| first_container_port(containers));
@@ -190,6 +191,61 @@ pub fn inject_pod_template(pod: &mut Value, opts: &InjectOptions) -> Result<Outc
         spec.insert("terminationGracePeriodSeconds".into(), json!(needed));
     }
     Ok(Outcome::Injected)
+}
+
+/// Containers share the pod's network namespace and volumes are named per
+/// pod: a clash would only surface as a pod the API server or kubelet rejects.
+fn check_conflicts(
+    s: &PodSettings,
+    spec: &Map<String, Value>,
+    containers: &[Value],
+) -> Result<(), InjectError> {
+    let ours = [
+        ("weir.dev/inbound-port", s.inbound_port),
+        ("weir.dev/outbound-port", s.outbound_port),
+        ("weir.dev/admin-port", s.admin_port),
+    ];
+    let mut problems = Vec::new();
+    for (i, (key, port)) in ours.iter().enumerate() {
+        if ours[..i].iter().any(|(_, p)| p == port) {
+            problems.push(format!(
+                "{key}: port {port} is already one of the sidecar's ports"
+            ));
+        }
+    }
+    for c in containers {
+        let name = c.get("name").and_then(Value::as_str).unwrap_or("?");
+        let ports = c
+            .get("ports")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for port in ports
+            .iter()
+            .filter_map(|p| p.get("containerPort")?.as_u64())
+        {
+            if let Some((key, _)) = ours.iter().find(|(_, p)| u64::from(*p) == port) {
+                problems.push(format!(
+                    "container {name} uses port {port}, which the sidecar needs; move the sidecar with {key}"
+                ));
+            }
+        }
+    }
+    let volumes = spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for v in volumes.iter().filter_map(|v| v.get("name")?.as_str()) {
+        if v == CONFIG_VOLUME || v == XTABLES_VOLUME {
+            problems.push(format!("volume name {v} is reserved for the sidecar"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(InjectError::Pod(problems.join("; ")))
+    }
 }
 
 fn sub_map<'a>(
@@ -301,6 +357,27 @@ mod tests {
             json!({"name": "HTTP_PROXY", "value": "http://127.0.0.1:4140"})
         );
         assert!(p["spec"].get("volumes").is_none());
+    }
+
+    #[test]
+    fn port_and_volume_clashes_are_errors() {
+        let mut p = pod(json!({"weir.dev/inject": "enabled"}));
+        p["spec"]["containers"][0]["ports"] = json!([{"containerPort": 4191}]);
+        p["spec"]["volumes"] = json!([{"name": "weir-config", "emptyDir": {}}]);
+        let before = p.clone();
+        let Err(InjectError::Pod(message)) = inject_pod_template(&mut p, &InjectOptions::default())
+        else {
+            panic!("expected a conflict");
+        };
+        assert!(
+            message.contains("port 4191") && message.contains("weir.dev/admin-port"),
+            "{message}"
+        );
+        assert!(message.contains("volume name weir-config"), "{message}");
+        assert_eq!(p, before);
+
+        let mut p = pod(json!({"weir.dev/inject": "enabled", "weir.dev/admin-port": "4143"}));
+        assert!(inject_pod_template(&mut p, &InjectOptions::default()).is_err());
     }
 
     #[test]
