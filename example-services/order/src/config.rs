@@ -34,6 +34,11 @@ pub struct Config {
     pub retry_backoff: Duration,
     /// How often pending orders are re-driven (`ORDER_RECOVERY_INTERVAL`, default `30s`).
     pub recovery_interval: Duration,
+    /// An order still unable to reserve its stock this long after it was
+    /// placed is failed (`ORDER_RESERVE_DEADLINE`, default `10m`). Only the
+    /// reserve step gives up: nothing has been charged yet, and any
+    /// reservation a lost call made expires in the catalog.
+    pub reserve_deadline: Duration,
     /// RabbitMQ for the outbox relay (`AMQP_URL`); `None` keeps events in the outbox.
     pub amqp_url: Option<String>,
     /// How often the relay looks for unpublished events when not woken (`OUTBOX_POLL_INTERVAL`, default `1s`).
@@ -57,6 +62,7 @@ impl Config {
             call_attempts: 4,
             retry_backoff: Duration::from_millis(100),
             recovery_interval: Duration::from_secs(30),
+            reserve_deadline: Duration::from_secs(10 * 60),
             amqp_url: None,
             outbox_poll_interval: Duration::from_secs(1),
             crash_after_step: None,
@@ -91,6 +97,9 @@ impl Config {
         }
         if let Some(interval) = env.duration("ORDER_RECOVERY_INTERVAL")? {
             config.recovery_interval = interval;
+        }
+        if let Some(deadline) = env.duration("ORDER_RESERVE_DEADLINE")? {
+            config.reserve_deadline = deadline;
         }
         config.amqp_url = env.string("AMQP_URL");
         if let Some(interval) = env.duration("OUTBOX_POLL_INTERVAL")? {

@@ -166,6 +166,20 @@ impl Saga {
                     }
                 }
                 Outcome::Stall(reason) => {
+                    let age = now_millis().saturating_sub(order.created_at_ms);
+                    let deadline =
+                        i64::try_from(self.config.reserve_deadline.as_millis()).unwrap_or(i64::MAX);
+                    if step == SagaStep::Reserve && age >= deadline {
+                        let t = fail(
+                            SagaStep::Reserve,
+                            "failed",
+                            format!("catalog unavailable: {reason}"),
+                        );
+                        if store::apply(&self.db, order_id, &t).await? {
+                            self.events.notify_one();
+                        }
+                        continue;
+                    }
                     tracing::warn!(order = %order_id, step = step.as_str(), %reason, "saga step stalled, order left pending");
                     store::log_stall(&self.db, order_id, step, &reason).await?;
                     return Ok(());

@@ -425,3 +425,47 @@ async fn concurrent_duplicates_of_one_request_are_one_order() {
     assert_eq!(peers.payments_of(&ids[0]).await.len(), 1);
     order.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn unreachable_catalog_leaves_the_order_pending_then_fails_it_after_the_deadline() {
+    let peers = Peers::start().await;
+    // A port with nothing listening: bind, note it, close.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut config = peers.order_config();
+    config.catalog_url = format!("http://{closed}");
+    let order = start_order(config.clone()).await;
+    let r = place(
+        &peers.client,
+        &order,
+        "k-down",
+        "lee",
+        &[("some-product", 1)],
+    )
+    .await;
+    assert_eq!(r.json["status"], "pending", "{:?}", r.json);
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    let log = peers
+        .client
+        .get(&format!("{}/v1/orders/{id}/saga", order.url()))
+        .await;
+    assert_eq!(log.json["items"][1]["outcome"], "retry_later");
+    order.stop().await.unwrap();
+
+    config.reserve_deadline = Duration::ZERO;
+    let order = start_order(config).await;
+    let done = settled(&peers.client, &order, &id).await;
+    assert_eq!(done["status"], "failed");
+    assert!(
+        done["failure_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("catalog unavailable"),
+        "{done:?}"
+    );
+    assert_eq!(peers.charge_requests().await, 0);
+    order.stop().await.unwrap();
+}
