@@ -501,3 +501,52 @@ async fn cors_preflight_is_answered_before_auth() {
     let parts = request("OPTIONS", "/things", &preflight);
     assert!(b.policies.preflight(b.route("jwt"), &parts).is_none());
 }
+
+#[tokio::test]
+async fn keys_file_and_default_route_auth() {
+    let b = build(
+        r#"
+auth:
+  api_keys_file: api-keys.yaml
+  scopes_header: x-weir-scopes
+  default: { any_of: [api_key], scopes: [files:read] }
+routes:
+  - name: inherits
+  - name: explicit-open
+    auth: { any_of: [none] }
+"#,
+        &PolicyState::new(),
+    );
+    let mut parts = request(
+        "GET",
+        "/",
+        &[("x-api-key", "file-key"), ("x-weir-scopes", "admin")],
+    );
+    let id = b
+        .policies
+        .check(b.route("inherits"), &mut parts, PEER)
+        .await
+        .unwrap()
+        .identity
+        .unwrap();
+    assert_eq!(id.consumer.as_deref(), Some("from-file"));
+    assert_eq!(
+        parts.headers["x-weir-scopes"], "files:read",
+        "the forged scopes header is replaced"
+    );
+    let mut parts = request("GET", "/", &[]);
+    let rej = b
+        .policies
+        .check(b.route("inherits"), &mut parts, PEER)
+        .await
+        .unwrap_err();
+    assert_eq!(rej.reason(), "missing_credentials");
+    let mut parts = request("GET", "/", &[("x-weir-scopes", "admin")]);
+    assert!(
+        b.policies
+            .check(b.route("explicit-open"), &mut parts, PEER)
+            .await
+            .is_ok()
+    );
+    assert!(parts.headers.get("x-weir-scopes").is_none());
+}

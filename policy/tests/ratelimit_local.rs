@@ -176,3 +176,22 @@ async fn a_million_distinct_keys_stay_bounded() {
     // The most recent keys are remembered: the limit still bites.
     assert!(!limiter.check("client-999999").allowed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_on_one_key_are_counted_exactly() {
+    let b = build(CONFIG, &PolicyState::new());
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let p = b.policies.clone();
+        let route = b.route("s1").clone();
+        tasks.push(tokio::spawn(async move {
+            let mut parts = request("GET", "/", &[]);
+            p.check(&route, &mut parts, PEER).await.is_ok()
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += usize::from(t.await.unwrap());
+    }
+    assert_eq!(ok, 2);
+}
