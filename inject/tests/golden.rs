@@ -161,3 +161,26 @@ fn summary_names_every_workload_and_why() {
          job/backfill: injected\n"
     );
 }
+
+/// Every prefix of every golden input (cut anywhere, as a truncated upload
+/// would be) gives an answer, never a panic; and a result, when there is one,
+/// is stable under a second injection.
+#[test]
+fn truncated_inputs_never_panic() {
+    let opts = weir_inject::InjectOptions {
+        all: true,
+        ..Default::default()
+    };
+    let mut answered = 0;
+    for case in cases() {
+        let input = std::fs::read_to_string(&case).expect("read case");
+        for (cut, _) in input.char_indices() {
+            if let Ok(out) = weir_inject::inject_yaml(&input[..cut], &opts) {
+                let again = weir_inject::inject_yaml(&out, &opts).expect("re-inject an output");
+                assert_eq!(again, out, "{} cut at {cut}", case.display());
+                answered += 1;
+            }
+        }
+    }
+    assert!(answered > 100, "almost every prefix failed: {answered}");
+}
