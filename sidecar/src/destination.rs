@@ -29,7 +29,7 @@ use proxy_core::resilience::{
     Attempt, BreakerLayer, CircuitOpen, OutlierDetector, PeekBody, ReplayBody, Retry, RetryBudget,
     RetryLayer, Timeout, TimeoutKind, TimeoutLayer,
 };
-use proxy_core::telemetry::{ClientSpanInfo, Telemetry, TraceContext};
+use proxy_core::telemetry::{ClientSpanInfo, Telemetry};
 use tower::{Layer, Service};
 
 use crate::config::ServiceSettings;
@@ -180,24 +180,24 @@ impl Service<Request<ReplayBody<Body>>> for Pick {
         };
         let addr = endpoint.addr;
         let (mut parts, body) = req.into_parts();
-        let attempt = parts.extensions.get::<Attempt>().copied();
-        let reason = attempt.and_then(|a| a.reason).map(|r| r.to_string());
-        let parent = if inner.telemetry.is_enabled() {
-            inner.telemetry.propagation().extract(&parts.headers)
-        } else {
-            TraceContext::new()
-        };
-        let endpoint_str = addr.to_string();
-        let mut span = inner.telemetry.client_span(
-            &parent,
-            &mut parts,
-            ClientSpanInfo {
-                attempt: attempt.map_or(1, |a| a.number),
-                retry_reason: reason.as_deref(),
-                upstream: Some(&inner.name),
-                endpoint: Some(&endpoint_str),
-            },
-        );
+        // Spans (and the strings they need) only when tracing is on: the hot
+        // path allocates nothing for telemetry otherwise.
+        let mut span = inner.telemetry.is_enabled().then(|| {
+            let attempt = parts.extensions.get::<Attempt>().copied();
+            let reason = attempt.and_then(|a| a.reason).map(|r| r.to_string());
+            let parent = inner.telemetry.propagation().extract(&parts.headers);
+            let endpoint = addr.to_string();
+            inner.telemetry.client_span(
+                &parent,
+                &mut parts,
+                ClientSpanInfo {
+                    attempt: attempt.map_or(1, |a| a.number),
+                    retry_reason: reason.as_deref(),
+                    upstream: Some(&inner.name),
+                    endpoint: Some(&endpoint),
+                },
+            )
+        });
         let req = Request::from_parts(parts, body::boxed(body));
         let in_flight = endpoint.start();
         let mut breaker = BreakerLayer::new(detector.endpoint(addr)).layer(SendTo {
@@ -210,11 +210,15 @@ impl Service<Request<ReplayBody<Body>>> for Pick {
             match &result {
                 Ok(resp) => {
                     in_flight.finish();
-                    span.record_response(resp.status());
+                    if let Some(span) = &mut span {
+                        span.record_response(resp.status());
+                    }
                 }
                 Err(e) => {
                     drop(in_flight);
-                    span.record_error(crate::problems::error_kind(&**e));
+                    if let Some(span) = &mut span {
+                        span.record_error(crate::problems::error_kind(&**e));
+                    }
                 }
             }
             result

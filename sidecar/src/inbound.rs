@@ -77,13 +77,12 @@ async fn handle(
             host: host.as_deref(),
         },
     );
-    ensure_request_id(&mut parts.headers);
+    let request_id = ensure_request_id(&mut parts.headers);
     if telemetry.is_enabled() {
         telemetry
             .propagation()
             .inject(span.context(), &mut parts.headers);
     }
-    let req_headers = parts.headers.clone();
     let req = Request::from_parts(parts, body::boxed(incoming));
     let timeout = rt.config.inbound.timeout;
     let result =
@@ -100,10 +99,10 @@ async fn handle(
             strip_hop_by_hop(resp.headers_mut(), false);
             resp
         }
-        Ok(Err(e)) => problems::inbound_error(&e, &req_headers),
+        Ok(Err(e)) => problems::inbound_error(&e, &problems::id_headers(&request_id)),
         Err(_) => problems::inbound_error(
             &TimeoutError::new(TimeoutKind::Request, timeout),
-            &req_headers,
+            &problems::id_headers(&request_id),
         ),
     };
     span.record_response(resp.status());

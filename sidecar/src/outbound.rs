@@ -71,7 +71,7 @@ async fn handle(
     };
     let (mut parts, incoming) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
-    ensure_request_id(&mut parts.headers);
+    let request_id = ensure_request_id(&mut parts.headers);
     // Absolute-form (proxy) requests keep their authority as the Host.
     if let Some(authority) = parts.uri.authority().cloned() {
         if !parts.headers.contains_key(http::header::HOST)
@@ -84,7 +84,6 @@ async fn handle(
             parts.uri = uri;
         }
     }
-    let req_headers = parts.headers.clone();
     let started = Instant::now();
     match (dest, original_dst) {
         (Some(dest), _) => {
@@ -99,7 +98,11 @@ async fn handle(
                 }
                 Err(e) => {
                     tracing::debug!(destination = %dest.settings.name, error = %problems::chain(&*e), "outbound call failed");
-                    problems::outbound_error(&dest.settings.name, &*e, &req_headers)
+                    problems::outbound_error(
+                        &dest.settings.name,
+                        &*e,
+                        &problems::id_headers(&request_id),
+                    )
                 }
             };
             dest.traffic
@@ -115,15 +118,19 @@ async fn handle(
                     strip_hop_by_hop(resp.headers_mut(), false);
                     resp
                 }
-                Err(e) => problems::outbound_error(&dst.to_string(), &e, &req_headers),
+                Err(e) => problems::outbound_error(
+                    &dst.to_string(),
+                    &e,
+                    &problems::id_headers(&request_id),
+                ),
             };
             rt.passthrough_traffic
                 .record(resp.status().as_u16(), started.elapsed());
             resp
         }
         (None, None) => match host {
-            Some(h) => problems::unknown_destination(&h, &req_headers),
-            None => problems::missing_host(&req_headers),
+            Some(h) => problems::unknown_destination(&h, &problems::id_headers(&request_id)),
+            None => problems::missing_host(&problems::id_headers(&request_id)),
         },
     }
 }

@@ -11,6 +11,14 @@ use proxy_core::resilience::{ATTEMPTS_HEADER, ErrorClass, TimeoutError, classify
 
 use crate::destination::NoEndpoints;
 
+/// A header map holding only the request id: what the problem builders read,
+/// built on the error path only so the happy path copies no headers.
+pub(crate) fn id_headers(id: &HeaderValue) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(1);
+    h.insert(proxy_core::forward::REQUEST_ID, id.clone());
+    h
+}
+
 /// A stable kind for an error of a destination stack: metrics, spans, logs and
 /// the problem `type` slug.
 pub(crate) fn error_kind(err: &(dyn StdError + 'static)) -> &'static str {

@@ -170,7 +170,7 @@ async fn all_endpoints_failing_fail_fast_then_recover_through_a_half_open_probe(
     let yaml = config(
         app.addr,
         &[up.addr],
-        "timeouts: { per_try: 200ms }\nretry: { max_attempts: 1 }\ncircuit_breaker: { consecutive_failures: 2, ejection: { base: 300ms, max: 1s, max_percent: 50 } }",
+        "timeouts: { per_try: 200ms }\nretry: { max_attempts: 1 }\ncircuit_breaker: { consecutive_failures: 2, ejection: { base: 2s, max: 4s, max_percent: 50 } }",
     );
     let sc = start_sidecar(&yaml).await;
     let c = client();
@@ -198,7 +198,7 @@ async fn all_endpoints_failing_fail_fast_then_recover_through_a_half_open_probe(
     // Healed: once the ejection time passes, one probe closes the circuit.
     up.set(|_, _| Action::Status(200));
     let mut ok = 0;
-    for _ in 0..200 {
+    for _ in 0..400 {
         let got = get(&c, sc.outbound, "svc").await;
         if got.status == 200 {
             ok += 1;
@@ -238,7 +238,7 @@ async fn per_try_timeout_retries_a_hung_try() {
     let yaml = config(
         app.addr,
         &[up.addr],
-        "timeouts: { per_try: 100ms, overall: 10s }\nretry: { backoff: { base: 1ms, max: 2ms } }",
+        "timeouts: { per_try: 500ms, overall: 10s }\nretry: { backoff: { base: 1ms, max: 2ms } }",
     );
     let sc = start_sidecar(&yaml).await;
     let c = client();
@@ -255,7 +255,7 @@ async fn overall_timeout_bounds_every_try() {
     let yaml = config(
         app.addr,
         &[up.addr],
-        "timeouts: { per_try: 100ms, overall: 250ms }\nretry: { max_attempts: 10, backoff: { base: 1ms, max: 2ms } }\ncircuit_breaker: { consecutive_failures: 0 }",
+        "timeouts: { per_try: 200ms, overall: 500ms }\nretry: { max_attempts: 10, backoff: { base: 1ms, max: 2ms } }\ncircuit_breaker: { consecutive_failures: 0 }",
     );
     let sc = start_sidecar(&yaml).await;
     let c = client();
@@ -299,7 +299,7 @@ async fn a_response_reset_mid_body_is_not_retried() {
 async fn p2c_peak_ewma_prefers_the_fast_endpoint() {
     let app = Upstream::start().await;
     let fast = Upstream::start().await;
-    let slow = Upstream::with(|_, _| Action::Delay(Duration::from_millis(30), 200)).await;
+    let slow = Upstream::with(|_, _| Action::Delay(Duration::from_millis(100), 200)).await;
     let yaml = config(app.addr, &[fast.addr, slow.addr], "load_balancer: p2c_ewma");
     let sc = start_sidecar(&yaml).await;
     let c = client();
