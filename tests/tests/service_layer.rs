@@ -9,7 +9,7 @@ use axum::extract::{MatchedPath, State};
 use axum::routing::get;
 use e2e::{HttpClient, Kind, OtlpReceiver, Shape, StatusCode, TraceTree};
 use proxy_core::config::parse_yaml;
-use proxy_core::telemetry::{ServiceTelemetry, TelemetryConfig};
+use proxy_core::telemetry::{ServiceTelemetry, TelemetryConfig, inject_current_context};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -20,6 +20,14 @@ async fn get_order(State(tel): State<ServiceTelemetry>) -> Result<String, axum::
     db.end();
     let mut outgoing = http::HeaderMap::new();
     tel.inject_current(&mut outgoing);
+    // The free function does the same for code that only copies headers.
+    let mut copied = http::HeaderMap::new();
+    copied.insert(
+        "traceparent",
+        http::HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+    );
+    inject_current_context(&mut copied);
+    assert_eq!(copied.get("traceparent"), outgoing.get("traceparent"));
     // Handed back so the test can check what an outgoing call would carry.
     Ok(outgoing
         .get("traceparent")

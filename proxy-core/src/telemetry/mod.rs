@@ -47,7 +47,7 @@ pub use init::{Telemetry, TelemetryError};
 pub use logging::{LogFormat, init_logging};
 pub use processor::SpanStats;
 pub use propagation::{HeaderExtractor, HeaderInjector, Propagation};
-pub use service::{ServiceTelemetry, ServiceTelemetryError, TraceLayer};
+pub use service::{ServiceTelemetry, ServiceTelemetryError, TraceLayer, inject_current_context};
 pub use spans::{ActiveSpan, ClientSpanInfo, RequestHead, ServerSpanInfo};
 
 /// Re-exported so callers name span contexts without depending on opentelemetry.

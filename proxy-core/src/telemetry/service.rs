@@ -20,12 +20,13 @@ use std::task::{Context as TaskContext, Poll};
 
 use http::HeaderMap;
 use opentelemetry::context::FutureExt as _;
-use opentelemetry::trace::SpanKind;
+use opentelemetry::trace::{SpanKind, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue};
 use tower::{Layer, Service};
 
 use super::config::{TelemetryConfig, TelemetrySettings};
 use super::init::{Telemetry, TelemetryError};
+use super::propagation::Propagation;
 use super::spans::{ActiveSpan, ServerSpanInfo};
 
 /// Names the route of a request (`/v1/orders/{id}`) for `http.route`; with
@@ -139,6 +140,21 @@ impl ServiceTelemetry {
     /// headers inside it are its children.
     pub async fn in_span<F: Future>(&self, span: &ActiveSpan, fut: F) -> F::Output {
         fut.with_context(span.context().clone()).await
+    }
+}
+
+/// Writes the current OpenTelemetry context (W3C `traceparent`/`tracestate`,
+/// `baggage`) into `headers`, replacing what is there, when there is one.
+///
+/// For code that copies trace headers from the incoming request onto outgoing
+/// calls without holding a [`ServiceTelemetry`]: called inside a handler
+/// wrapped by [`ServiceTelemetry::layer`], it makes the handler's SERVER span
+/// the parent of the call; with tracing off (no current span) it changes
+/// nothing, so the copied headers travel as they came.
+pub fn inject_current_context(headers: &mut HeaderMap) {
+    let cx = Context::current();
+    if cx.has_active_span() {
+        Propagation::default().inject(&cx, headers);
     }
 }
 
