@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -84,8 +84,12 @@ async fn run_http<I, H>(
         .max_concurrent_streams(1024)
         .keep_alive_interval(std::time::Duration::from_secs(30));
 
+    // Set once the first request head has arrived (see `first_head` below).
+    let got_request = Arc::new(AtomicBool::new(false));
+    let svc_got_request = got_request.clone();
     let svc_info = info.clone();
     let service = service_fn(move |req| {
+        svc_got_request.store(true, Ordering::Relaxed);
         let info = svc_info.clone();
         info.active.fetch_add(1, Ordering::Relaxed);
         let fut = handler.clone().handle(req, info.clone());
@@ -101,6 +105,18 @@ async fn run_http<I, H>(
     let conn = watcher.watch(conn);
     tokio::pin!(conn);
 
+    // hyper's `header_read_timeout` only starts once the protocol is known
+    // (the first bytes decide between HTTP/1.1 and the HTTP/2 preface), so a
+    // client that connects and sends nothing, or stalls inside the preface,
+    // would hold its connection slot until the idle timeout. Bound the time
+    // to the first request head here.
+    let head_deadline = tokio::time::Instant::now() + opts.limits.header_read_timeout;
+    let first_head = async {
+        tokio::time::sleep_until(head_deadline).await;
+        if got_request.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    };
     let idle_timeout = opts.limits.idle_timeout;
     let idle = async {
         loop {
@@ -124,6 +140,7 @@ async fn run_http<I, H>(
             }
         }
         _ = idle => tracing::debug!(remote = %info.remote, "closing idle connection"),
+        _ = first_head => tracing::debug!(remote = %info.remote, "no request head within the header read timeout"),
     }
     // `shutdown` is observed through the graceful watcher; keep the handle
     // alive for the connection's lifetime so a dropped trigger is noticed.
