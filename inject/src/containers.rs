@@ -84,9 +84,11 @@ pub(crate) fn sidecar_container(s: &PodSettings, app_port: Option<u16>) -> Value
         ],
         "env": env,
         "resources": resources,
-        // Ready, not merely alive, before the app starts: the app's first
-        // request must find a proxy that can route it.
-        "startupProbe": probe("/readyz", 1, 120),
+        // The kubelet starts the app once this passes. `/healthz` answers
+        // once the proxy's listeners are bound, so the app's first outbound
+        // request finds a proxy. Not `/readyz`: that waits for the app itself
+        // to answer, and the app is not started yet (a deadlock).
+        "startupProbe": probe("/healthz", 1, 120),
         "readinessProbe": probe("/readyz", 5, 3),
         "livenessProbe": probe("/healthz", 10, 3),
         "securityContext": {

@@ -7,8 +7,9 @@
 //! Startup order comes from native sidecars (Kubernetes 1.29+): `weir-init`
 //! installs the iptables redirect, then `weir-sidecar` starts as an init
 //! container with `restartPolicy: Always`, and the kubelet waits for its
-//! startup probe (`/readyz`) before starting the next init container or the
-//! app. On termination the kubelet stops the app first and the sidecar last,
+//! startup probe (`/healthz`: listeners bound) before starting the next init
+//! container or the app. Its readiness (`/readyz`: the app answers through
+//! it) then counts towards the pod's. On termination the kubelet stops the app first and the sidecar last,
 //! so in-flight requests from the app still have a proxy.
 
 use serde_json::{Map, Value, json};
