@@ -141,6 +141,21 @@ async fn every_algorithm_family_verifies() {
         &claims(json!({"iss": "https://pem.test"})),
     );
     assert_eq!(f.reason("jwt", &pem).await, "admitted");
+    // Keys without a kid (PEM, secret) also verify tokens whose header names one.
+    let pem_kid = mint(
+        Algorithm::ES256,
+        &signing_key(Algorithm::ES256, "ec-p256.pem"),
+        Some("k7"),
+        &claims(json!({"iss": "https://pem.test"})),
+    );
+    assert_eq!(f.reason("jwt", &pem_kid).await, "admitted");
+    let hs_kid = mint(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(HS_SECRET.as_bytes()),
+        Some("k8"),
+        &claims(json!({"iss": "https://hs.test"})),
+    );
+    assert_eq!(f.reason("jwt", &hs_kid).await, "admitted");
 }
 
 #[tokio::test]

@@ -113,7 +113,7 @@ impl Provider {
             keys = remote.keys();
         }
         if let Some(kid) = kid
-            && !keys.has_kid(kid)
+            && !keys.knows(kid)
         {
             return Err(AuthError::invalid(
                 "unknown_kid",

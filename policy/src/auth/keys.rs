@@ -33,21 +33,34 @@ pub(crate) struct KeySet {
 }
 
 impl KeySet {
-    /// Keys to try for a token: the one named by `kid`, or, without a `kid`,
-    /// every key that accepts the algorithm.
+    /// Keys to try for a token: those named by its `kid` plus keys without a
+    /// `kid` (a PEM key, a secret), or, for a token without `kid`, every key;
+    /// always only keys that accept the algorithm.
     pub(crate) fn candidates<'a>(
         &'a self,
         kid: Option<&'a str>,
         alg: Algorithm,
     ) -> impl Iterator<Item = &'a VerifyKey> + 'a {
-        self.keys.iter().filter(move |k| match kid {
-            Some(kid) => k.kid.as_deref() == Some(kid),
-            None => true,
-        } && k.accepts(alg))
+        self.keys.iter().filter(move |k| {
+            let named = match (kid, k.kid.as_deref()) {
+                (Some(want), Some(have)) => want == have,
+                _ => true,
+            };
+            named && k.accepts(alg)
+        })
     }
 
+    /// Whether a key carries exactly this `kid` (a miss on a remote set means
+    /// the issuer may have rotated).
     pub(crate) fn has_kid(&self, kid: &str) -> bool {
         self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+    }
+
+    /// Whether a token naming `kid` has any key to be checked against.
+    pub(crate) fn knows(&self, kid: &str) -> bool {
+        self.keys
+            .iter()
+            .any(|k| k.kid.as_deref().is_none_or(|have| have == kid))
     }
 
     /// Parses a JWK set document. Keys we cannot use (encryption keys,
