@@ -1,216 +1,24 @@
-//! Placing an order as an orchestrated saga.
+//! The saga's steps: one remote call each, turned into the transition to record.
 //!
-//! ```text
-//! reserve ──ok──▶ charge ──ok──▶ commit ──ok──▶ done (confirmed)
-//!    │               │              │
-//!    │ short         │ declined     │ reservation expired
-//!    ▼               ▼              ▼
-//!  done (failed)   release ◀──── refund
-//!                    │
-//!                    ▼
-//!                  done (failed)
-//! ```
-//!
-//! The step to run next is stored with the order (`saga_step`) and every
-//! step's outcome is appended to the saga log in the same transaction. A
-//! crash anywhere therefore leaves the order at a step whose call is safe to
-//! make again: the catalog keys reservations by order id, the payment service
-//! keys charges by `order-<id>`, and commit, release and refund are idempotent.
-//! Recovery ([`Saga::recover`]) simply drives every pending order again, at
-//! start-up and periodically. A step whose peer gives no definite answer
-//! after the retries leaves the order pending for the next recovery pass;
-//! stock held meanwhile is returned by the catalog's reservation expiry.
-
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+//! A step never writes to the database itself; it returns an [`Outcome`] and
+//! the driver records it, so the recording is always one transaction with the
+//! saga log and the outbox.
 
 use axum::http::{HeaderMap, Method, StatusCode};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
-use service_kit::{Db, Outbound, now_millis};
-use utoipa::ToSchema;
 
-use crate::config::Config;
-use crate::model::{CONFIRMED, FAILED, Order, PENDING};
+use super::{Outcome, Saga, SagaStep};
+use crate::model::{CONFIRMED, FAILED, Order};
 use crate::peers::{Reply, call, problem_detail};
-use crate::store::{self, ReservationInfo, Transition};
-
-/// The saga's steps, stored as `saga_step` and named in the saga log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SagaStep {
-    /// Reserve the stock in the catalog.
-    Reserve,
-    /// Charge the payment.
-    Charge,
-    /// Commit the reservation and confirm the order.
-    Commit,
-    /// Compensation: refund a payment whose order cannot be completed.
-    Refund,
-    /// Compensation: release the reservation and fail the order.
-    Release,
-    /// Finished.
-    Done,
-}
-
-impl SagaStep {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SagaStep::Reserve => "reserve",
-            SagaStep::Charge => "charge",
-            SagaStep::Commit => "commit",
-            SagaStep::Refund => "refund",
-            SagaStep::Release => "release",
-            SagaStep::Done => "done",
-        }
-    }
-
-    fn parse(name: &str) -> Option<Self> {
-        [
-            SagaStep::Reserve,
-            SagaStep::Charge,
-            SagaStep::Commit,
-            SagaStep::Refund,
-            SagaStep::Release,
-            SagaStep::Done,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == name)
-    }
-}
-
-/// What running one step produced.
-enum Outcome {
-    /// Record this and continue.
-    Advance(Transition),
-    /// No definite answer; leave the order pending for recovery.
-    Stall(String),
-}
-
-/// Drives orders through the saga.
-#[derive(Debug)]
-pub(crate) struct Saga {
-    db: Db,
-    outbound: Outbound,
-    config: Arc<Config>,
-    /// Orders being driven in this process, so a client retry and the recovery
-    /// pass never run one order's steps side by side.
-    in_flight: Mutex<HashSet<String>>,
-    /// Wakes the outbox relay when events were written.
-    pub(crate) events: Arc<tokio::sync::Notify>,
-}
-
-/// Removes an order from the in-flight set when its driver ends, even by panic or cancellation.
-struct InFlight<'a> {
-    saga: &'a Saga,
-    order_id: String,
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut set) = self.saga.in_flight.lock() {
-            set.remove(&self.order_id);
-        }
-    }
-}
+use crate::store::{ReservationInfo, Transition};
 
 impl Saga {
-    pub(crate) fn new(db: Db, config: Arc<Config>, events: Arc<tokio::sync::Notify>) -> Self {
-        let outbound = Outbound::new(config.outbound_proxy, config.call_timeout);
-        Self {
-            db,
-            outbound,
-            config,
-            in_flight: Mutex::new(HashSet::new()),
-            events,
-        }
-    }
-
-    /// Runs the order's remaining steps until it is done, stalls, or (test
-    /// hook) the configured crash point is reached. `incoming` carries the
-    /// trace context of the request that caused this.
-    pub(crate) async fn drive(
+    pub(super) async fn run_step(
         &self,
-        order_id: &str,
+        step: SagaStep,
+        order: &Order,
         incoming: &HeaderMap,
-    ) -> Result<(), sqlx::Error> {
-        let Some(_guard) = self.claim(order_id) else {
-            return Ok(());
-        };
-        loop {
-            let Some(order) = store::load(&self.db, order_id).await? else {
-                return Ok(());
-            };
-            let Some(step) = SagaStep::parse(&order.saga_step) else {
-                tracing::error!(order = %order.id, step = %order.saga_step, "unknown saga step");
-                return Ok(());
-            };
-            if order.status != PENDING || step == SagaStep::Done {
-                return Ok(());
-            }
-            match self.run_step(step, &order, incoming).await {
-                Outcome::Advance(transition) => {
-                    if !store::apply(&self.db, order_id, &transition).await? {
-                        // Someone else recorded this step first; start over from what they wrote.
-                        continue;
-                    }
-                    tracing::info!(order = %order_id, step = step.as_str(), outcome = transition.outcome,
-                        next = transition.next.as_str(), "saga step recorded");
-                    if transition.status.is_some() {
-                        self.events.notify_one();
-                    }
-                    if self.config.crash_after_step == Some(step) {
-                        tracing::warn!(order = %order_id, step = step.as_str(), "crash injected after step");
-                        return Ok(());
-                    }
-                }
-                Outcome::Stall(reason) => {
-                    let age = now_millis().saturating_sub(order.created_at_ms);
-                    let deadline =
-                        i64::try_from(self.config.reserve_deadline.as_millis()).unwrap_or(i64::MAX);
-                    if step == SagaStep::Reserve && age >= deadline {
-                        let t = fail(
-                            SagaStep::Reserve,
-                            "failed",
-                            format!("catalog unavailable: {reason}"),
-                        );
-                        if store::apply(&self.db, order_id, &t).await? {
-                            self.events.notify_one();
-                        }
-                        continue;
-                    }
-                    tracing::warn!(order = %order_id, step = step.as_str(), %reason, "saga step stalled, order left pending");
-                    store::log_stall(&self.db, order_id, step, &reason).await?;
-                    return Ok(());
-                }
-            }
-        }
-    }
-
-    /// Drives every pending order not touched since `before` (ms since epoch).
-    pub(crate) async fn recover(&self, before: i64) -> Result<usize, sqlx::Error> {
-        let pending = store::pending(&self.db, before).await?;
-        let count = pending.len();
-        for order_id in pending {
-            tracing::info!(order = %order_id, "recovering pending order");
-            self.drive(&order_id, &HeaderMap::new()).await?;
-        }
-        Ok(count)
-    }
-
-    fn claim(&self, order_id: &str) -> Option<InFlight<'_>> {
-        let mut set = self.in_flight.lock().ok()?;
-        if !set.insert(order_id.to_owned()) {
-            return None;
-        }
-        Some(InFlight {
-            saga: self,
-            order_id: order_id.to_owned(),
-        })
-    }
-
-    async fn run_step(&self, step: SagaStep, order: &Order, incoming: &HeaderMap) -> Outcome {
+    ) -> Outcome {
         match step {
             SagaStep::Reserve => self.reserve(order, incoming).await,
             SagaStep::Charge => self.charge(order, incoming).await,
@@ -440,7 +248,7 @@ impl Saga {
 }
 
 /// Finish the order as failed.
-fn fail(step: SagaStep, outcome: &'static str, reason: String) -> Transition {
+pub(super) fn fail(step: SagaStep, outcome: &'static str, reason: String) -> Transition {
     let mut t = Transition::new(step, outcome, SagaStep::Done);
     t.status = Some(FAILED);
     t.detail = Some(reason.clone());
@@ -479,24 +287,5 @@ mod catalog_reply {
     #[derive(Debug, Deserialize)]
     pub(super) struct Payment {
         pub(super) id: String,
-    }
-}
-
-/// Drives pending orders at start-up and then every `interval`, picking up
-/// orders whose driver died or stalled.
-pub(crate) async fn recovery_loop(saga: Arc<Saga>, interval: std::time::Duration) {
-    // At start-up every pending order belongs to a driver that is gone.
-    if let Err(error) = saga.recover(i64::MAX).await {
-        tracing::warn!(%error, "start-up recovery failed");
-    }
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    loop {
-        ticker.tick().await;
-        let stale = now_millis() - i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
-        if let Err(error) = saga.recover(stale).await {
-            tracing::warn!(%error, "recovery pass failed");
-        }
     }
 }
