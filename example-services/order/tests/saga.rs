@@ -159,11 +159,11 @@ async fn failing_payment_is_retried_and_charged_exactly_once() {
 async fn slow_payment_times_out_and_the_retry_finds_the_first_charge() {
     let peers = Peers::start().await;
     let pen = peers.product("PEN", 300, 10).await;
-    // The processor records the charge, then answers after 1.5 s; the order
-    // service gives up on each try after 200 ms.
-    peers.faults(json!({"latency_ms": 1500})).await;
+    // The processor records the charge, then answers after 5 s; the order
+    // service gives up on each try after 500 ms.
+    peers.faults(json!({"latency_ms": 5000})).await;
     let mut config = peers.order_config();
-    config.call_timeout = Duration::from_millis(200);
+    config.call_timeout = Duration::from_millis(500);
     let order = start_order(config).await;
 
     let r = place(&peers.client, &order, "k-5", "erin", &[(&pen, 1)]).await;
