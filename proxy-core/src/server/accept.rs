@@ -23,6 +23,9 @@ pub async fn serve<H: Handler>(
 ) {
     let slots = Arc::new(Semaphore::new(opts.limits.max_connections));
     let graceful = GracefulShutdown::new();
+    // Fired (or dropped) when `serve` returns: connections still open after
+    // the drain deadline end with it instead of outliving the server.
+    let (close_all, closing) = crate::shutdown::channel();
     let stop = shutdown.wait();
     tokio::pin!(stop);
     let local = listener.local_addr().ok();
@@ -56,9 +59,12 @@ pub async fn serve<H: Handler>(
         if let Some(g) = &gauge {
             g.inc();
         }
+        let closing = closing.wait();
         tokio::spawn(async move {
-            conn::serve_connection(stream, remote, local, conn_opts, handler, watcher, shutdown)
-                .await;
+            tokio::select! {
+                _ = conn::serve_connection(stream, remote, local, conn_opts, handler, watcher, shutdown) => {}
+                _ = closing => {}
+            }
             if let Some(g) = gauge {
                 g.dec();
             }
@@ -72,4 +78,5 @@ pub async fn serve<H: Handler>(
             tracing::warn!(drain = ?opts.drain, "drain deadline passed; closing remaining connections");
         }
     }
+    close_all.trigger();
 }
