@@ -108,14 +108,26 @@ fn expand_lists(yaml: &str) -> String {
 
 /// Validates every file against every version; returns false when skipped.
 fn validate(files: &[PathBuf]) -> bool {
+    // The console script, else the module (when pip's bin directory is not on PATH).
+    let runs = |program: &str, prefix: &[&str]| {
+        Command::new(program)
+            .args(prefix)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let (program, prefix): (&str, &[&str]) = if runs("kubernetes-validate", &[]) {
+        ("kubernetes-validate", &[])
+    } else if runs("python3", &["-m", "kubernetes_validate"]) {
+        ("python3", &["-m", "kubernetes_validate"])
+    } else {
+        ("kubernetes-validate", &[])
+    };
     for version in KUBERNETES_VERSIONS {
-        let mut args = vec!["--strict", "--quiet", "-k", version];
+        let mut args = prefix.to_vec();
+        args.extend(["--strict", "--quiet", "-k", version]);
         args.extend(files.iter().map(|f| f.to_str().expect("utf-8 path")));
-        let Some(out) = tool(
-            "kubernetes-validate",
-            &args,
-            "pip install kubernetes-validate",
-        ) else {
+        let Some(out) = tool(program, &args, "pip install kubernetes-validate") else {
             return false;
         };
         let report = format!(
