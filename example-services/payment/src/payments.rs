@@ -121,10 +121,13 @@ impl ChargeRequest {
     ))]
 pub(crate) async fn charge(
     State(state): State<AppState>,
-    IdempotencyKey(key): IdempotencyKey,
-    ApiJson(request): ApiJson<ChargeRequest>,
+    key: Result<IdempotencyKey, Problem>,
+    request: Result<ApiJson<ChargeRequest>, Problem>,
 ) -> Result<Response, Problem> {
+    // Counted before validation: the counter is what the processor received.
     let faults = state.faults.on_charge_request();
+    let IdempotencyKey(key) = key?;
+    let ApiJson(request) = request?;
     request.validate()?;
     if faults.failure_rate > 0.0 && fastrand::f64() < faults.failure_rate {
         tracing::info!(%key, "injected processor failure");

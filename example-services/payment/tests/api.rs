@@ -100,6 +100,11 @@ async fn validation_names_the_field() {
     assert_eq!(bad_rate.json["field"], "failure_rate");
     let list = client.get(&url).await;
     assert_eq!(list.json["field"], "order_id");
+    let faults = client.get(&format!("{}/admin/faults", server.url())).await;
+    assert_eq!(
+        faults.json["charge_requests"], 3,
+        "rejected charge requests are counted too"
+    );
     server.stop().await.unwrap();
 }
 
