@@ -118,18 +118,28 @@ impl Runtime {
     }
 
     /// The destination a request for `host` (a `Host` header or URI authority,
-    /// with or without port) goes to: the exact service name, or a DNS name whose
-    /// first label is a service name (`catalog.shop.svc.cluster.local`).
+    /// with or without port) goes to: the exact service name, or a Kubernetes
+    /// service DNS name whose first label is a service name (`catalog.shop`,
+    /// `catalog.shop.svc`, `catalog.shop.svc.cluster.local`). Other dotted names
+    /// (`catalog.example.com`) never match, so external hosts are not captured.
     pub(crate) fn destination_for_host(&self, host: &str) -> Option<&Arc<Destination>> {
         let name = strip_port(host);
         if let Some(d) = self.destinations.get(name) {
             return Some(d);
         }
         let (first, rest) = name.split_once('.')?;
-        if rest.is_empty() || first.is_empty() {
-            return None;
+        let mut labels = rest.split('.');
+        let namespace = labels.next().filter(|n| !n.is_empty())?;
+        let kubernetes = match labels.next() {
+            None => !namespace.is_empty(),
+            Some("svc") => true,
+            Some(_) => false,
+        };
+        if kubernetes {
+            self.destinations.get(first)
+        } else {
+            None
         }
-        self.destinations.get(first)
     }
 
     /// The destination that has `addr` as a static endpoint or current

@@ -324,6 +324,9 @@ async fn routes_by_host_absolute_uri_and_dns_style_names() {
             .status,
         200
     );
+    assert_eq!(get(&c, sc.outbound, "svc.shop").await.status, 200);
+    let external = get(&c, sc.outbound, "svc.example.com").await;
+    assert_eq!(external.status, 404, "external names are not captured");
     let unknown = get(&c, sc.outbound, "nope").await;
     assert_eq!(unknown.status, 404);
     assert_eq!(
@@ -341,6 +344,54 @@ async fn routes_by_host_absolute_uri_and_dns_style_names() {
     let mut out = String::new();
     stream.read_to_string(&mut out).await.unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(up.hits(), 4);
+    sc.stop().await;
+}
+
+#[tokio::test]
+async fn grpc_unavailable_over_http2_is_retried_for_post_calls() {
+    let app = Upstream::start().await;
+    let up = Upstream::with(|n, _| match n {
+        0 => Action::GrpcStatus(14),
+        1 => Action::GrpcTrailers(14),
+        _ => Action::GrpcTrailers(0),
+    })
+    .await;
+    let yaml = config(
+        app.addr,
+        &[up.addr],
+        "protocol: http2\nretry: { backoff: { base: 1ms, max: 2ms } }",
+    );
+    let sc = start_sidecar(&yaml).await;
+    // A gRPC client of the app dials the sidecar with `:authority: svc`.
+    let tcp = tokio::net::TcpStream::connect(sc.outbound).await.unwrap();
+    let (mut c, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("http://svc/shop.Catalog/GetProduct")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"\0\0\0\0\x01x",
+        )))
+        .unwrap();
+    let resp = c.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-retry-attempts"], "3");
+    use http_body_util::BodyExt;
+    let body = resp.into_body().collect().await.unwrap();
+    let trailers = body.trailers().cloned().expect("trailers");
+    assert_eq!(trailers["grpc-status"], "0");
     assert_eq!(up.hits(), 3);
+    assert_eq!(
+        up.seen_header(2, "content-type").as_deref(),
+        Some("application/grpc")
+    );
     sc.stop().await;
 }

@@ -35,6 +35,10 @@ pub enum Action {
     Hang,
     /// Headers and a first chunk, then the connection is cut.
     ResetMidBody,
+    /// A gRPC trailers-only response (`grpc-status` in the headers).
+    GrpcStatus(u32),
+    /// A gRPC response whose `grpc-status` comes in trailers after one message.
+    GrpcTrailers(u32),
 }
 
 type Script = Arc<dyn Fn(u64, &http::request::Parts) -> Action + Send + Sync>;
@@ -99,6 +103,31 @@ impl Upstream {
                                     full(code, format!("{addr}"))
                                 }
                                 Action::Hang => std::future::pending().await,
+                                Action::GrpcStatus(code) => Response::builder()
+                                    .header("content-type", "application/grpc")
+                                    .header("grpc-status", code)
+                                    .body(BodyExt::boxed(
+                                        Full::new(Bytes::new()).map_err(|n| match n {}),
+                                    ))
+                                    .unwrap(),
+                                Action::GrpcTrailers(code) => {
+                                    let mut t = http::HeaderMap::new();
+                                    t.insert("grpc-status", code.into());
+                                    let frames: Vec<Result<Frame<Bytes>, BoxError>> = if code == 0 {
+                                        vec![
+                                            Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\x02ok"))),
+                                            Ok(Frame::trailers(t)),
+                                        ]
+                                    } else {
+                                        vec![Ok(Frame::trailers(t))]
+                                    };
+                                    Response::builder()
+                                        .header("content-type", "application/grpc")
+                                        .body(BodyExt::boxed(StreamBody::new(
+                                            futures_util::stream::iter(frames),
+                                        )))
+                                        .unwrap()
+                                }
                                 Action::ResetMidBody => {
                                     use futures_util::StreamExt;
                                     // The head and a first chunk go out; only
@@ -229,6 +258,13 @@ pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 pub fn client() -> HttpClient {
     Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// An HTTP/2 prior-knowledge client (what gRPC uses).
+pub fn h2_client() -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
 }
 
 /// A response with its body collected.

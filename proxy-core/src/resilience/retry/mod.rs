@@ -188,7 +188,8 @@ where
     budget.deposit();
     let (parts, body) = req.into_parts();
     let method_ok = policy.method_allowed(&parts.method);
-    let buffered = if policy.may_retry(&parts.method) {
+    let grpc_ok = method_ok || classify::is_grpc(&parts.headers);
+    let buffered = if policy.may_retry(&parts.method, grpc_ok) {
         match prepare(body, policy.max_replay_body).await? {
             Prepared::Replayable(b) => b,
             Prepared::Streaming(body) => {
@@ -212,7 +213,7 @@ where
         let req = Request::from_parts(try_parts, buffered.replay());
         let outcome = try_once(&mut svc, req, peek_grpc).await;
         let reason = match &outcome {
-            Ok((resp, grpc)) => policy.response_reason(method_ok, resp.status(), *grpc),
+            Ok((resp, grpc)) => policy.response_reason(method_ok, grpc_ok, resp.status(), *grpc),
             Err(e) => policy.error_reason(method_ok, &**e),
         };
         let reason = match reason {

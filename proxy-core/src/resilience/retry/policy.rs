@@ -81,25 +81,32 @@ impl RetryPolicy {
         self.non_idempotent || is_idempotent(method)
     }
 
-    /// Whether a request of this method could be retried at all.
-    pub(crate) fn may_retry(&self, method: &Method) -> bool {
-        self.max_attempts > 1 && (self.on_connect_error || self.method_allowed(method))
+    /// Whether a request could be retried at all. A gRPC call (always a POST)
+    /// may be retried on its configured `grpc-status` codes whatever its HTTP
+    /// method: in gRPC, idempotency is not expressed by the method, and the
+    /// codes are the operator's choice (by default only `UNAVAILABLE`, which
+    /// says the call was not processed).
+    pub(crate) fn may_retry(&self, method: &Method, grpc_request: bool) -> bool {
+        self.max_attempts > 1
+            && (self.on_connect_error
+                || self.method_allowed(method)
+                || (grpc_request && !self.grpc_codes.is_empty()))
     }
 
-    /// The retry reason for a response head, if any.
+    /// The retry reason for a response head, if any: statuses when the method
+    /// allows it (`method_ok`), gRPC codes when `grpc_ok` (the method allows it
+    /// or the request is a gRPC call).
     pub(crate) fn response_reason(
         &self,
         method_ok: bool,
+        grpc_ok: bool,
         status: StatusCode,
         grpc: Option<u32>,
     ) -> Option<RetryReason> {
-        if !method_ok {
-            return None;
-        }
-        if self.statuses.contains(&status) {
+        if method_ok && self.statuses.contains(&status) {
             return Some(RetryReason::Status(status));
         }
-        grpc.filter(|c| self.grpc_codes.contains(c))
+        grpc.filter(|c| grpc_ok && self.grpc_codes.contains(c))
             .map(RetryReason::Grpc)
     }
 
@@ -165,20 +172,30 @@ mod tests {
         assert!(p.method_allowed(&Method::GET));
         assert!(!p.method_allowed(&Method::POST));
         assert_eq!(
-            p.response_reason(true, StatusCode::SERVICE_UNAVAILABLE, None),
+            p.response_reason(true, true, StatusCode::SERVICE_UNAVAILABLE, None),
             Some(RetryReason::Status(StatusCode::SERVICE_UNAVAILABLE))
         );
         assert_eq!(
-            p.response_reason(false, StatusCode::SERVICE_UNAVAILABLE, None),
+            p.response_reason(false, false, StatusCode::SERVICE_UNAVAILABLE, None),
             None
         );
         assert_eq!(
-            p.response_reason(true, StatusCode::OK, Some(14)),
+            p.response_reason(true, true, StatusCode::OK, Some(14)),
             Some(RetryReason::Grpc(14))
         );
-        assert_eq!(p.response_reason(true, StatusCode::OK, Some(5)), None);
+        assert_eq!(p.response_reason(true, true, StatusCode::OK, Some(5)), None);
+        // a gRPC POST: codes yes, statuses no
         assert_eq!(
-            p.response_reason(true, StatusCode::INTERNAL_SERVER_ERROR, None),
+            p.response_reason(false, true, StatusCode::OK, Some(14)),
+            Some(RetryReason::Grpc(14))
+        );
+        assert_eq!(
+            p.response_reason(false, true, StatusCode::SERVICE_UNAVAILABLE, None),
+            None
+        );
+        assert!(p.may_retry(&Method::POST, true));
+        assert_eq!(
+            p.response_reason(true, true, StatusCode::INTERNAL_SERVER_ERROR, None),
             None
         );
     }
