@@ -128,6 +128,13 @@ impl Stack {
             path: opts.data_dir.clone(),
             source,
         })?;
+        // Paths inside the configs are relative to `config_dir`; the derived
+        // gateway config lives elsewhere, so they are made absolute.
+        let config_dir =
+            std::fs::canonicalize(&opts.config_dir).map_err(|source| StackError::Read {
+                path: opts.config_dir.clone(),
+                source,
+            })?;
         let port = |p: u16| if opts.ephemeral { local(0) } else { local(p) };
         let (trigger, signal) = shutdown::channel();
         let mut tasks = Vec::new();
@@ -152,7 +159,7 @@ impl Stack {
         let mut sidecars = BTreeMap::new();
         let mut bound_sidecars = Vec::new();
         for svc in SERVICES {
-            let path = opts.config_dir.join(format!("sidecar-{svc}.yaml"));
+            let path = config_dir.join(format!("sidecar-{svc}.yaml"));
             let mut doc = read_yaml(&path)?;
             if opts.ephemeral {
                 for field in ["inbound.address", "outbound.address", "admin.address"] {
@@ -200,7 +207,7 @@ impl Stack {
         }
 
         // 3. The gateway, from config/gateway.yaml with the sidecars as upstreams.
-        let gw_path = opts.config_dir.join("gateway.yaml");
+        let gw_path = config_dir.join("gateway.yaml");
         let mut doc = read_yaml(&gw_path)?;
         if opts.ephemeral {
             patch::set(&mut doc, "listeners.0.address", yaml_str(local(0)));
@@ -216,7 +223,7 @@ impl Stack {
         for i in 0..16 {
             let field = format!("auth.jwt.{i}.jwks.file");
             if let Some(file) = patch::get_str(&doc, &field).map(str::to_owned) {
-                let abs = opts.config_dir.join(file);
+                let abs = config_dir.join(file);
                 patch::set(&mut doc, &field, yaml_str(abs.display()));
             }
         }

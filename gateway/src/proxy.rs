@@ -138,7 +138,7 @@ impl GatewayHandler {
             RouteMatch::MethodNotAllowed { allow } => {
                 // A CORS preflight asks about another method: let the route
                 // that takes that method answer it.
-                if let Some(resp) = self.preflight(snapshot, &req, conn, outcome).await {
+                if let Some(resp) = self.preflight(snapshot, &req, outcome) {
                     return resp;
                 }
                 return Problem::new(
@@ -225,11 +225,10 @@ impl GatewayHandler {
 
     /// Answers a CORS preflight (`OPTIONS` with `Access-Control-Request-Method`)
     /// with the policies of the route that serves the requested method.
-    async fn preflight(
+    fn preflight(
         &self,
         snapshot: &Snapshot,
         req: &Request<Incoming>,
-        conn: &ConnInfo,
         outcome: &mut Outcome,
     ) -> Option<Response<Body>> {
         if req.method() != http::Method::OPTIONS {
@@ -256,14 +255,10 @@ impl GatewayHandler {
         parts.method = req.method().clone();
         parts.uri = req.uri().clone();
         parts.headers = req.headers().clone();
-        match snapshot
+        snapshot
             .policies
-            .check(policy, &mut parts, conn.remote.ip())
-            .await
-        {
-            Err(rejection) => Some(rejection.into_response().map(pbody::boxed)),
-            Ok(_) => None,
-        }
+            .preflight(policy, &parts)
+            .map(|rejection| rejection.into_response().map(pbody::boxed))
     }
 
     async fn forward(
