@@ -29,5 +29,6 @@ pub use options::{
     InjectOptions, Mode, PROXY_UID, SIDECAR_CONTAINER,
 };
 pub use pod::{Outcome, SkipReason, inject_pod_template};
+pub use webhook::certs::CertificateFiles;
 pub use webhook::review::{ReviewError, review};
 pub use webhook::server::{WebhookArgs, load_tls, run_webhook, serve_webhook};

@@ -411,3 +411,78 @@ async fn run_webhook_reports_a_missing_certificate() {
     );
     assert!(err.to_string().contains("tls.crt"), "{err}");
 }
+
+#[tokio::test]
+async fn a_renewed_certificate_is_served_without_a_restart() {
+    let dir = TempDir(std::env::temp_dir().join(format!(
+        "weir-inject-renew-{}-{}",
+        std::process::id(),
+        fastrand_suffix()
+    )));
+    std::fs::create_dir_all(&dir.0).expect("dir");
+    let (cert_path, key_path) = (dir.0.join("tls.crt"), dir.0.join("tls.key"));
+    let name = "weir-webhook.weir-system.svc";
+    let first = rcgen::generate_simple_self_signed(vec![name.to_owned()]).expect("cert");
+    let second = rcgen::generate_simple_self_signed(vec![name.to_owned()]).expect("cert");
+    // Distinct modification times, whatever the file system's clock granularity.
+    let write = |cert: &str, key: &str, age: u64| {
+        let when = std::time::SystemTime::now() + std::time::Duration::from_secs(age);
+        for (path, text) in [(&cert_path, cert), (&key_path, key)] {
+            std::fs::write(path, text).expect("write");
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .and_then(|f| f.set_modified(when))
+                .expect("set mtime");
+        }
+    };
+    write(&first.cert.pem(), &first.signing_key.serialize_pem(), 0);
+
+    let certs = weir_inject::CertificateFiles::load(&cert_path, &key_path).expect("load");
+    assert!(!certs.reload_if_changed().expect("unchanged"));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(serve_webhook(
+        listener,
+        Some(certs.server_config().expect("config")),
+        opts(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(first.cert.der().clone()).expect("root");
+    roots.add(second.cert.der().clone()).expect("root");
+    let client = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let presented = || async {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let tls = tokio_rustls::TlsConnector::from(client.clone())
+            .connect(ServerName::try_from(name).expect("name"), tcp)
+            .await
+            .expect("handshake");
+        tls.get_ref().1.peer_certificates().expect("peer certs")[0].clone()
+    };
+    assert_eq!(&presented().await, first.cert.der());
+
+    write(&second.cert.pem(), &second.signing_key.serialize_pem(), 10);
+    assert!(certs.reload_if_changed().expect("reload"));
+    assert_eq!(&presented().await, second.cert.der());
+
+    // A broken renewal (key of another certificate) keeps the last good one.
+    write(&first.cert.pem(), &second.signing_key.serialize_pem(), 20);
+    assert!(certs.reload_if_changed().is_err());
+    assert_eq!(&presented().await, second.cert.der());
+
+    let _ = stop.send(());
+    server.await.expect("join").expect("serve");
+}

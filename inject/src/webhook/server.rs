@@ -21,14 +21,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::ServerConfig;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::cli::InjectDefaults;
 use crate::error::WebhookError;
 use crate::options::InjectOptions;
+use crate::webhook::certs::CertificateFiles;
 use crate::webhook::review::review;
 
 /// The API server sends objects of at most ~1.5 MiB; anything larger is not a review.
@@ -37,6 +36,8 @@ const MAX_CONNECTIONS: usize = 512;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// In-flight reviews get this long after shutdown starts (the API server times out at 10s).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the certificate files are checked for a renewal.
+const CERT_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 /// `sidecar webhook`.
 #[derive(Debug, Clone, clap::Args)]
@@ -67,7 +68,8 @@ pub async fn run_webhook(
     args: WebhookArgs,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WebhookError> {
-    let tls = load_tls(&args.tls_cert, &args.tls_key)?;
+    let certs = CertificateFiles::load(&args.tls_cert, &args.tls_key)?;
+    let tls = certs.server_config()?;
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|source| WebhookError::Bind {
@@ -75,46 +77,33 @@ pub async fn run_webhook(
             source,
         })?;
     tracing::info!(address = %args.listen, "admission webhook listening");
-    serve_webhook(
+    let serve = serve_webhook(
         listener,
         Some(tls),
         args.defaults.to_options(false),
         shutdown,
-    )
-    .await
+    );
+    tokio::pin!(serve);
+    // A renewed Secret shows up in the mounted files within a minute or so;
+    // checking every 30s keeps the old certificate at most that much longer.
+    let mut tick = tokio::time::interval(CERT_CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            result = &mut serve => return result,
+            _ = tick.tick() => match certs.reload_if_changed() {
+                Ok(true) => tracing::info!(cert = %args.tls_cert.display(), "serving a renewed certificate"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "renewed certificate not usable; keeping the previous one"),
+            },
+        }
+    }
 }
 
-/// A rustls server config (ring provider) from PEM files.
+/// A rustls server config (ring provider) from PEM files, fixed at load time
+/// ([`CertificateFiles`] is the reloadable form `run_webhook` uses).
 pub fn load_tls(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, WebhookError> {
-    let read = |path: &Path| {
-        std::fs::read(path).map_err(|source| WebhookError::Read {
-            path: path.to_owned(),
-            source,
-        })
-    };
-    let cert_pem = read(cert)?;
-    let key_pem = read(key)?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
-        .collect::<Result<_, _>>()
-        .ok()
-        .filter(|c: &Vec<_>| !c.is_empty())
-        .ok_or_else(|| WebhookError::Pem {
-            what: "certificate",
-            path: cert.to_owned(),
-        })?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| WebhookError::Pem {
-        what: "private key",
-        path: key.to_owned(),
-    })?;
-    let mut config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(WebhookError::Tls)?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .map_err(WebhookError::Tls)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    CertificateFiles::load(cert, key)?.server_config()
 }
 
 /// Serves the webhook on `listener` (HTTPS with `tls`, plain HTTP without,
