@@ -9,7 +9,7 @@
 //! # Layout
 //!
 //! - [`config`]: settings, from code or the environment.
-//! - `products`, `reservations`: the handlers and their SQL.
+//! - `products`, `reservations`, `holds`: the handlers and their SQL.
 //! - [`sweeper`]: expiry of reservations nobody committed.
 //! - `seed`: the demo products loaded into an empty catalog.
 
@@ -23,6 +23,7 @@ use utoipa::OpenApi;
 
 pub mod admin;
 pub mod config;
+mod holds;
 pub mod model;
 mod products;
 pub mod reservations;
@@ -79,8 +80,8 @@ pub enum Error {
         products::get_v2,
         reservations::reserve,
         reservations::get,
-        reservations::commit,
-        reservations::release,
+        holds::commit,
+        holds::release,
     ),
     components(schemas(service_kit::ProblemDetails))
 )]
@@ -129,8 +130,8 @@ fn router(state: AppState) -> Router {
         .route("/v2/products/{id}", get(products::get_v2))
         .route("/v1/reservations", post(reservations::reserve))
         .route("/v1/reservations/{id}", get(reservations::get))
-        .route("/v1/reservations/{id}/commit", post(reservations::commit))
-        .route("/v1/reservations/{id}/release", post(reservations::release))
+        .route("/v1/reservations/{id}/commit", post(holds::commit))
+        .route("/v1/reservations/{id}/release", post(holds::release))
         .with_state(state.clone());
     service_kit::server::finish(
         api.merge(service_kit::health::routes(state.db))

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use service_kit::{Db, now_millis};
 
-use crate::reservations::{HELD, expire_in};
+use crate::holds::expire_in;
+use crate::reservations::HELD;
 
 /// Expires every held reservation whose expiry is at or before `now`; returns how many.
 pub async fn sweep_expired(db: &Db, now: i64) -> Result<usize, sqlx::Error> {
