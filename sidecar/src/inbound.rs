@@ -22,7 +22,7 @@ use proxy_core::forward::{
 use proxy_core::resilience::{TimeoutError, TimeoutKind};
 use proxy_core::server::{ConnInfo, Handler};
 use proxy_core::shutdown::Shutdown;
-use proxy_core::telemetry::{ServerSpanInfo, Telemetry};
+use proxy_core::telemetry::{AccessLogFormat, AccessRecord, ServerSpanInfo, Telemetry};
 use tokio::time::Instant;
 
 use crate::problems;
@@ -63,6 +63,9 @@ async fn handle(
     };
     let _in_flight = rt.inbound_traffic.start();
     let mut span = telemetry.server_span(&req, ServerSpanInfo::default());
+    // The access log needs the head after the request is gone; copied only when on.
+    let log_head = (telemetry.access_log() != AccessLogFormat::Off)
+        .then(|| (req.method().clone(), req.uri().path().to_owned()));
     let (mut parts, incoming) = req.into_parts();
     let host = parts
         .headers
@@ -106,8 +109,23 @@ async fn handle(
         ),
     };
     span.record_response(resp.status());
-    rt.inbound_traffic
-        .record(resp.status().as_u16(), started.elapsed());
+    let elapsed = started.elapsed();
+    rt.inbound_traffic.record(resp.status().as_u16(), elapsed);
+    if let Some((method, path)) = log_head {
+        AccessRecord {
+            request_id: request_id.to_str().unwrap_or(""),
+            trace_id: span.trace_id(),
+            method: method.as_str(),
+            path: &path,
+            status: resp.status().as_u16(),
+            duration: elapsed,
+            client: Some(conn.remote),
+            route: None,
+            upstream: Some("app"),
+            consumer: None,
+        }
+        .emit(telemetry.access_log());
+    }
     resp
 }
 

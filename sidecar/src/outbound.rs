@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use proxy_core::body::{self, Body};
 use proxy_core::forward::{ensure_request_id, strip_hop_by_hop};
 use proxy_core::server::{ConnInfo, Handler};
+use proxy_core::telemetry::{AccessLogFormat, AccessRecord};
 use tokio::time::Instant;
 
 use crate::problems;
@@ -85,6 +86,25 @@ async fn handle(
         }
     }
     let started = Instant::now();
+    let log_head = (rt.telemetry.access_log() != AccessLogFormat::Off)
+        .then(|| (parts.method.clone(), parts.uri.path().to_owned()));
+    let log = |status: u16, upstream: &str| {
+        if let Some((method, path)) = &log_head {
+            AccessRecord {
+                request_id: request_id.to_str().unwrap_or(""),
+                trace_id: None,
+                method: method.as_str(),
+                path,
+                status,
+                duration: started.elapsed(),
+                client: None,
+                route: None,
+                upstream: Some(upstream),
+                consumer: None,
+            }
+            .emit(rt.telemetry.access_log());
+        }
+    };
     match (dest, original_dst) {
         (Some(dest), _) => {
             let _guard = dest.traffic.start();
@@ -107,6 +127,7 @@ async fn handle(
             };
             dest.traffic
                 .record(resp.status().as_u16(), started.elapsed());
+            log(resp.status().as_u16(), &dest.settings.name);
             resp
         }
         (None, Some(dst)) => {
@@ -126,6 +147,7 @@ async fn handle(
             };
             rt.passthrough_traffic
                 .record(resp.status().as_u16(), started.elapsed());
+            log(resp.status().as_u16(), "passthrough");
             resp
         }
         (None, None) => match host {

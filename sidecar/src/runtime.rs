@@ -32,6 +32,7 @@ pub(crate) struct Runtime {
     pub(crate) inbound_traffic: TrafficMetrics,
     pub(crate) passthrough_traffic: TrafficMetrics,
     pub(crate) metrics: SidecarMetrics,
+    pub(crate) telemetry: Telemetry,
 }
 
 impl Runtime {
@@ -109,6 +110,7 @@ impl Runtime {
             inbound_traffic: metrics.traffic("inbound", &config.service),
             passthrough_traffic: metrics.traffic("outbound", "passthrough"),
             metrics: metrics.clone(),
+            telemetry: telemetry.clone(),
             config,
             destinations,
             inbound_slots,
