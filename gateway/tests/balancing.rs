@@ -29,15 +29,25 @@ async fn spread(gw: &TestGateway, n: usize) -> HashMap<String, usize> {
     for _ in 0..n {
         let r = send_with(&c, Request::get(gw.url("/work")).body(empty()).unwrap()).await;
         assert_eq!(r.status, 200, "{}", r.text());
-        *seen.entry(r.header("x-upstream").unwrap_or("?").to_owned()).or_insert(0) += 1;
+        *seen
+            .entry(r.header("x-upstream").unwrap_or("?").to_owned())
+            .or_insert(0) += 1;
     }
     seen
 }
 
 #[tokio::test]
 async fn round_robin_spreads_evenly() {
-    let ups = [echo_upstream("u0").await, echo_upstream("u1").await, echo_upstream("u2").await];
-    let gw = TestGateway::start(&yaml(&ups.iter().map(|u| u.addr).collect::<Vec<_>>(), "    load_balancer: round_robin\n")).await;
+    let ups = [
+        echo_upstream("u0").await,
+        echo_upstream("u1").await,
+        echo_upstream("u2").await,
+    ];
+    let gw = TestGateway::start(&yaml(
+        &ups.iter().map(|u| u.addr).collect::<Vec<_>>(),
+        "    load_balancer: round_robin\n",
+    ))
+    .await;
     let seen = spread(&gw, 30).await;
     for name in ["u0", "u1", "u2"] {
         assert_eq!(seen.get(name), Some(&10), "{seen:?}");
@@ -86,7 +96,10 @@ async fn p2c_avoids_the_busy_endpoint() {
     assert_eq!(to_fast + to_slow, 20);
     gate.add_permits(100);
     for t in held {
-        assert_eq!(within("held request", t).await.expect("task").text(), "slow");
+        assert_eq!(
+            within("held request", t).await.expect("task").text(),
+            "slow"
+        );
     }
 }
 
@@ -112,11 +125,30 @@ async fn endpoint_refusing_connections_is_ejected() {
             s => panic!("unexpected status {s}"),
         }
     }
-    assert_eq!(failed, 1, "one refusal ejects the endpoint; traffic moves to the healthy one");
+    assert_eq!(
+        failed, 1,
+        "one refusal ejects the endpoint; traffic moves to the healthy one"
+    );
     assert_eq!(alive.requests(), 19);
     let m = gw.metrics().await;
-    assert_eq!(metric(&m, &format!("weir_upstream_endpoint_healthy{{upstream=\"svc\",endpoint=\"{dead}\"}}")), Some(0.0), "{m}");
-    assert_eq!(metric(&m, &format!("weir_upstream_endpoint_healthy{{upstream=\"svc\",endpoint=\"{}\"}}", alive.addr)), Some(1.0));
+    assert_eq!(
+        metric(
+            &m,
+            &format!("weir_upstream_endpoint_healthy{{upstream=\"svc\",endpoint=\"{dead}\"}}")
+        ),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            &format!(
+                "weir_upstream_endpoint_healthy{{upstream=\"svc\",endpoint=\"{}\"}}",
+                alive.addr
+            )
+        ),
+        Some(1.0)
+    );
 }
 
 #[tokio::test]
@@ -139,7 +171,10 @@ async fn active_health_checks_eject_and_recover() {
         "    load_balancer: round_robin\n    health_check: { path: /health, interval: 50ms, timeout: 1s, healthy: 2, unhealthy: 2 }\n",
     ))
     .await;
-    let series = format!("weir_upstream_endpoint_healthy{{upstream=\"svc\",endpoint=\"{}\"}}", a.addr);
+    let series = format!(
+        "weir_upstream_endpoint_healthy{{upstream=\"svc\",endpoint=\"{}\"}}",
+        a.addr
+    );
     let health_of_a = || {
         let gw = &gw;
         let series = series.clone();
@@ -147,15 +182,33 @@ async fn active_health_checks_eject_and_recover() {
     };
 
     let seen = spread(&gw, 10).await;
-    assert_eq!((seen.get("a"), seen.get("b")), (Some(&5), Some(&5)), "{seen:?}");
+    assert_eq!(
+        (seen.get("a"), seen.get("b")),
+        (Some(&5), Some(&5)),
+        "{seen:?}"
+    );
 
     sick.store(true, Ordering::SeqCst);
-    wait_until("a is marked unhealthy", || async { health_of_a().await == Some(0.0) }).await;
+    wait_until("a is marked unhealthy", || async {
+        health_of_a().await == Some(0.0)
+    })
+    .await;
     let seen = spread(&gw, 10).await;
-    assert_eq!(seen.get("b"), Some(&10), "an unhealthy endpoint gets no traffic: {seen:?}");
+    assert_eq!(
+        seen.get("b"),
+        Some(&10),
+        "an unhealthy endpoint gets no traffic: {seen:?}"
+    );
 
     sick.store(false, Ordering::SeqCst);
-    wait_until("a is healthy again", || async { health_of_a().await == Some(1.0) }).await;
+    wait_until("a is healthy again", || async {
+        health_of_a().await == Some(1.0)
+    })
+    .await;
     let seen = spread(&gw, 10).await;
-    assert_eq!((seen.get("a"), seen.get("b")), (Some(&5), Some(&5)), "{seen:?}");
+    assert_eq!(
+        (seen.get("a"), seen.get("b")),
+        (Some(&5), Some(&5)),
+        "{seen:?}"
+    );
 }

@@ -9,12 +9,19 @@ use std::process::{Command, Output};
 use support::TempDir;
 
 fn gateway(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gateway")).args(args).output().expect("run the gateway binary")
+    Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(args)
+        .output()
+        .expect("run the gateway binary")
 }
 
 fn validate(path: &Path) -> (bool, String) {
     let out = gateway(&["validate", "--config", path.to_str().expect("utf-8 path")]);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
@@ -34,7 +41,10 @@ routes:
 
 /// Validates `VALID` with `from` replaced by `to`; expects failure naming each of `wanted`.
 fn rejects(from: &str, to: &str, wanted: &[&str]) -> String {
-    assert!(VALID.contains(from), "test setup: {from:?} not in the base config");
+    assert!(
+        VALID.contains(from),
+        "test setup: {from:?} not in the base config"
+    );
     let dir = TempDir::new();
     let path = dir.write("gateway.yaml", &VALID.replacen(from, to, 1));
     let (ok, text) = validate(&path);
@@ -59,12 +69,20 @@ fn accepts_valid_files_including_the_shipped_example() {
 
 #[test]
 fn unknown_field_names_path_and_line() {
-    rejects("    address: 127.0.0.1:0\nadmin", "    address: 127.0.0.1:0\n    colour: red\nadmin", &["listeners[0].colour", "line 4", "colour"]);
+    rejects(
+        "    address: 127.0.0.1:0\nadmin",
+        "    address: 127.0.0.1:0\n    colour: red\nadmin",
+        &["listeners[0].colour", "line 4", "colour"],
+    );
 }
 
 #[test]
 fn bad_duration_names_the_field() {
-    rejects("routes:\n", "limits: { idle_timeout: soon }\nroutes:\n", &["limits.idle_timeout", "soon"]);
+    rejects(
+        "routes:\n",
+        "limits: { idle_timeout: soon }\nroutes:\n",
+        &["limits.idle_timeout", "soon"],
+    );
 }
 
 #[test]
@@ -72,14 +90,26 @@ fn duplicate_route_name_and_missing_upstream_are_reported_together() {
     let text = rejects(
         "    upstream: svc\n",
         "    upstream: svc\n  - name: r\n    match: { path: /x }\n    upstream: nowhere\n",
-        &["routes[1].name", "duplicate", "routes[1].upstream", "nowhere"],
+        &[
+            "routes[1].name",
+            "duplicate",
+            "routes[1].upstream",
+            "nowhere",
+        ],
     );
-    assert!(text.lines().filter(|l| l.contains("routes[1]")).count() >= 2, "{text}");
+    assert!(
+        text.lines().filter(|l| l.contains("routes[1]")).count() >= 2,
+        "{text}"
+    );
 }
 
 #[test]
 fn missing_upstream_names_the_route_field() {
-    rejects("    upstream: svc\n", "    upstream: catalog\n", &["routes[0].upstream", "catalog"]);
+    rejects(
+        "    upstream: svc\n",
+        "    upstream: catalog\n",
+        &["routes[0].upstream", "catalog"],
+    );
 }
 
 #[test]
@@ -94,7 +124,10 @@ fn unreadable_certificate_names_the_listener() {
 #[test]
 fn run_refuses_an_invalid_file() {
     let dir = TempDir::new();
-    let path = dir.write("gateway.yaml", &VALID.replace("upstream: svc", "upstream: missing"));
+    let path = dir.write(
+        "gateway.yaml",
+        &VALID.replace("upstream: svc", "upstream: missing"),
+    );
     let out = gateway(&["run", "--config", path.to_str().expect("utf-8 path")]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);

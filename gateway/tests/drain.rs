@@ -45,7 +45,10 @@ async fn in_flight_request_completes_and_new_connections_are_refused() {
 
     // An idle keep-alive connection, opened before the shutdown.
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let (mut idle_sender, idle_conn) = hyper::client::conn::http1::handshake::<_, TestBody>(TokioIo::new(tcp)).await.unwrap();
+    let (mut idle_sender, idle_conn) =
+        hyper::client::conn::http1::handshake::<_, TestBody>(TokioIo::new(tcp))
+            .await
+            .unwrap();
     let idle_conn = tokio::spawn(idle_conn);
 
     // A request in flight.
@@ -54,9 +57,15 @@ async fn in_flight_request_completes_and_new_connections_are_refused() {
     within("the request reaches the upstream", arrived.recv()).await;
 
     gw.trigger_shutdown();
-    wait_until("new connections are refused", || async { TcpStream::connect(addr).await.is_err() }).await;
+    wait_until("new connections are refused", || async {
+        TcpStream::connect(addr).await.is_err()
+    })
+    .await;
     // The idle keep-alive connection is closed rather than waited for.
-    within("the idle connection is closed", idle_conn).await.unwrap().ok();
+    within("the idle connection is closed", idle_conn)
+        .await
+        .unwrap()
+        .ok();
     assert!(idle_sender.ready().await.is_err());
 
     gate.add_permits(1);
@@ -64,7 +73,10 @@ async fn in_flight_request_completes_and_new_connections_are_refused() {
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "finished");
     gw.join().await;
-    assert!(TcpStream::connect(gw.admin()).await.is_err(), "the admin listener is closed too");
+    assert!(
+        TcpStream::connect(gw.admin()).await.is_err(),
+        "the admin listener is closed too"
+    );
 }
 
 #[tokio::test]
@@ -72,11 +84,18 @@ async fn drain_deadline_cuts_what_outlives_it() {
     let (up, mut arrived, _gate) = gated_upstream().await;
     let mut gw = TestGateway::start(&yaml(&up, "200ms")).await;
     let url = gw.url("/forever");
-    let in_flight = tokio::spawn(async move { client().request(Request::get(url).body(empty()).unwrap()).await });
+    let in_flight = tokio::spawn(async move {
+        client()
+            .request(Request::get(url).body(empty()).unwrap())
+            .await
+    });
     within("the request reaches the upstream", arrived.recv()).await;
     gw.trigger_shutdown();
     // `serve` returns although the upstream never answers.
     gw.join().await;
     let res = within("the cut request", in_flight).await.unwrap();
-    assert!(res.is_err(), "the client sees its connection closed: {res:?}");
+    assert!(
+        res.is_err(),
+        "the client sees its connection closed: {res:?}"
+    );
 }

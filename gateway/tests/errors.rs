@@ -53,15 +53,28 @@ async fn payload_too_large_up_front_and_while_streaming() {
     .await;
 
     // Within the limit.
-    let r = send(Request::post(gw.url("/upload")).body(full(vec![1u8; 1024])).unwrap()).await;
+    let r = send(
+        Request::post(gw.url("/upload"))
+            .body(full(vec![1u8; 1024]))
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["body_len"], 1024);
 
     // Content-Length over the limit: refused before anything is forwarded.
     let before = up.requests();
-    let r = send(Request::post(gw.url("/upload")).body(full(vec![1u8; 4096])).unwrap()).await;
+    let r = send(
+        Request::post(gw.url("/upload"))
+            .body(full(vec![1u8; 4096]))
+            .unwrap(),
+    )
+    .await;
     let doc = assert_problem(&r, 413, "payload-too-large");
-    assert!(doc["detail"].as_str().unwrap_or("").contains("1024"), "{doc}");
+    assert!(
+        doc["detail"].as_str().unwrap_or("").contains("1024"),
+        "{doc}"
+    );
     assert_eq!(up.requests(), before);
 
     // Chunked, no length: the limit trips while the body streams.
@@ -102,7 +115,11 @@ async fn gateway_timeout_on_a_hung_upstream() {
 #[tokio::test]
 async fn service_unavailable_when_no_endpoint_is_healthy() {
     let sick = start_upstream(|req| async move {
-        if req.uri().path() == "/health" { text_response(500, "sick") } else { text_response(200, "fine") }
+        if req.uri().path() == "/health" {
+            text_response(500, "sick")
+        } else {
+            text_response(200, "fine")
+        }
     })
     .await;
     let gw = TestGateway::start(&yaml(

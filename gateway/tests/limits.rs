@@ -40,13 +40,27 @@ async fn read_until_closed(what: &str, tcp: &mut TcpStream) -> Vec<u8> {
 #[tokio::test]
 async fn slow_request_head_is_cut_off() {
     let up = echo_upstream("svc").await;
-    let gw = TestGateway::start(&yaml(&up, "  header_read_timeout: 200ms\n  idle_timeout: 1h\n")).await;
+    let gw = TestGateway::start(&yaml(
+        &up,
+        "  header_read_timeout: 200ms\n  idle_timeout: 1h\n",
+    ))
+    .await;
 
     let mut tcp = TcpStream::connect(gw.addr()).await.unwrap();
-    tcp.write_all(b"GET /slow HTTP/1.1\r\nHost: gw\r\nX-Partial: ").await.unwrap();
+    tcp.write_all(b"GET /slow HTTP/1.1\r\nHost: gw\r\nX-Partial: ")
+        .await
+        .unwrap();
     let got = read_until_closed("the gateway cuts off a partial head", &mut tcp).await;
-    assert!(!String::from_utf8_lossy(&got).contains(" 200 "), "{}", String::from_utf8_lossy(&got));
-    assert_eq!(up.requests(), 0, "the half request never reached the upstream");
+    assert!(
+        !String::from_utf8_lossy(&got).contains(" 200 "),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    assert_eq!(
+        up.requests(),
+        0,
+        "the half request never reached the upstream"
+    );
 
     // A client that sends nothing at all is cut off too.
     let mut silent = TcpStream::connect(gw.addr()).await.unwrap();
@@ -58,7 +72,9 @@ async fn slow_request_head_is_cut_off() {
 
 async fn open(addr: std::net::SocketAddr) -> (SendRequest<TestBody>, JoinHandle<()>) {
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
     let task = tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -66,14 +82,21 @@ async fn open(addr: std::net::SocketAddr) -> (SendRequest<TestBody>, JoinHandle<
 }
 
 async fn request(sender: &mut SendRequest<TestBody>, path: &str) -> Reply {
-    let req = Request::get(path).header("host", "gw").body(empty()).unwrap();
+    let req = Request::get(path)
+        .header("host", "gw")
+        .body(empty())
+        .unwrap();
     read_reply(sender.send_request(req).await.expect("response")).await
 }
 
 #[tokio::test]
 async fn idle_keep_alive_connection_is_closed() {
     let up = echo_upstream("svc").await;
-    let gw = TestGateway::start(&yaml(&up, "  header_read_timeout: 1h\n  idle_timeout: 200ms\n")).await;
+    let gw = TestGateway::start(&yaml(
+        &up,
+        "  header_read_timeout: 1h\n  idle_timeout: 200ms\n",
+    ))
+    .await;
     let (mut sender, conn) = open(gw.addr()).await;
     assert_eq!(request(&mut sender, "/one").await.status, 200);
     // The gateway closes the connection: hyper's connection task ends.
@@ -94,13 +117,18 @@ async fn max_connections_holds_back_extra_clients() {
     let (mut third, _third_conn) = open(gw.addr()).await;
     let pending = tokio::spawn(async move { request(&mut third, "/3").await });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!pending.is_finished(), "a third connection was served with max_connections 2");
+    assert!(
+        !pending.is_finished(),
+        "a third connection was served with max_connections 2"
+    );
     assert_eq!(up.requests(), 2);
 
     // Closing one frees a slot.
     drop(first);
     first_conn.await.unwrap();
-    let r = within("the third connection is served", pending).await.unwrap();
+    let r = within("the third connection is served", pending)
+        .await
+        .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(request(&mut second, "/2-again").await.status, 200);
 }

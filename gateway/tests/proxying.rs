@@ -21,7 +21,9 @@ async fn echo_gateway() -> (TestGateway, Upstream) {
 /// (hyper's connection-level client adds none of its own).
 async fn raw_h1(addr: std::net::SocketAddr, req: Request<TestBody>) -> Reply {
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.expect("handshake");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .expect("handshake");
     tokio::spawn(conn);
     let resp = sender.send_request(req).await.expect("response");
     read_reply(resp).await
@@ -47,7 +49,11 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
     ));
     let gw = TestGateway::start(&yaml).await;
     // Premise: straight from the upstream, the client would see them.
-    let direct = raw_h1(up.addr, Request::get("/").header("host", "x").body(empty()).unwrap()).await;
+    let direct = raw_h1(
+        up.addr,
+        Request::get("/").header("host", "x").body(empty()).unwrap(),
+    )
+    .await;
     assert_eq!(direct.header("x-up-secret"), Some("1"));
     assert_eq!(direct.header("proxy-authenticate"), Some("Basic"));
 
@@ -63,8 +69,20 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
         .unwrap();
     let r = raw_h1(gw.addr(), req).await;
     assert_eq!(r.status, 200);
-    for name in ["connection", "keep-alive", "x-hop-secret", "proxy-authorization", "te", "upgrade", "trailer"] {
-        assert!(r.seen(name).is_empty(), "{name} reached the upstream: {:?}", r.seen(name));
+    for name in [
+        "connection",
+        "keep-alive",
+        "x-hop-secret",
+        "proxy-authorization",
+        "te",
+        "upgrade",
+        "trailer",
+    ] {
+        assert!(
+            r.seen(name).is_empty(),
+            "{name} reached the upstream: {:?}",
+            r.seen(name)
+        );
     }
     assert_eq!(r.seen("x-normal"), ["kept"]);
     assert_eq!(r.seen("host"), ["example.test"]);
@@ -84,11 +102,22 @@ async fn te_trailers_survives_for_grpc() {
 #[tokio::test]
 async fn forwarded_headers_record_the_hop() {
     let (gw, _up) = echo_gateway().await;
-    let r = get_with(&gw.url("/f"), &[("host", "shop.example.test"), ("x-forwarded-for", "203.0.113.9")]).await;
+    let r = get_with(
+        &gw.url("/f"),
+        &[
+            ("host", "shop.example.test"),
+            ("x-forwarded-for", "203.0.113.9"),
+        ],
+    )
+    .await;
     assert_eq!(r.seen("x-forwarded-for"), ["203.0.113.9, 127.0.0.1"]);
     assert_eq!(r.seen("x-forwarded-proto"), ["http"]);
     assert_eq!(r.seen("x-forwarded-host"), ["shop.example.test"]);
-    assert_eq!(r.seen("host"), ["shop.example.test"], "the client's Host is kept");
+    assert_eq!(
+        r.seen("host"),
+        ["shop.example.test"],
+        "the client's Host is kept"
+    );
 
     let r = get_with(&gw.url("/f"), &[("host", "shop.example.test")]).await;
     assert_eq!(r.seen("x-forwarded-for"), ["127.0.0.1"]);
@@ -106,9 +135,20 @@ async fn request_id_is_kept_generated_and_echoed() {
     for sent in [None, Some("has spaces and !"), Some(&*"x".repeat(300))] {
         let headers: Vec<(&str, &str)> = sent.iter().map(|v| ("x-request-id", *v)).collect();
         let r = get_with(&gw.url("/id"), &headers).await;
-        let echoed = r.header("x-request-id").expect("an id is always echoed").to_owned();
-        assert_eq!(echoed.len(), 36, "a generated UUID-shaped id replaces {sent:?}: {echoed}");
-        assert_eq!(r.seen("x-request-id"), [echoed.clone()], "the upstream sees the same id");
+        let echoed = r
+            .header("x-request-id")
+            .expect("an id is always echoed")
+            .to_owned();
+        assert_eq!(
+            echoed.len(),
+            36,
+            "a generated UUID-shaped id replaces {sent:?}: {echoed}"
+        );
+        assert_eq!(
+            r.seen("x-request-id"),
+            std::slice::from_ref(&echoed),
+            "the upstream sees the same id"
+        );
         generated.push(echoed);
     }
     generated.dedup();
@@ -120,7 +160,13 @@ async fn upstream_connections_are_reused() {
     let (gw, up) = echo_gateway().await;
     let c = client();
     for i in 0..20 {
-        let r = send_with(&c, Request::get(gw.url(&format!("/ka/{i}"))).body(empty()).unwrap()).await;
+        let r = send_with(
+            &c,
+            Request::get(gw.url(&format!("/ka/{i}")))
+                .body(empty())
+                .unwrap(),
+        )
+        .await;
         assert_eq!(r.status, 200);
     }
     // Other clients' requests share the same upstream pool.
@@ -128,5 +174,9 @@ async fn upstream_connections_are_reused() {
         assert_eq!(get(&gw.url(&format!("/other/{i}"))).await.status, 200);
     }
     assert_eq!(up.requests(), 30);
-    assert!(up.connections() < 5, "30 sequential requests used {} upstream connections", up.connections());
+    assert!(
+        up.connections() < 5,
+        "30 sequential requests used {} upstream connections",
+        up.connections()
+    );
 }

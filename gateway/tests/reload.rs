@@ -64,7 +64,9 @@ async fn no_request_fails_while_reloading_under_load() {
         })
         .await;
         let tag = if i % 2 == 0 { "b" } else { "a" };
-        gw.replace_config(&variant(&up, tag)).await.expect("valid config reloads");
+        gw.replace_config(&variant(&up, tag))
+            .await
+            .expect("valid config reloads");
     }
     let (mut failures, mut a, mut b) = (Vec::new(), 0, 0);
     for t in tasks {
@@ -73,7 +75,12 @@ async fn no_request_fails_while_reloading_under_load() {
         a += ta;
         b += tb;
     }
-    assert!(failures.is_empty(), "{} failed requests, first: {:?}", failures.len(), failures.first());
+    assert!(
+        failures.is_empty(),
+        "{} failed requests, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
     assert_eq!(a + b, TASKS * PER_TASK);
     assert!(a > 0 && b > 0, "both configs served traffic (a={a}, b={b})");
     assert!(gw.reloader.metrics().count(true) >= RELOADS as u64);
@@ -85,10 +92,20 @@ async fn invalid_file_keeps_the_old_config_and_is_counted() {
     let gw = TestGateway::start(&variant(&up, "a")).await;
     let bad = variant(&up, "b").replace("upstream: echo\n", "upstream: missing\n");
 
-    let errors = gw.replace_config(&bad).await.expect_err("an unknown upstream is refused");
-    assert!(errors.iter().any(|e| e.path == "routes[0].upstream"), "{errors}");
+    let errors = gw
+        .replace_config(&bad)
+        .await
+        .expect_err("an unknown upstream is refused");
+    assert!(
+        errors.iter().any(|e| e.path == "routes[0].upstream"),
+        "{errors}"
+    );
     let r = get(&gw.url("/load")).await;
-    assert_eq!((r.status.as_u16(), r.header("x-config")), (200, Some("a")), "the old config still serves");
+    assert_eq!(
+        (r.status.as_u16(), r.header("x-config")),
+        (200, Some("a")),
+        "the old config still serves"
+    );
 
     let m = gw.metrics().await;
     let failures = metric(&m, "weir_config_reloads_total{result=\"failure\"}").unwrap_or(0.0);
@@ -97,17 +114,27 @@ async fn invalid_file_keeps_the_old_config_and_is_counted() {
 
     // The admin endpoint reports the refusal too.
     gw.write_config("listeners: [}\n");
-    let r = send(Request::post(format!("http://{}/reload", gw.admin())).body(empty()).unwrap()).await;
+    let r = send(
+        Request::post(format!("http://{}/reload", gw.admin()))
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, 422);
     assert_eq!(r.header("content-type"), Some("application/problem+json"));
     assert_eq!(get(&gw.url("/load")).await.header("x-config"), Some("a"));
 
     // A valid file is taken again.
-    gw.replace_config(&variant(&up, "b")).await.expect("valid config reloads");
+    gw.replace_config(&variant(&up, "b"))
+        .await
+        .expect("valid config reloads");
     assert_eq!(get(&gw.url("/load")).await.header("x-config"), Some("b"));
     let m = gw.metrics().await;
     assert_eq!(metric(&m, "weir_config_last_reload_success"), Some(1.0));
-    assert!(metric(&m, "weir_config_reloads_total{result=\"failure\"}").unwrap_or(0.0) >= 2.0, "{m}");
+    assert!(
+        metric(&m, "weir_config_reloads_total{result=\"failure\"}").unwrap_or(0.0) >= 2.0,
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,9 +149,12 @@ async fn a_thousand_reloads_do_not_grow_memory() {
         let c = c.clone();
         async move {
             for i in 0..n {
-                gw.replace_config(&yaml[(offset + i) % 2]).await.expect("reload");
+                gw.replace_config(&yaml[(offset + i) % 2])
+                    .await
+                    .expect("reload");
                 if i % 100 == 0 {
-                    let r = send_with(&c, Request::get(gw.url("/load")).body(empty()).unwrap()).await;
+                    let r =
+                        send_with(&c, Request::get(gw.url("/load")).body(empty()).unwrap()).await;
                     assert_eq!(r.status, 200);
                 }
             }
@@ -136,7 +166,10 @@ async fn a_thousand_reloads_do_not_grow_memory() {
     run(1000, 100).await;
     let after = proc_status_kib("VmRSS");
     eprintln!("VmRSS before {before} KiB, after 1000 reloads {after} KiB");
-    assert!(after.saturating_sub(before) < 16 * 1024, "RSS grew from {before} KiB to {after} KiB over 1000 reloads");
+    assert!(
+        after.saturating_sub(before) < 16 * 1024,
+        "RSS grew from {before} KiB to {after} KiB over 1000 reloads"
+    );
     assert!(gw.reloader.metrics().count(true) >= 1100);
 }
 
@@ -147,7 +180,10 @@ fn many_routes(up: &Upstream, prefix: &str, n: usize) -> String {
     for i in 0..n {
         routes.push_str(&format!("  - name: {prefix}{i}\n    match: {{ path_prefix: /{prefix}{i} }}\n    upstream: echo\n"));
     }
-    config(&format!("upstreams:\n  echo: {{ endpoints: [{}] }}\nroutes:\n{routes}", up.addr))
+    config(&format!(
+        "upstreams:\n  echo: {{ endpoints: [{}] }}\nroutes:\n{routes}",
+        up.addr
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,18 +211,34 @@ async fn five_thousand_routes_reload_while_another_route_serves() {
             (ok, failed)
         }));
     }
-    let configs = [many_routes(&up, "alt", ROUTES), many_routes(&up, "svc", ROUTES)];
+    let configs = [
+        many_routes(&up, "alt", ROUTES),
+        many_routes(&up, "svc", ROUTES),
+    ];
     for i in 0..6 {
         gw.replace_config(&configs[i % 2]).await.expect("reload");
-        let (now, gone) = if i % 2 == 0 { ("alt", "svc") } else { ("svc", "alt") };
-        assert_eq!(get(&gw.url(&format!("/{now}{}", ROUTES - 1))).await.status, 200);
-        assert_eq!(get(&gw.url(&format!("/{gone}{}", ROUTES - 1))).await.status, 404);
+        let (now, gone) = if i % 2 == 0 {
+            ("alt", "svc")
+        } else {
+            ("svc", "alt")
+        };
+        assert_eq!(
+            get(&gw.url(&format!("/{now}{}", ROUTES - 1))).await.status,
+            200
+        );
+        assert_eq!(
+            get(&gw.url(&format!("/{gone}{}", ROUTES - 1))).await.status,
+            404
+        );
     }
     stop.store(true, Ordering::SeqCst);
     let mut served = 0;
     for t in load {
         let (ok, failed) = within("load task", t).await.expect("load task");
-        assert!(failed.is_empty(), "requests to /hot failed during reloads: {failed:?}");
+        assert!(
+            failed.is_empty(),
+            "requests to /hot failed during reloads: {failed:?}"
+        );
         served += ok;
     }
     assert!(served > 0);

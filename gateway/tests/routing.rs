@@ -32,8 +32,18 @@ async fn gateway(routes: &[String], versioning: &str) -> (TestGateway, Upstream,
 async fn host_exact_beats_wildcard_and_wildcard_skips_apex() {
     let (gw, _a, _b) = gateway(
         &[
-            route("exact", "{ host: api.example.com, path_prefix: /h }", "upstream: a", ""),
-            route("wild", "{ host: '*.example.com', path_prefix: /h }", "upstream: b", ""),
+            route(
+                "exact",
+                "{ host: api.example.com, path_prefix: /h }",
+                "upstream: a",
+                "",
+            ),
+            route(
+                "wild",
+                "{ host: '*.example.com', path_prefix: /h }",
+                "upstream: b",
+                "",
+            ),
         ],
         "",
     )
@@ -44,7 +54,11 @@ async fn host_exact_beats_wildcard_and_wildcard_skips_apex() {
     assert_eq!(r.header("x-upstream"), Some("a"));
 
     let r = get_with(&gw.url("/h/1"), &[("host", "Shop.Example.com:8080")]).await;
-    assert_eq!(r.header("x-route"), Some("wild"), "host is case-insensitive, port ignored");
+    assert_eq!(
+        r.header("x-route"),
+        Some("wild"),
+        "host is case-insensitive, port ignored"
+    );
     assert_eq!(r.header("x-upstream"), Some("b"));
 
     let r = get_with(&gw.url("/h/1"), &[("host", "example.com")]).await;
@@ -69,27 +83,57 @@ async fn path_exact_prefix_and_template() {
     .await;
     let r = get(&gw.url("/exact/thing")).await;
     assert_eq!(r.header("x-route"), Some("exact"));
-    assert_problem(&get(&gw.url("/exact/thing/more")).await, 404, "route-not-found");
+    assert_problem(
+        &get(&gw.url("/exact/thing/more")).await,
+        404,
+        "route-not-found",
+    );
 
     let r = get(&gw.url("/files/a/b.txt?x=1")).await;
     assert_eq!(r.header("x-route"), Some("prefix"));
     assert_eq!(r.json()["uri"], "/files/a/b.txt?x=1");
-    assert_eq!(get(&gw.url("/files")).await.header("x-route"), Some("prefix"));
+    assert_eq!(
+        get(&gw.url("/files")).await.header("x-route"),
+        Some("prefix")
+    );
     assert_problem(&get(&gw.url("/filesx")).await, 404, "route-not-found");
 
     let r = get(&gw.url("/users/42/posts/7?full=1")).await;
     assert_eq!(r.header("x-route"), Some("template"));
-    assert_eq!(r.json()["uri"], "/internal/42/7?full=1", "params substituted, query kept");
-    assert_problem(&get(&gw.url("/users/42/posts")).await, 404, "route-not-found");
+    assert_eq!(
+        r.json()["uri"],
+        "/internal/42/7?full=1",
+        "params substituted, query kept"
+    );
+    assert_problem(
+        &get(&gw.url("/users/42/posts")).await,
+        404,
+        "route-not-found",
+    );
 }
 
 #[tokio::test]
 async fn methods_and_headers() {
     let (gw, _a, _b) = gateway(
         &[
-            route("post-only", "{ path: /m, methods: [POST] }", "upstream: a", ""),
-            route("blue", "{ path: /t, headers: [{ name: x-tenant, value: blue }] }", "upstream: b", ""),
-            route("debug", "{ path: /t, headers: [{ name: x-debug, present: true }] }", "upstream: b", ""),
+            route(
+                "post-only",
+                "{ path: /m, methods: [POST] }",
+                "upstream: a",
+                "",
+            ),
+            route(
+                "blue",
+                "{ path: /t, headers: [{ name: x-tenant, value: blue }] }",
+                "upstream: b",
+                "",
+            ),
+            route(
+                "debug",
+                "{ path: /t, headers: [{ name: x-debug, present: true }] }",
+                "upstream: b",
+                "",
+            ),
             route("any-tenant", "{ path: /t }", "upstream: a", ""),
         ],
         "",
@@ -103,10 +147,28 @@ async fn methods_and_headers() {
     assert_problem(&r, 405, "method-not-allowed");
     assert_eq!(r.header("allow"), Some("POST"));
 
-    assert_eq!(get_with(&gw.url("/t"), &[("x-tenant", "blue")]).await.header("x-route"), Some("blue"));
-    assert_eq!(get_with(&gw.url("/t"), &[("x-tenant", "red")]).await.header("x-route"), Some("any-tenant"));
-    assert_eq!(get_with(&gw.url("/t"), &[("x-debug", "")]).await.header("x-route"), Some("debug"));
-    assert_eq!(get(&gw.url("/t")).await.header("x-route"), Some("any-tenant"));
+    assert_eq!(
+        get_with(&gw.url("/t"), &[("x-tenant", "blue")])
+            .await
+            .header("x-route"),
+        Some("blue")
+    );
+    assert_eq!(
+        get_with(&gw.url("/t"), &[("x-tenant", "red")])
+            .await
+            .header("x-route"),
+        Some("any-tenant")
+    );
+    assert_eq!(
+        get_with(&gw.url("/t"), &[("x-debug", "")])
+            .await
+            .header("x-route"),
+        Some("debug")
+    );
+    assert_eq!(
+        get(&gw.url("/t")).await.header("x-route"),
+        Some("any-tenant")
+    );
 }
 
 #[tokio::test]
@@ -122,17 +184,33 @@ async fn version_from_path_headers_media_type_and_default() {
     .await;
     let r = get(&gw.url("/v1/products/9")).await;
     assert_eq!(r.header("x-route"), Some("products-v1"));
-    assert_eq!(r.json()["uri"], "/products/9", "the /vN segment is not forwarded by default");
-    assert_eq!(get(&gw.url("/v3/products/9")).await.header("x-route"), Some("products-v3"));
+    assert_eq!(
+        r.json()["uri"],
+        "/products/9",
+        "the /vN segment is not forwarded by default"
+    );
+    assert_eq!(
+        get(&gw.url("/v3/products/9")).await.header("x-route"),
+        Some("products-v3")
+    );
 
     let cases: &[(&[(&str, &str)], &str)] = &[
         (&[("api-version", "1")], "products-v1"),
         (&[("accept-version", "v3")], "products-v3"),
-        (&[("accept", "text/html, application/vnd.weir.v1+json;q=0.9")], "products-v1"),
+        (
+            &[("accept", "text/html, application/vnd.weir.v1+json;q=0.9")],
+            "products-v1",
+        ),
         (&[("accept", "application/json")], "products-v2"),
         (&[], "products-v2"),
         // The header is consulted before the media type.
-        (&[("api-version", "3"), ("accept", "application/vnd.weir.v1+json")], "products-v3"),
+        (
+            &[
+                ("api-version", "3"),
+                ("accept", "application/vnd.weir.v1+json"),
+            ],
+            "products-v3",
+        ),
     ];
     for (headers, want) in cases {
         let r = get_with(&gw.url("/products/9"), headers).await;
@@ -141,8 +219,16 @@ async fn version_from_path_headers_media_type_and_default() {
         assert_eq!(r.json()["uri"], "/products/9");
     }
     // No route serves version 4.
-    assert_problem(&get_with(&gw.url("/products/9"), &[("api-version", "4")]).await, 404, "route-not-found");
-    assert_problem(&get(&gw.url("/v4/products/9")).await, 404, "route-not-found");
+    assert_problem(
+        &get_with(&gw.url("/products/9"), &[("api-version", "4")]).await,
+        404,
+        "route-not-found",
+    );
+    assert_problem(
+        &get(&gw.url("/v4/products/9")).await,
+        404,
+        "route-not-found",
+    );
 }
 
 #[tokio::test]
@@ -169,30 +255,45 @@ async fn deprecated_route_carries_headers_and_sunset_route_is_gone() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("deprecation"), Some("@1735689600"));
     assert_eq!(r.header("sunset"), Some("Thu, 01 Jan 2099 00:00:00 GMT"));
-    assert_eq!(r.header("link"), Some("<https://docs.example.com/migrate>; rel=\"deprecation\""));
+    assert_eq!(
+        r.header("link"),
+        Some("<https://docs.example.com/migrate>; rel=\"deprecation\"")
+    );
 
     let before = a.requests();
     let r = get(&gw.url("/retired/x")).await;
     let doc = assert_problem(&r, 410, "api-version-sunset");
-    assert!(doc["detail"].as_str().unwrap_or("").contains("retired"), "{doc}");
+    assert!(
+        doc["detail"].as_str().unwrap_or("").contains("retired"),
+        "{doc}"
+    );
     assert_eq!(r.header("sunset"), Some("Wed, 01 Jan 2020 00:00:00 GMT"));
-    assert_eq!(r.header("link"), Some("<https://docs.example.com/retired>; rel=\"deprecation\""));
-    assert_eq!(a.requests(), before, "a sunset route never reaches the upstream");
+    assert_eq!(
+        r.header("link"),
+        Some("<https://docs.example.com/retired>; rel=\"deprecation\"")
+    );
+    assert_eq!(
+        a.requests(),
+        before,
+        "a sunset route never reaches the upstream"
+    );
 }
 
 #[tokio::test]
 async fn weighted_split_reaches_both_upstreams() {
     let (gw, a, b) = gateway(
-        &[format!(
-            "  - name: canary\n    match: {{ path_prefix: /canary }}\n    split: [{{ upstream: a, weight: 90 }}, {{ upstream: b, weight: 10 }}]\n"
-        )],
+        &["  - name: canary\n    match: { path_prefix: /canary }\n    split: [{ upstream: a, weight: 90 }, { upstream: b, weight: 10 }]\n".to_owned()],
         "",
     )
     .await;
     let client = client();
     let (mut to_a, mut to_b) = (0, 0);
     for _ in 0..400 {
-        let r = send_with(&client, Request::get(gw.url("/canary")).body(empty()).unwrap()).await;
+        let r = send_with(
+            &client,
+            Request::get(gw.url("/canary")).body(empty()).unwrap(),
+        )
+        .await;
         assert_eq!(r.status, 200);
         match r.header("x-upstream") {
             Some("a") => to_a += 1,
@@ -217,11 +318,10 @@ async fn path_and_header_rewrites() {
                 "upstream: a",
                 "      replace_prefix: { from: /old-api, to: /new-api/v9 }\n",
             ),
-            format!(
-                "  - name: headers\n    match: {{ path_prefix: /hdr }}\n    upstream: b\n    rewrite:\n      \
-                 request_headers: {{ set: {{ x-set: gateway }}, add: {{ x-add: gateway }}, remove: [x-remove] }}\n      \
-                 response_headers: {{ set: {{ x-resp-set: yes }}, add: {{ x-resp-add: two }}, remove: [x-upstream] }}\n"
-            ),
+            "  - name: headers\n    match: { path_prefix: /hdr }\n    upstream: b\n    rewrite:\n      \
+                 request_headers: { set: { x-set: gateway }, add: { x-add: gateway }, remove: [x-remove] }\n      \
+                 response_headers: { set: { x-resp-set: yes }, add: { x-resp-add: two }, remove: [x-upstream] }\n"
+            .to_owned(),
         ],
         "",
     )
@@ -235,7 +335,12 @@ async fn path_and_header_rewrites() {
 
     let r = get_with(
         &gw.url("/hdr"),
-        &[("x-set", "client"), ("x-add", "client"), ("x-remove", "secret"), ("x-keep", "1")],
+        &[
+            ("x-set", "client"),
+            ("x-add", "client"),
+            ("x-remove", "secret"),
+            ("x-keep", "1"),
+        ],
     )
     .await;
     assert_eq!(r.status, 200);

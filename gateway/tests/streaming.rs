@@ -42,9 +42,18 @@ async fn large_upload_streams_with_bounded_memory() {
     assert_eq!(get(&gw.url("/warm")).await.status, 200);
     let before = proc_status_kib("VmHWM");
 
-    let r = send(Request::post(gw.url("/upload")).body(generated_body()).unwrap()).await;
+    let r = send(
+        Request::post(gw.url("/upload"))
+            .body(generated_body())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["body_len"], TOTAL, "the upstream counted every byte");
+    assert_eq!(
+        r.json()["body_len"],
+        TOTAL,
+        "the upstream counted every byte"
+    );
 
     let after = proc_status_kib("VmHWM");
     eprintln!("VmHWM before {before} KiB, after {after} KiB");
@@ -62,14 +71,20 @@ async fn large_download_streams_with_bounded_memory() {
         if req.uri().path() != "/download" {
             return text_response(200, "small");
         }
-        Response::builder().header("content-type", "application/octet-stream").body(generated_body()).unwrap()
+        Response::builder()
+            .header("content-type", "application/octet-stream")
+            .body(generated_body())
+            .unwrap()
     })
     .await;
     let gw = gateway_to(&up).await;
     assert_eq!(get(&gw.url("/warm")).await.status, 200);
     let before = proc_status_kib("VmHWM");
 
-    let resp = client().request(Request::get(gw.url("/download")).body(empty()).unwrap()).await.expect("response");
+    let resp = client()
+        .request(Request::get(gw.url("/download")).body(empty()).unwrap())
+        .await
+        .expect("response");
     assert_eq!(resp.status(), 200);
     let mut body = resp.into_body();
     let mut counted = 0u64;

@@ -23,16 +23,16 @@ async fn ws_upstream(name: &'static str) -> Upstream {
         let upgrade = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
             let Ok(upgraded) = upgrade.await else { return };
-            let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
-            while let Some(Ok(msg)) = ws.next().await {
-                match msg {
-                    Message::Text(t) => {
-                        if ws.send(Message::text(format!("{name}: {t}"))).await.is_err() {
-                            break;
-                        }
-                    }
-                    Message::Close(_) => break,
-                    _ => {}
+            let mut ws =
+                WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+            // Text is echoed; a close (or anything else) ends the session.
+            while let Some(Ok(Message::Text(t))) = ws.next().await {
+                if ws
+                    .send(Message::text(format!("{name}: {t}")))
+                    .await
+                    .is_err()
+                {
+                    break;
                 }
             }
         });
@@ -57,7 +57,10 @@ type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn round_trip(ws: &mut Ws, text: &str) -> String {
     ws.send(Message::text(text)).await.expect("send");
-    let msg = within("websocket echo", ws.next()).await.expect("stream open").expect("message");
+    let msg = within("websocket echo", ws.next())
+        .await
+        .expect("stream open")
+        .expect("message");
     msg.into_text().expect("text").to_string()
 }
 
@@ -65,11 +68,16 @@ async fn round_trip(ws: &mut Ws, text: &str) -> String {
 async fn websocket_is_tunnelled() {
     let up = ws_upstream("one").await;
     let gw = TestGateway::start(&ws_config("one", up.addr, "/ws")).await;
-    let (mut ws, resp) = connect_async(format!("ws://{}/ws/chat", gw.addr())).await.expect("websocket handshake");
+    let (mut ws, resp) = connect_async(format!("ws://{}/ws/chat", gw.addr()))
+        .await
+        .expect("websocket handshake");
     assert_eq!(resp.status(), 101);
     assert!(resp.headers().get("x-request-id").is_some());
     for i in 0..20 {
-        assert_eq!(round_trip(&mut ws, &format!("m{i}")).await, format!("one: m{i}"));
+        assert_eq!(
+            round_trip(&mut ws, &format!("m{i}")).await,
+            format!("one: m{i}")
+        );
     }
     ws.close(None).await.expect("close");
 }
@@ -79,24 +87,53 @@ async fn websocket_survives_reloads() {
     let one = ws_upstream("one").await;
     let two = ws_upstream("two").await;
     let gw = TestGateway::start(&ws_config("one", one.addr, "/ws")).await;
-    let (mut old, _) = connect_async(format!("ws://{}/ws", gw.addr())).await.expect("websocket handshake");
+    let (mut old, _) = connect_async(format!("ws://{}/ws", gw.addr()))
+        .await
+        .expect("websocket handshake");
     assert_eq!(round_trip(&mut old, "before").await, "one: before");
 
     // The new config sends /ws elsewhere and drops the old upstream entirely.
-    gw.replace_config(&ws_config("two", two.addr, "/ws")).await.expect("reload");
-    assert_eq!(round_trip(&mut old, "after").await, "one: after", "the open tunnel is untouched");
+    gw.replace_config(&ws_config("two", two.addr, "/ws"))
+        .await
+        .expect("reload");
+    assert_eq!(
+        round_trip(&mut old, "after").await,
+        "one: after",
+        "the open tunnel is untouched"
+    );
 
-    let (mut new, _) = connect_async(format!("ws://{}/ws", gw.addr())).await.expect("websocket handshake");
-    assert_eq!(round_trip(&mut new, "fresh").await, "two: fresh", "new connections follow the new config");
+    let (mut new, _) = connect_async(format!("ws://{}/ws", gw.addr()))
+        .await
+        .expect("websocket handshake");
+    assert_eq!(
+        round_trip(&mut new, "fresh").await,
+        "two: fresh",
+        "new connections follow the new config"
+    );
 
     // More reloads, including one that removes the route.
-    gw.replace_config(&ws_config("two", two.addr, "/elsewhere")).await.expect("reload");
-    gw.replace_config(&ws_config("one", one.addr, "/other")).await.expect("reload");
+    gw.replace_config(&ws_config("two", two.addr, "/elsewhere"))
+        .await
+        .expect("reload");
+    gw.replace_config(&ws_config("one", one.addr, "/other"))
+        .await
+        .expect("reload");
     for i in 0..5 {
-        assert_eq!(round_trip(&mut old, &format!("o{i}")).await, format!("one: o{i}"));
-        assert_eq!(round_trip(&mut new, &format!("n{i}")).await, format!("two: n{i}"));
+        assert_eq!(
+            round_trip(&mut old, &format!("o{i}")).await,
+            format!("one: o{i}")
+        );
+        assert_eq!(
+            round_trip(&mut new, &format!("n{i}")).await,
+            format!("two: n{i}")
+        );
     }
-    assert!(connect_async(format!("ws://{}/ws", gw.addr())).await.is_err(), "the route is gone for new handshakes");
+    assert!(
+        connect_async(format!("ws://{}/ws", gw.addr()))
+            .await
+            .is_err(),
+        "the route is gone for new handshakes"
+    );
     old.close(None).await.expect("close");
     new.close(None).await.expect("close");
 }

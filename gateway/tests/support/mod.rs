@@ -42,7 +42,8 @@ pub(crate) type TestBody = UnsyncBoxBody<Bytes, BoxError>;
 pub(crate) const POLL_CAP: Duration = Duration::from_secs(20);
 
 /// The listener/admin preamble every test config starts with.
-pub(crate) const PREAMBLE: &str = "listeners:\n  - name: public\n    address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\n";
+pub(crate) const PREAMBLE: &str =
+    "listeners:\n  - name: public\n    address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\n";
 
 /// A full config: the standard listener and admin on port 0, then `rest`.
 pub(crate) fn config(rest: &str) -> String {
@@ -56,7 +57,11 @@ pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
     pub(crate) fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("weir-gw-test-{}-{}", std::process::id(), fastrand::u64(..)));
+        let dir = std::env::temp_dir().join(format!(
+            "weir-gw-test-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
         std::fs::create_dir_all(&dir).expect("create temp dir");
         Self(dir)
     }
@@ -117,7 +122,14 @@ impl TestGateway {
         let reloader = gw.reloader();
         let (trigger, signal) = channel();
         let task = tokio::spawn(gw.serve(signal));
-        Self { dir, config_path, addrs, reloader, trigger: Some(trigger), task: Some(task) }
+        Self {
+            dir,
+            config_path,
+            addrs,
+            reloader,
+            trigger: Some(trigger),
+            task: Some(task),
+        }
     }
 
     /// The `public` listener.
@@ -141,7 +153,9 @@ impl TestGateway {
     /// Reloads from the file, off the async workers (a build is CPU work).
     pub(crate) async fn reload(&self) -> Result<(), ConfigErrors> {
         let r = self.reloader.clone();
-        tokio::task::spawn_blocking(move || r.reload()).await.expect("reload task")
+        tokio::task::spawn_blocking(move || r.reload())
+            .await
+            .expect("reload task")
     }
 
     /// Writes `yaml` and reloads it.
@@ -193,7 +207,11 @@ impl Drop for TestGateway {
 
 // ---------------------------------------------------------------- upstreams
 
-type DynHandler = Arc<dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<TestBody>> + Send>> + Send + Sync>;
+type DynHandler = Arc<
+    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<TestBody>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// An in-process upstream server (HTTP/1.1 and h2c, upgrades enabled).
 pub(crate) struct Upstream {
@@ -228,14 +246,18 @@ where
     Fut: Future<Output = Response<TestBody>> + Send + 'static,
 {
     let handler: DynHandler = Arc::new(move |req| Box::pin(handler(req)));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
     let addr = listener.local_addr().expect("upstream addr");
     let connections = Arc::new(AtomicUsize::new(0));
     let requests = Arc::new(AtomicUsize::new(0));
     let (conns, reqs) = (connections.clone(), requests.clone());
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             conns.fetch_add(1, Ordering::SeqCst);
             let handler = handler.clone();
             let reqs = reqs.clone();
@@ -245,13 +267,21 @@ where
                     let fut = handler(req);
                     async move { Ok::<_, std::convert::Infallible>(fut.await) }
                 });
-                let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 builder.http1().timer(TokioTimer::new());
-                let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
+                let _ = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
-    Upstream { addr, connections, requests, task }
+    Upstream {
+        addr,
+        connections,
+        requests,
+        task,
+    }
 }
 
 /// An upstream that describes each request as JSON (see [`echo_response`]).
@@ -262,7 +292,10 @@ pub(crate) async fn echo_upstream(name: &'static str) -> Upstream {
 /// `{upstream, method, uri, version, headers: {name: [values]}, body_len}`;
 /// the body is counted frame by frame, never held whole. The response also
 /// carries `x-upstream: <name>`.
-pub(crate) async fn echo_response(name: &'static str, req: Request<Incoming>) -> Response<TestBody> {
+pub(crate) async fn echo_response(
+    name: &'static str,
+    req: Request<Incoming>,
+) -> Response<TestBody> {
     let (parts, mut body) = req.into_parts();
     let mut len = 0u64;
     while let Some(frame) = body.frame().await {
@@ -302,7 +335,10 @@ pub(crate) async fn echo_response(name: &'static str, req: Request<Incoming>) ->
 
 /// A plain response with `body`.
 pub(crate) fn text_response(status: u16, body: &'static str) -> Response<TestBody> {
-    Response::builder().status(status).body(full(body)).expect("response")
+    Response::builder()
+        .status(status)
+        .body(full(body))
+        .expect("response")
 }
 
 /// An address nothing listens on (bound, then released), so connecting to
@@ -317,23 +353,32 @@ pub(crate) fn closed_port() -> SocketAddr {
 // ---------------------------------------------------------------- bodies
 
 pub(crate) fn full(bytes: impl Into<Bytes>) -> TestBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 pub(crate) fn empty() -> TestBody {
-    Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync()
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 // ---------------------------------------------------------------- client
 
 /// A fresh HTTP/1.1 client (keep-alive pool of its own).
 pub(crate) fn client() -> Client<HttpConnector, TestBody> {
-    Client::builder(TokioExecutor::new()).pool_timer(TokioTimer::new()).build_http()
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .build_http()
 }
 
 /// A client speaking HTTP/2 with prior knowledge (h2c).
 pub(crate) fn h2c_client() -> Client<HttpConnector, TestBody> {
-    Client::builder(TokioExecutor::new()).http2_only(true).timer(TokioTimer::new()).build_http()
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .timer(TokioTimer::new())
+        .build_http()
 }
 
 /// A response read whole.
@@ -352,7 +397,8 @@ impl Reply {
     }
 
     pub(crate) fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
@@ -363,7 +409,11 @@ impl Reply {
     pub(crate) fn seen(&self, name: &str) -> Vec<String> {
         self.json()["headers"][name]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -374,16 +424,31 @@ impl Reply {
 }
 
 /// Sends `req` with `client` and reads the whole reply.
-pub(crate) async fn send_with(client: &Client<HttpConnector, TestBody>, req: Request<TestBody>) -> Reply {
-    let resp = client.request(req).await.unwrap_or_else(|e| panic!("request failed: {e:?}"));
+pub(crate) async fn send_with(
+    client: &Client<HttpConnector, TestBody>,
+    req: Request<TestBody>,
+) -> Reply {
+    let resp = client
+        .request(req)
+        .await
+        .unwrap_or_else(|e| panic!("request failed: {e:?}"));
     read_reply(resp).await
 }
 
 pub(crate) async fn read_reply(resp: Response<Incoming>) -> Reply {
     let (parts, body) = resp.into_parts();
-    let collected = body.collect().await.unwrap_or_else(|e| panic!("reading the body failed: {e:?}"));
+    let collected = body
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("reading the body failed: {e:?}"));
     let trailers = collected.trailers().cloned();
-    Reply { version: parts.version, status: parts.status, headers: parts.headers, body: collected.to_bytes(), trailers }
+    Reply {
+        version: parts.version,
+        status: parts.status,
+        headers: parts.headers,
+        body: collected.to_bytes(),
+        trailers,
+    }
 }
 
 /// Sends `req` on a fresh client.
@@ -407,13 +472,27 @@ pub(crate) async fn get_with(url: &str, headers: &[(&str, &str)]) -> Reply {
 /// Checks an RFC 9457 problem document generated by the gateway and returns it.
 pub(crate) fn assert_problem(reply: &Reply, status: u16, slug: &str) -> Value {
     assert_eq!(reply.status, status, "body: {}", reply.text());
-    assert_eq!(reply.header("content-type"), Some("application/problem+json"), "{reply:?}");
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/problem+json"),
+        "{reply:?}"
+    );
     let doc = reply.json();
-    assert_eq!(doc["type"], format!("https://weir.dev/problems/{slug}"), "{doc}");
+    assert_eq!(
+        doc["type"],
+        format!("https://weir.dev/problems/{slug}"),
+        "{doc}"
+    );
     assert_eq!(doc["status"], status, "{doc}");
-    let id = doc["request_id"].as_str().unwrap_or_else(|| panic!("no request_id in {doc}"));
+    let id = doc["request_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no request_id in {doc}"));
     assert!(!id.is_empty());
-    assert_eq!(reply.header("x-request-id"), Some(id), "the echoed id matches the document");
+    assert_eq!(
+        reply.header("x-request-id"),
+        Some(id),
+        "the echoed id matches the document"
+    );
     doc
 }
 
@@ -452,7 +531,9 @@ where
 
 /// Bounds an awaited event so a broken gateway fails the test instead of hanging it.
 pub(crate) async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(POLL_CAP, fut).await.unwrap_or_else(|_| panic!("timed out waiting for: {what}"))
+    tokio::time::timeout(POLL_CAP, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for: {what}"))
 }
 
 // ---------------------------------------------------------------- memory
@@ -462,6 +543,14 @@ pub(crate) fn proc_status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
     status
         .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .strip_prefix(':')?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
         .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
 }
