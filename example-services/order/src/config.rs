@@ -116,3 +116,37 @@ impl Config {
         format!("{}{path}", self.payment_url.trim_end_matches('/'))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn reads_the_environment_and_names_bad_values() {
+        let vars: HashMap<&str, &str> = HashMap::from([
+            ("WEIR_DATA_DIR", "/var/lib/weir"),
+            ("HTTP_PROXY", "http://127.0.0.1:4240"),
+            ("ORDER_CALL_TIMEOUT", "750ms"),
+            ("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+        ]);
+        let env = Env::from_fn(|k| vars.get(k).map(|v| (*v).to_owned()));
+        let config = Config::from_vars(&env).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/weir"));
+        assert_eq!(
+            config.outbound_proxy,
+            Some("127.0.0.1:4240".parse().unwrap())
+        );
+        assert_eq!(config.call_timeout, Duration::from_millis(750));
+        assert_eq!(config.catalog_url, "http://catalog");
+        assert_eq!(config.listen, "0.0.0.0:8082".parse().unwrap());
+        assert!(config.amqp_url.is_some());
+        assert_eq!(config.crash_after_step, None);
+
+        let bad = Env::from_fn(|k| (k == "ORDER_RECOVERY_INTERVAL").then(|| "soon".to_owned()));
+        assert_eq!(
+            Config::from_vars(&bad).unwrap_err().name,
+            "ORDER_RECOVERY_INTERVAL"
+        );
+    }
+}
