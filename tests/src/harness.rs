@@ -185,8 +185,27 @@ impl HttpClient {
         headers: &[(&str, &str)],
         json: &str,
     ) -> Result<Reply, ClientError> {
+        self.send_json("POST", url, headers, json).await
+    }
+
+    pub async fn put_json(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        json: &str,
+    ) -> Result<Reply, ClientError> {
+        self.send_json("PUT", url, headers, json).await
+    }
+
+    pub async fn send_json(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        json: &str,
+    ) -> Result<Reply, ClientError> {
         let mut req = request(
-            "POST",
+            method,
             url,
             headers,
             Bytes::copy_from_slice(json.as_bytes()),

@@ -1,0 +1,299 @@
+//! The whole demo stack in-process (catalog, order, payment, a sidecar for
+//! each, the gateway; the very code `cargo run --bin demo` runs) exporting to
+//! an in-process OTLP receiver: placing an order through the gateway is ONE
+//! trace whose tree follows the request across every hop.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use e2e::{HttpClient, Kind, OtlpReceiver, ReceivedSpan, Shape, StatusCode, TempDir, TraceTree};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+const API_KEY: (&str, &str) = ("x-api-key", "demo-key");
+
+fn config_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config")
+}
+
+struct Running {
+    stack: demo::Stack,
+    rx: OtlpReceiver,
+    client: HttpClient,
+    _data: TempDir,
+}
+
+async fn start() -> Running {
+    let rx = OtlpReceiver::grpc().await.unwrap();
+    let data = TempDir::new("trace-e2e").unwrap();
+    let endpoint = rx.endpoint();
+    let env: demo::EnvLookup = Arc::new(move |k: &str| match k {
+        "OTEL_EXPORTER_OTLP_ENDPOINT" => Some(endpoint.clone()),
+        _ => None,
+    });
+    let stack = demo::Stack::start(demo::StackOptions {
+        config_dir: config_dir(),
+        data_dir: data.path().to_owned(),
+        ephemeral: true,
+        env,
+    })
+    .await
+    .expect("stack starts");
+    stack.wait_ready(PATIENCE).await.expect("stack ready");
+    Running {
+        stack,
+        rx,
+        client: HttpClient::default(),
+        _data: data,
+    }
+}
+
+/// Some product id from the catalog, through the gateway.
+async fn a_product(r: &Running) -> String {
+    let reply = r
+        .client
+        .get(
+            &format!("http://{}/v1/products", r.stack.gateway),
+            &[API_KEY],
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.text();
+    // `"id":"…"` of the first product, without a JSON dependency in the harness.
+    let start = body
+        .find("\"id\":\"")
+        .map(|i| i + 6)
+        .unwrap_or_else(|| panic!("no product in {body}"));
+    let end = body[start..].find('"').unwrap() + start;
+    body[start..end].to_owned()
+}
+
+/// POSTs an order with a fresh trace id; returns (status, body, trace id).
+async fn place_order(r: &Running, product: &str) -> (u16, String, String) {
+    let trace_id = format!(
+        "{:032x}",
+        u128::from(std::process::id()) << 64 | 0x5eed_0000_0000_0001
+    );
+    let traceparent = format!("00-{trace_id}-00000000000000aa-01");
+    let body =
+        format!(r#"{{"customer_id":"c-1","items":[{{"product_id":"{product}","quantity":1}}]}}"#);
+    let reply = r
+        .client
+        .post_json(
+            &format!("http://{}/v1/orders", r.stack.gateway),
+            &[
+                API_KEY,
+                ("traceparent", &traceparent),
+                ("idempotency-key", &trace_id),
+            ],
+            &body,
+        )
+        .await
+        .unwrap();
+    (reply.status.as_u16(), reply.text(), trace_id)
+}
+
+/// Waits until the spans of `trace_id` include `want` and the receiver has
+/// nothing newer for the trace after every component flushed (they flush on
+/// their own interval; the stack's stop flushes the rest).
+async fn trace_spans(
+    r: &Running,
+    trace_id: &str,
+    enough: impl Fn(&[ReceivedSpan]) -> bool,
+) -> Vec<ReceivedSpan> {
+    let id = trace_id.to_owned();
+    tokio::time::timeout(
+        PATIENCE,
+        r.rx.store().wait_until(move |all| {
+            let spans: Vec<ReceivedSpan> =
+                all.iter().filter(|s| s.trace_id == id).cloned().collect();
+            enough(&spans)
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("trace never complete; got:\n{}", render(r, trace_id)));
+    r.rx.store().trace(trace_id)
+}
+
+fn render(r: &Running, trace_id: &str) -> String {
+    TraceTree::new(r.rx.store().trace(trace_id))
+        .map(|t| t.render())
+        .unwrap_or_else(|e| e)
+}
+
+fn count(spans: &[ReceivedSpan], service: &str, kind: Kind) -> usize {
+    spans
+        .iter()
+        .filter(|s| s.service == service && s.kind == kind)
+        .count()
+}
+
+/// Answered below 400 and not marked as an error.
+fn ok(s: &ReceivedSpan) -> bool {
+    s.status != StatusCode::Error
+        && s.attr_int("http.response.status_code")
+            .is_some_and(|c| c < 400)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_is_one_trace_across_every_hop() {
+    let r = start().await;
+    let product = a_product(&r).await;
+    let (status, body, trace_id) = place_order(&r, &product).await;
+    assert_eq!(status, 201, "{body}");
+
+    // Within a component spans are exported in the order they end, and a
+    // SERVER span ends after everything it caused: once every component's
+    // SERVER span is in, the whole trace is.
+    let spans = trace_spans(&r, &trace_id, |s| {
+        [
+            "gateway",
+            "order-sidecar",
+            "catalog-sidecar",
+            "payment-sidecar",
+        ]
+        .iter()
+        .all(|svc| count(s, svc, Kind::Server) >= 1)
+    })
+    .await;
+    let tree = TraceTree::new(spans).expect("one trace");
+    eprintln!("{}", tree.render());
+    let calls = |peer: &str| {
+        Shape::client("order-sidecar")
+            .that("a call that succeeded", ok)
+            .child(Shape::server(&format!("{peer}-sidecar")).that("answered", ok))
+    };
+    tree.assert_shape(
+        &Shape::server("gateway")
+            .that("route orders-v1, 201", |s| {
+                s.attr_str("weir.route") == Some("orders-v1")
+                    && s.attr_int("http.response.status_code") == Some(201)
+            })
+            .child(
+                Shape::client("gateway").child(
+                    Shape::server("order-sidecar")
+                        .that("201", ok)
+                        .child(calls("catalog"))
+                        .child(calls("payment")),
+                ),
+            ),
+    );
+    r.stack.stop().await;
+}
+
+/// Payment answers 503 until told otherwise; the order sidecar retries the
+/// charge, and every attempt is its own CLIENT span with its number and reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_charge_shows_every_attempt() {
+    let r = start().await;
+    let product = a_product(&r).await;
+    let faults = format!("http://{}/admin/faults", r.stack.apps["payment"]);
+    let set = |rate: &'static str| {
+        let (client, url) = (r.client.clone(), faults.clone());
+        async move {
+            let reply = client
+                .put_json(&url, &[], &format!(r#"{{"failure_rate":{rate}}}"#))
+                .await
+                .unwrap();
+            assert_eq!(reply.status, 200, "{}", reply.text());
+        }
+    };
+    set("1.0").await;
+
+    let placing = tokio::spawn({
+        let r_client = r.client.clone();
+        let gateway = r.stack.gateway;
+        let product = product.clone();
+        async move {
+            let trace_id = format!("{:032x}", 0x7e57_0000_0000_0000_0000_0000_0000_0002u128);
+            let traceparent = format!("00-{trace_id}-00000000000000bb-01");
+            let body = format!(
+                r#"{{"customer_id":"c-2","items":[{{"product_id":"{product}","quantity":1}}]}}"#
+            );
+            let reply = r_client
+                .post_json(
+                    &format!("http://{gateway}/v1/orders"),
+                    &[
+                        API_KEY,
+                        ("traceparent", &traceparent),
+                        ("idempotency-key", "retry-e2e"),
+                    ],
+                    &body,
+                )
+                .await
+                .unwrap();
+            (reply, trace_id)
+        }
+    });
+    // Heal payment once the first charge attempt has been refused. Payment
+    // offers no event to await, so its request counter is polled.
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let report = r.client.get(&faults, &[]).await.unwrap().text();
+            if !report.contains("\"charge_requests\":0") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("a charge request reaches payment");
+    set("0.0").await;
+    let (reply, trace_id) = placing.await.unwrap();
+    assert_eq!(reply.status, 201, "{}", reply.text());
+
+    let spans = trace_spans(&r, &trace_id, |s| {
+        ["gateway", "order-sidecar", "catalog-sidecar"]
+            .iter()
+            .all(|svc| count(s, svc, Kind::Server) >= 1)
+            && s.iter().any(|x| x.service == "payment-sidecar" && ok(x))
+    })
+    .await;
+    let tree = TraceTree::new(spans).expect("one trace");
+    eprintln!("{}", tree.render());
+    let charges: Vec<&ReceivedSpan> = tree
+        .find("order-sidecar", Kind::Client)
+        .into_iter()
+        .filter(|s| s.attr_str("weir.upstream") == Some("payment"))
+        .collect();
+    let failed = charges
+        .iter()
+        .filter(|s| s.status == StatusCode::Error)
+        .count();
+    assert!(
+        failed >= 1,
+        "a refused attempt is marked as an error:\n{}",
+        tree.render()
+    );
+    assert!(
+        charges
+            .iter()
+            .any(|s| s.attr_int("weir.retry.attempt").is_some_and(|a| a >= 2)
+                && s.attr_str("weir.retry.reason").is_some()),
+        "a retry carries its attempt number and reason:\n{}",
+        tree.render()
+    );
+    assert!(
+        charges.iter().any(|s| ok(s)),
+        "the last attempt succeeded:\n{}",
+        tree.render()
+    );
+    // Each attempt reached payment's sidecar: one SERVER child per attempt,
+    // with the attempt's outcome.
+    for c in &charges {
+        let kids = tree.children(c);
+        assert_eq!(kids.len(), 1, "{}", tree.render());
+        assert_eq!(kids[0].service, "payment-sidecar");
+        assert_eq!(
+            kids[0].attr_int("http.response.status_code"),
+            c.attr_int("http.response.status_code")
+        );
+    }
+    // All of it under the one request that came through the gateway.
+    tree.assert_shape(
+        &Shape::server("gateway")
+            .child(Shape::client("gateway").child(Shape::server("order-sidecar"))),
+    );
+    r.stack.stop().await;
+}
