@@ -17,7 +17,8 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use proxy_core::body::{self, Body};
 use proxy_core::forward::{
-    ForwardedInfo, ensure_request_id, prepare_request_headers, strip_hop_by_hop,
+    ForwardedInfo, ensure_request_id, is_upgrade_request, prepare_request_headers,
+    strip_hop_by_hop, tunnel_upgrade,
 };
 use proxy_core::resilience::{TimeoutError, TimeoutKind};
 use proxy_core::server::{ConnInfo, Handler};
@@ -66,18 +67,17 @@ async fn handle(
     // The access log needs the head after the request is gone; copied only when on.
     let log_head = (telemetry.access_log() != AccessLogFormat::Off)
         .then(|| (req.method().clone(), req.uri().path().to_owned()));
+    // WebSocket and other upgrades: the tunnel opens once the app agrees (101).
+    let mut req = req;
+    let client_upgrade = is_upgrade_request(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
-    let host = parts
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned);
+    let host = parts.headers.get(http::header::HOST).cloned();
     prepare_request_headers(
         &mut parts.headers,
         ForwardedInfo {
             client_ip: conn.remote.ip(),
             proto: conn.scheme(),
-            host: host.as_deref(),
+            host: host.as_ref().and_then(|h| h.to_str().ok()),
         },
     );
     let request_id = ensure_request_id(&mut parts.headers);
@@ -91,7 +91,11 @@ async fn handle(
     let result =
         tokio::time::timeout(timeout, rt.app_client.send(req, rt.config.inbound.app)).await;
     let resp = match result {
-        Ok(Ok(resp)) => {
+        Ok(Ok(mut resp)) => {
+            let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+            if let (true, Some(client)) = (switching, client_upgrade) {
+                tunnel_upgrade(client, hyper::upgrade::on(&mut resp));
+            }
             // The slot is released when the body has been sent (or dropped).
             let mut resp = resp.map(move |b| {
                 body::boxed(b.map_frame(move |f| {
@@ -99,7 +103,7 @@ async fn handle(
                     f
                 }))
             });
-            strip_hop_by_hop(resp.headers_mut(), false);
+            strip_hop_by_hop(resp.headers_mut(), switching);
             resp
         }
         Ok(Err(e)) => problems::inbound_error(&e, &problems::id_headers(&request_id)),

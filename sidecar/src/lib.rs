@@ -17,7 +17,7 @@
 //! - `runtime.rs`: the snapshot a config builds, swapped whole on reload.
 //! - `inbound.rs`, `outbound.rs`: the two request handlers.
 //! - `destination.rs`, `discovery.rs`: one destination's stack and endpoints.
-//! - [`transparent`]: `SO_ORIGINAL_DST`, protocol detection, opaque TCP.
+//! - `transparent/`: `SO_ORIGINAL_DST`, protocol detection, opaque TCP.
 //! - [`iptables`]: the rules `sidecar init-iptables` writes.
 //! - [`metrics`]: Prometheus families; `state.rs`: `/state` and `/config`.
 
@@ -31,7 +31,7 @@ mod outbound;
 mod problems;
 mod runtime;
 mod state;
-pub mod transparent;
+mod transparent;
 
 use std::net::SocketAddr;
 use std::path::Path;

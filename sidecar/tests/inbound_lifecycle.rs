@@ -157,3 +157,69 @@ async fn config_file_hot_reload_swaps_destinations() {
     task.await.unwrap().unwrap();
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// An app that switches to a byte echo on `Upgrade: echo`.
+async fn upgrading_app() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = service_fn(|mut req: http::Request<hyper::body::Incoming>| async move {
+                    let on = hyper::upgrade::on(&mut req);
+                    tokio::spawn(async move {
+                        if let Ok(up) = on.await {
+                            let mut io = hyper_util::rt::TokioIo::new(up);
+                            let (mut r, mut w) = tokio::io::split(&mut io);
+                            let _ = tokio::io::copy(&mut r, &mut w).await;
+                        }
+                    });
+                    Ok::<_, std::convert::Infallible>(
+                        http::Response::builder()
+                            .status(101)
+                            .header("connection", "upgrade")
+                            .header("upgrade", "echo")
+                            .body(http_body_util::Empty::<bytes::Bytes>::new())
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn upgrades_are_tunnelled_to_the_app() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (app, app_task) = upgrading_app().await;
+    let sc = start_sidecar(&inbound_config(app, "")).await;
+    let mut s = tokio::net::TcpStream::connect(sc.inbound).await.unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: app\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: echo"), "{head}");
+    s.write_all(b"through the tunnel").await.unwrap();
+    let mut back = [0u8; 18];
+    s.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"through the tunnel");
+    drop(s);
+    app_task.abort();
+    sc.stop().await;
+}
