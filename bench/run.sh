@@ -11,7 +11,8 @@
 #   RATE [5000] (oha fixed rate)  OHA_CONNS [32]  OHA_DURATION [10]
 #   HOLD_CONNS [2000] (idle connections held for the RSS sample)
 #   SIDECAR_HOLD_CONNS [1000]
-#   TARGETS ["direct weir nginx haproxy"]
+#   TARGETS ["direct weir nginx haproxy"]; LEVERS=1 adds the gateway variants
+#     weir-jemalloc weir-mimalloc weir-routes10k weir-accesslog weir-workers2 weir-pool256
 #   SIDECAR_CONNS ["64"]  SKIP_SIDECAR [0]  SKIP_BUILD [0]  SKIP_INSTALL [0]
 #   GATEWAY_BIN, SIDECAR_BIN: binaries to use instead of target/release/ (with SKIP_BUILD=1)
 #
@@ -38,6 +39,9 @@ HOLD_SECS=${HOLD_SECS:-4}
 SIDECAR_HOLD_CONNS=${SIDECAR_HOLD_CONNS:-1000}
 SIDECAR_CONNS=${SIDECAR_CONNS:-64}
 TARGETS=${TARGETS:-"direct weir nginx haproxy"}
+if [[ "${LEVERS:-0}" == 1 ]]; then
+    TARGETS="$TARGETS weir-jemalloc weir-mimalloc weir-routes10k weir-accesslog weir-workers2 weir-pool256"
+fi
 PROXY_CPU=${PROXY_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 
@@ -170,9 +174,14 @@ pids_of() {
     echo "$p"
     if [[ $1 == nginx ]]; then pgrep -P "$p" || true; fi
 }
+# nginx's memory is its worker's, as in BENCH.md's anchors: the master only
+# supervises and its ~7 MB are mostly file pages shared with the worker.
+rss_pids() {
+    if [[ $1 == nginx ]]; then pgrep -P "${PID[nginx]}" || true; else echo "${PID[$1]}"; fi
+}
 rss_kb() { # target -> summed VmRSS in KiB
     local sum=0 v p
-    for p in $(pids_of "$1"); do
+    for p in $(rss_pids "$1"); do
         v=$(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
         sum=$((sum + ${v:-0}))
     done
@@ -207,6 +216,36 @@ start_weir() {
     TOKIO_WORKER_THREADS=1 taskset -c "$PROXY_CPU" "$GATEWAY_BIN" run --config "$BENCH/gateway-bench.yaml" \
         >"$RUN/gateway.log" 2>&1 &
     PID[weir]=$!
+    STARTED+=("$!")
+}
+# Gateway variants for the levers measured from outside (same binary, same
+# pinning, each on its own port so the rounds interleave with the baseline):
+#   weir-jemalloc, weir-mimalloc   the allocator, by LD_PRELOAD of Debian's
+#                                  libjemalloc2 / libmimalloc2.0
+#   weir-routes10k                 10,000 more routes in the table (gen_routes.py)
+#   weir-accesslog                 the JSON access log on (written to /dev/null)
+#   weir-workers2                  two worker threads, still on one core
+#   weir-pool256                   an upstream idle pool of 256 instead of 4,096
+VARIANT_INDEX=0
+start_weir_variant() { # target
+    local t=$1 port admin cfg out envs=(TOKIO_WORKER_THREADS=1)
+    VARIANT_INDEX=$((VARIANT_INDEX + 1))
+    port=$((18100 + VARIANT_INDEX)) admin=$((18200 + VARIANT_INDEX))
+    cfg="$RUN/$t.yaml" out="$RUN/$t.log"
+    sed -e "s/127.0.0.1:$WEIR_PORT/127.0.0.1:$port/" -e "s/127.0.0.1:18091/127.0.0.1:$admin/" \
+        "$BENCH/gateway-bench.yaml" >"$cfg"
+    case "$t" in
+        weir-jemalloc) envs+=(LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2) ;;
+        weir-mimalloc) envs+=(LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libmimalloc.so.2) ;;
+        weir-routes10k) python3 "$BENCH/gen_routes.py" 10000 "$cfg" ;;
+        weir-accesslog) sed -i 's/access_log: off/access_log: json/' "$cfg" && out=/dev/null ;;
+        weir-workers2) envs=(TOKIO_WORKER_THREADS=2) ;;
+        weir-pool256) sed -i 's/max_idle_per_endpoint: 4096/max_idle_per_endpoint: 256/' "$cfg" ;;
+        *) log "unknown gateway variant $t"; exit 1 ;;
+    esac
+    PORT[$t]=$port
+    env "${envs[@]}" taskset -c "$PROXY_CPU" "$GATEWAY_BIN" run --config "$cfg" >"$out" 2>&1 &
+    PID[$t]=$!
     STARTED+=("$!")
 }
 start_nginx() {
@@ -319,6 +358,7 @@ measure_idle direct
 for t in $TARGETS; do
     case "$t" in
         weir) start_weir ;;
+        weir-*) start_weir_variant "$t" ;;
         nginx) start_nginx ;;
         haproxy) start_haproxy ;;
         direct) continue ;;

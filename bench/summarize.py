@@ -187,7 +187,7 @@ def tables(run, title, subject):
                          f"{fmt(add['p99.9'], 3)} | {o['errors']} |")
         lines.append("")
 
-    lines.append(f"### {title}: resident memory (VmRSS; nginx: master + worker)\n")
+    lines.append(f"### {title}: resident memory (VmRSS; nginx: its worker process, as in BENCH.md)\n")
     hold = run.hold_conns()
     head = "| target | idle |" + "".join(f" holding {c} idle conns |" for c in hold)
     head += "".join(f" peak under wrk {c} conns |" for c in conns) + " peak at fixed rate | idle after the run |"
@@ -220,6 +220,35 @@ def tables(run, title, subject):
                 lines.append(f"| added {key} at {int(oha[subject]['rps'] or 0)} rps | {cells[0]} | {cells[1]} |")
         lines.append("")
     return lines, wrk, oha
+
+
+def levers(run, wrk, oha):
+    """Gateway variants (`weir-*` targets) against the baseline `weir`."""
+    variants = [t for t in run.targets if t.startswith("weir-")]
+    if not variants or "weir" not in run.targets:
+        return []
+    conns = run.conns()
+    out = ["### Gateway levers: each variant / baseline `weir`, same run\n"]
+    head = "| variant |" + "".join(f" rps, {c} | CPU µs/req, {c} | p99, {c} |" for c in conns)
+    head += " added p99 at fixed rate | RSS idle | RSS holding conns |"
+    out += [head, "| --- " * (head.count("|") - 1) + "|"]
+    base = lambda c, k: (wrk.get(("weir", c)) or {}).get(k)
+    d = oha.get("direct")
+    for v in variants:
+        row = f"| {v} |"
+        for c in conns:
+            for k in ("rps", "cpu_us_per_req", "p99"):
+                row += f" {fmt(ratio((wrk.get((v, c)) or {}).get(k), base(c, k)), 2, '×')} |"
+        if d and oha.get(v) and oha.get("weir"):
+            row += f" {fmt(ratio(oha[v]['p99'] - d['p99'], oha['weir']['p99'] - d['p99']), 2, '×')} |"
+        else:
+            row += " – |"
+        row += f" {fmt_mib(run.single('idle', v))} |"
+        hold = run.hold_conns()
+        row += f" {fmt_mib(run.single('hold', v, hold[-1]) if hold else None)} |"
+        out.append(row)
+    out.append("\nBelow 1.0× is better for CPU µs/req and p99, above 1.0× for rps.\n")
+    return out
 
 
 def verdict(ok, text, miss):
@@ -255,6 +284,40 @@ def gateway_targets(run, wrk, oha):
     return out
 
 
+def sidecar_targets(run, wrk, oha):
+    """BENCH.md: the sidecar meets the gateway's bars, against haproxy."""
+    out = ["### Sidecar against the BENCH.md targets (bars against haproxy)\n"]
+    w = lambda t, c: wrk.get((t, c)) or {}
+    for c in run.conns():
+        a, b = w("sidecar", c), w("haproxy", c)
+        if a.get("rps") and b.get("rps"):
+            r = a["rps"] / b["rps"]
+            out.append(verdict(r >= 1.0, f"throughput at {c} conns ≥ haproxy: {r:.2f}×", f"{(1 - r) * 100:.0f}%"))
+            out.append(verdict(a["p99"] <= b["p99"], f"p99 at {c} conns ≤ haproxy: {a['p99']:.2f} ms vs {b['p99']:.2f} ms",
+                               f"{a['p99'] - b['p99']:.2f} ms"))
+    d, me, hp = oha.get("direct"), oha.get("sidecar"), oha.get("haproxy")
+    if d and me and hp:
+        for k in ("p50", "p99", "p99.9"):
+            a, b = me[k] - d[k], hp[k] - d[k]
+            out.append(verdict(a <= b, f"added {k} at the fixed rate ≤ haproxy: {a * 1e3:.0f} µs vs {b * 1e3:.0f} µs",
+                               f"{(a - b) * 1e3:.0f} µs"))
+    idle = run.single("idle", "sidecar")
+    if idle:
+        out.append(verdict(idle <= 10 * 1024, f"RSS idle ≤ 10 MB: {idle / 1024:.1f} MiB", f"{idle / 1024 - 10:.1f} MiB"))
+    for c in run.hold_conns():
+        v = run.single("hold", "sidecar", c)
+        if v:
+            out.append(verdict(v <= 25 * 1024, f"RSS ≤ 25 MB holding {c} idle conns: {v / 1024:.1f} MiB",
+                               f"{v / 1024 - 25:.1f} MiB"))
+    peaks = [w("sidecar", c).get("rss") for c in run.conns()] + [(oha.get("sidecar") or {}).get("rss")]
+    peaks = [p for p in peaks if p]
+    if peaks:
+        v = max(peaks)
+        out.append(verdict(v <= 25 * 1024, f"RSS ≤ 25 MB under load: {v / 1024:.1f} MiB", f"{v / 1024 - 25:.1f} MiB"))
+    out.append("")
+    return out
+
+
 def main():
     run_dir = Path(sys.argv[1])
     print(f"## Bench run {run_dir.name}\n")
@@ -266,10 +329,12 @@ def main():
         lines, wrk, oha = tables(run, "Gateway", "weir")
         print("\n".join(lines))
         print("\n".join(gateway_targets(run, wrk, oha)))
+        print("\n".join(levers(run, wrk, oha)))
     side = Run(run_dir, "sidecar_")
     if side.rows:
-        lines, _, _ = tables(side, "Sidecar", "sidecar")
+        lines, wrk, oha = tables(side, "Sidecar", "sidecar")
         print("\n".join(lines))
+        print("\n".join(sidecar_targets(side, wrk, oha)))
 
 
 if __name__ == "__main__":
