@@ -57,6 +57,13 @@ fn compose_stack_is_wired_consistently() {
     let mut inbound = Vec::new();
     for app in ["catalog", "order", "payment"] {
         let sidecar = &services[&Value::from(format!("{app}-sidecar"))];
+        let mounts = sidecar["volumes"].as_sequence().expect("sidecar volumes");
+        assert!(
+            mounts
+                .iter()
+                .any(|v| v.as_str() == Some("../config:/etc/weir:ro")),
+            "{app}-sidecar mounts"
+        );
         let command = sidecar["command"].as_sequence().expect("sidecar command");
         let config_path = command
             .iter()
@@ -64,12 +71,12 @@ fn compose_stack_is_wired_consistently() {
             .nth(1)
             .and_then(Value::as_str)
             .expect("--config FILE");
-        // The sidecars mount deploy/compose at /etc/weir/compose.
+        // The sidecars mount config/ at /etc/weir.
         let file = config_path
-            .strip_prefix("/etc/weir/compose/")
-            .map(|f| deploy.join("compose").join(f))
+            .strip_prefix("/etc/weir/")
+            .map(|f| repo_root().join("config").join(f))
             .unwrap_or_else(|| {
-                panic!("{app}-sidecar config {config_path} is not under the mounted deploy/compose")
+                panic!("{app}-sidecar config {config_path} is not under the mounted config/")
             });
         let config = load(&file);
         assert_eq!(str_at(&config, &["service"]), Some(app));
@@ -140,6 +147,66 @@ fn compose_stack_is_wired_consistently() {
         assert!(
             text.matches("\nFROM ").count() >= 2,
             "{dockerfile}: must be multi-stage"
+        );
+    }
+}
+
+/// The cluster's sidecar configs (deploy/k8s/base/services) carry the same
+/// policies as the demo's (config/); only addresses differ, and those are the
+/// injector's defaults (which its env sets anyway).
+#[test]
+fn cluster_sidecar_configs_follow_the_demo_configs() {
+    let root = repo_root();
+    for app in ["catalog", "order", "payment"] {
+        let demo = load(&root.join(format!("config/sidecar-{app}.yaml")));
+        let mut cluster = load(&root.join(format!("deploy/k8s/base/services/sidecar-{app}.yaml")));
+        assert_eq!(
+            str_at(&cluster, &["inbound", "address"]),
+            Some("0.0.0.0:4143"),
+            "{app}"
+        );
+        assert_eq!(
+            str_at(&cluster, &["outbound", "address"]),
+            Some("127.0.0.1:4140"),
+            "{app}"
+        );
+        assert_eq!(
+            str_at(&cluster, &["admin", "address"]),
+            Some("0.0.0.0:4191"),
+            "{app}"
+        );
+        // Normalize addresses, then everything else must be equal.
+        let mut demo = demo;
+        for config in [&mut demo, &mut cluster] {
+            for path in [
+                ["inbound", "address"],
+                ["outbound", "address"],
+                ["admin", "address"],
+            ] {
+                config[path[0]][path[1]] = Value::from("ADDRESS");
+            }
+            if let Some(services) = config.get_mut("services").and_then(Value::as_mapping_mut) {
+                for (name, service) in services.iter_mut() {
+                    let name = name.as_str().expect("service name").to_owned();
+                    let endpoints = service["endpoints"]
+                        .as_sequence()
+                        .expect("endpoints")
+                        .clone();
+                    let cluster_form =
+                        format!("dns:{name}-headless.weir-demo.svc.cluster.local:4143");
+                    assert!(
+                        endpoints.iter().all(|e| e
+                            .as_str()
+                            .is_some_and(|e| e.starts_with("127.0.0.1:") || e == cluster_form)),
+                        "{app} -> {name}: {endpoints:?}"
+                    );
+                    service["endpoints"] = Value::from("ENDPOINTS");
+                }
+            }
+        }
+        assert_eq!(
+            demo, cluster,
+            "deploy/k8s/base/services/sidecar-{app}.yaml drifted from config/sidecar-{app}.yaml"
         );
     }
 }
