@@ -6,8 +6,8 @@
 //! timeout; the app's **outbound** calls, by logical service name (explicit
 //! mode, `HTTP_PROXY`) or redirected by iptables (transparent mode), go through
 //! a per-destination stack of timeouts, budgeted retries, per-endpoint circuit
-//! breaking and P2C load balancing (see [`destination`](crate) docs in
-//! `destination.rs`). The admin listener serves `/healthz`, `/readyz` (only once
+//! breaking and P2C load balancing (the stack is drawn in `destination.rs`).
+//! The admin listener serves `/healthz`, `/readyz` (only once
 //! listeners are bound, the config is loaded and the app answers), `/metrics`,
 //! `/config`, `/state` and `POST /reload`.
 //!
