@@ -4,7 +4,7 @@
 //! The loop, per request:
 //!
 //! 1. count the request in the budget;
-//! 2. buffer the body if it is small and of known length ([`body`]), else send
+//! 2. buffer the body if it is small and of known length (`body.rs`), else send
 //!    it once, unretried;
 //! 3. try; classify the outcome (connect error, per-try timeout, configured
 //!    status, `grpc-status` in headers or in a trailers-first body);
