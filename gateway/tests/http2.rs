@@ -1,25 +1,16 @@
-//! HTTP/2 at both edges: h2c with prior knowledge from a client, TLS with
-//! ALPN `h2` and `http/1.1` and certificates chosen by SNI, and HTTP/2 to an
-//! upstream configured `protocol: http2` with gRPC-style trailers passing
-//! through to the client.
+//! HTTP/2 at both edges: h2c with prior knowledge from a client, HTTP/2 to
+//! an upstream configured `protocol: http2` with gRPC-style trailers passing
+//! through to the client, and `protocol: auto` following the client's
+//! version. (TLS with ALPN is in `tls.rs`.)
 
 mod support;
-
-use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::stream;
 use http::{HeaderMap, Request, Response, Version};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use rustls::RootCertStore;
-use rustls_pki_types::{CertificateDer, ServerName};
 use support::*;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
 fn echo_yaml(listeners: &str, up: &Upstream) -> String {
     format!(
@@ -61,130 +52,6 @@ async fn h2c_with_prior_knowledge() {
         );
         assert_eq!(r.seen("x-forwarded-proto"), ["http"]);
     }
-}
-
-/// A CA and two leaf certificates (`a.test`, `b.test`) written as PEM files.
-struct Pki {
-    ca: CertificateDer<'static>,
-    leaves: Vec<CertificateDer<'static>>,
-}
-
-fn make_pki(dir: &TempDir) -> Pki {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Weir test CA");
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let mut leaves = Vec::new();
-    for name in ["a.test", "b.test"] {
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec![name.to_owned()])
-            .unwrap()
-            .signed_by(&key, &ca)
-            .unwrap();
-        dir.write(&format!("{name}.crt"), &cert.pem());
-        dir.write(&format!("{name}.key"), &key.serialize_pem());
-        leaves.push(cert.der().clone());
-    }
-    Pki {
-        ca: ca.der().clone(),
-        leaves,
-    }
-}
-
-async fn tls_connect(
-    addr: std::net::SocketAddr,
-    ca: &CertificateDer<'static>,
-    sni: &str,
-    alpn: &[&[u8]],
-) -> TlsStream<TcpStream> {
-    let mut roots = RootCertStore::empty();
-    roots.add(ca.clone()).unwrap();
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    TlsConnector::from(Arc::new(cfg))
-        .connect(ServerName::try_from(sni.to_owned()).unwrap(), tcp)
-        .await
-        .expect("TLS handshake")
-}
-
-#[tokio::test]
-async fn tls_alpn_and_sni() {
-    let up = echo_upstream("echo").await;
-    let dir = TempDir::new();
-    let pki = make_pki(&dir);
-    let d = dir.path().display();
-    let listeners = format!(
-        "  - name: public\n    address: 127.0.0.1:0\n  - name: secure\n    address: 127.0.0.1:0\n    tls:\n      certificates:\n        - {{ cert: {d}/a.test.crt, key: {d}/a.test.key }}\n        - {{ cert: {d}/b.test.crt, key: {d}/b.test.key }}\n"
-    );
-    let gw = TestGateway::start_in(dir, &echo_yaml(&listeners, &up)).await;
-    let addr = gw.addrs["secure"];
-
-    // SNI picks the certificate.
-    for (sni, leaf) in [("a.test", &pki.leaves[0]), ("b.test", &pki.leaves[1])] {
-        let tls = tls_connect(addr, &pki.ca, sni, &[b"h2", b"http/1.1"]).await;
-        let (_, session) = tls.get_ref();
-        assert_eq!(
-            session.peer_certificates().unwrap()[0],
-            *leaf,
-            "certificate for {sni}"
-        );
-        assert_eq!(session.alpn_protocol(), Some(&b"h2"[..]), "h2 preferred");
-    }
-
-    // ALPN h2.
-    let tls = tls_connect(addr, &pki.ca, "a.test", &[b"h2"]).await;
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .expect("h2 handshake");
-    tokio::spawn(conn);
-    let resp = sender
-        .send_request(
-            Request::get("https://a.test/over-h2")
-                .body(empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(resp.version(), Version::HTTP_2);
-    let r = read_reply(resp).await;
-    assert_eq!(r.status, 200);
-    assert_eq!(r.json()["uri"], "/over-h2");
-    assert_eq!(r.seen("x-forwarded-proto"), ["https"]);
-    assert_eq!(r.seen("x-forwarded-host"), ["a.test"]);
-
-    // ALPN http/1.1.
-    let tls = tls_connect(addr, &pki.ca, "b.test", &[b"http/1.1"]).await;
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .expect("h1 handshake");
-    tokio::spawn(conn);
-    let req = Request::get("/over-h1")
-        .header("host", "b.test")
-        .body(empty())
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    assert_eq!(resp.version(), Version::HTTP_11);
-    let r = read_reply(resp).await;
-    assert_eq!(r.status, 200);
-    assert_eq!(r.json()["uri"], "/over-h1");
-    assert_eq!(r.seen("x-forwarded-proto"), ["https"]);
-
-    // The plaintext listener stays plaintext.
-    assert_eq!(
-        get(&gw.url("/plain")).await.seen("x-forwarded-proto"),
-        ["http"]
-    );
 }
 
 /// A gRPC-shaped upstream: answers every call with one message and the
@@ -263,4 +130,26 @@ async fn grpc_trailers_pass_through_http2_upstream() {
     }
     // One upstream HTTP/2 connection carried both calls.
     assert_eq!(up.connections(), 1);
+}
+
+#[tokio::test]
+async fn auto_protocol_follows_the_client() {
+    let up = echo_upstream("echo").await;
+    let yaml = config(&format!(
+        "upstreams:\n  echo: {{ endpoints: [{}], protocol: auto }}\nroutes:\n  - name: echo\n    match: {{ path_prefix: / }}\n    upstream: echo\n",
+        up.addr
+    ));
+    let gw = TestGateway::start(&yaml).await;
+    let r = get(&gw.url("/h1")).await;
+    assert_eq!(r.json()["version"], "HTTP/1.1");
+    let r = send_with(
+        &h2c_client(),
+        Request::get(gw.url("/h2")).body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(r.version, Version::HTTP_2);
+    assert_eq!(r.json()["version"], "HTTP/2.0");
+    // Over HTTP/2 the upstream sees the absolute form (`:scheme`, `:authority`).
+    let uri: http::Uri = r.json()["uri"].as_str().unwrap().parse().unwrap();
+    assert_eq!(uri.path(), "/h2");
 }
