@@ -27,6 +27,14 @@ impl Running {
 }
 
 async fn start_gateway(upstream: &Upstream, otlp_endpoint: &str) -> Running {
+    start(upstream, otlp_endpoint, "off").await
+}
+
+async fn start_gateway_with_log(upstream: &Upstream, otlp_endpoint: &str) -> Running {
+    start(upstream, otlp_endpoint, "json").await
+}
+
+async fn start(upstream: &Upstream, otlp_endpoint: &str, access_log: &str) -> Running {
     let dir = TempDir::new("gw-tracing").unwrap();
     let config = format!(
         r#"
@@ -42,7 +50,7 @@ telemetry:
   service_name: gateway
   otlp: {{ endpoint: "{otlp_endpoint}", timeout: 2s }}
   queue: {{ max_spans: 32, max_batch: 8, flush_interval: 10ms }}
-  access_log: "off"
+  access_log: "{access_log}"
 shutdown: {{ drain: 1s }}
 "#,
         up = upstream.addr()
@@ -175,4 +183,82 @@ async fn a_dead_collector_costs_spans_not_requests() {
     assert_eq!(dropped.1, want, "{}", dropped.0);
     assert_eq!(metric(&dropped.0, "weir_telemetry_spans_exported_total"), 0);
     gw.stop().await;
+}
+
+/// A `MakeWriter` into a shared buffer, to read the access log back.
+#[derive(Clone, Default)]
+struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every access-log line carries the request id and the trace id together,
+/// and they are the ones the client and the trace see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_lines_join_request_id_and_trace_id() {
+    let logs = LogBuf::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_env_filter("weir::access=info")
+        .with_writer(move || writer.clone())
+        .try_init()
+        .expect("this test binary installs the only subscriber");
+
+    let rx = OtlpReceiver::grpc().await.unwrap();
+    let upstream = Upstream::start().await.unwrap();
+    let gw = start_gateway_with_log(&upstream, &rx.endpoint()).await;
+    let client = HttpClient::default();
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let reply = client
+        .get(&format!("{}/echo/logged", gw.http), &[("traceparent", tp)])
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    let request_id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+    let untraced = client
+        .get(&format!("{}/echo/fresh", gw.http), &[])
+        .await
+        .unwrap();
+    let untraced_id = untraced.headers["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    gw.stop().await;
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| l.contains("weir::access"))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let line = lines
+        .iter()
+        .find(|l| l["request_id"] == request_id.as_str())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(line["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(line["path"], "/echo/logged");
+    // A request without context starts a trace at the gateway; its id is logged too.
+    let fresh = lines
+        .iter()
+        .find(|l| l["request_id"] == untraced_id.as_str())
+        .unwrap_or_else(|| panic!("{text}"));
+    let trace_id = fresh["trace_id"].as_str().unwrap();
+    assert_eq!(trace_id.len(), 32, "{fresh}");
+    assert_ne!(trace_id, "0af7651916cd43dd8448eb211c80319c");
+    let spans = tokio::time::timeout(PATIENCE, rx.store().wait_for_trace(trace_id, 1))
+        .await
+        .unwrap();
+    assert_eq!(spans[0].service, "gateway");
 }
