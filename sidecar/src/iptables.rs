@@ -173,9 +173,14 @@ pub fn rules(opts: &IptablesOptions) -> Vec<Rule> {
             false,
             &["-A", OUTPUT_CHAIN, "-o", "lo", "-j", "RETURN"],
         ));
+        let loopback = if opts.binary.contains("ip6tables") {
+            "::1/128"
+        } else {
+            "127.0.0.0/8"
+        };
         out.push(rule(
             false,
-            &["-A", OUTPUT_CHAIN, "-d", "127.0.0.0/8", "-j", "RETURN"],
+            &["-A", OUTPUT_CHAIN, "-d", loopback, "-j", "RETURN"],
         ));
         let mut skip = opts.skip_outbound_ports.clone();
         skip.sort_unstable();
@@ -306,6 +311,17 @@ mod tests {
         let t = text(&opts);
         assert_eq!(t.iter().filter(|r| r.contains("--dport 22 ")).count(), 1);
         assert!(!t.iter().any(|r| r.contains("WEIR_OUTPUT")));
+    }
+
+    #[test]
+    fn ip6tables_uses_the_ipv6_loopback() {
+        let opts = IptablesOptions {
+            binary: "ip6tables".into(),
+            ..IptablesOptions::default()
+        };
+        let t = text(&opts);
+        assert!(t.contains(&"-w -t nat -A WEIR_OUTPUT -d ::1/128 -j RETURN".to_owned()));
+        assert!(!t.iter().any(|r| r.contains("127.0.0.0/8")));
     }
 
     #[test]

@@ -395,3 +395,43 @@ async fn grpc_unavailable_over_http2_is_retried_for_post_calls() {
     );
     sc.stop().await;
 }
+
+#[tokio::test]
+async fn dns_endpoints_are_resolved_and_balanced_per_address() {
+    let app = Upstream::start().await;
+    let up = Upstream::start().await;
+    let yaml = format!(
+        "service: test\ninbound:\n  address: 127.0.0.1:0\n  app: {}\noutbound:\n  address: 127.0.0.1:0\nservices:\n  svc:\n    endpoints: [\"dns:localhost:{}\"]\n    dns_refresh: 200ms\n    retry: {{ backoff: {{ base: 1ms, max: 2ms }} }}\nadmin:\n  address: 127.0.0.1:0\n",
+        app.addr,
+        up.addr.port()
+    );
+    let sc = start_sidecar(&yaml).await;
+    let c = client();
+    // Wait for the first resolution to land in the endpoint set.
+    let mut endpoints = Vec::new();
+    for _ in 0..200 {
+        let state = admin(&c, sc.admin, "/state").await.json();
+        endpoints = state["destinations"]["svc"]["endpoints"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !endpoints.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        endpoints
+            .iter()
+            .any(|e| e["address"] == up.addr.to_string()),
+        "localhost resolved to {endpoints:?}"
+    );
+    // localhost may also resolve to ::1, where nothing listens: connect errors
+    // there are retried on 127.0.0.1, so every request succeeds.
+    for _ in 0..20 {
+        let got = get(&c, sc.outbound, "svc").await;
+        assert_eq!(got.status, 200, "{}", got.body);
+    }
+    assert_eq!(up.hits(), 20);
+    sc.stop().await;
+}
