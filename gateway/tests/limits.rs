@@ -132,3 +132,22 @@ async fn max_connections_holds_back_extra_clients() {
     assert_eq!(r.status, 200);
     assert_eq!(request(&mut second, "/2-again").await.status, 200);
 }
+
+#[tokio::test]
+async fn oversized_request_head_is_refused() {
+    let up = echo_upstream("svc").await;
+    let gw = TestGateway::start(&yaml(&up, "  max_header_bytes: 16KiB\n")).await;
+    let mut tcp = TcpStream::connect(gw.addr()).await.unwrap();
+    let big = "x".repeat(64 * 1024);
+    let head = format!("GET /big HTTP/1.1\r\nHost: gw\r\nX-Big: {big}\r\n\r\n");
+    // The gateway may answer and close before it has read everything.
+    let _ = tcp.write_all(head.as_bytes()).await;
+    let got = read_until_closed("the oversized head is refused", &mut tcp).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    assert_eq!(up.requests(), 0);
+
+    // A head under the limit passes.
+    let r = get_with(&gw.url("/ok"), &[("x-fine", &"y".repeat(4 * 1024))]).await;
+    assert_eq!(r.status, 200);
+}
