@@ -25,8 +25,12 @@ struct Running {
 
 async fn start() -> Running {
     let rx = OtlpReceiver::grpc().await.unwrap();
-    let data = TempDir::new("trace-e2e").unwrap();
     let endpoint = rx.endpoint();
+    start_exporting_to(rx, endpoint).await
+}
+
+async fn start_exporting_to(rx: OtlpReceiver, endpoint: String) -> Running {
+    let data = TempDir::new("trace-e2e").unwrap();
     let env: demo::EnvLookup = Arc::new(move |k: &str| match k {
         "OTEL_EXPORTER_OTLP_ENDPOINT" => Some(endpoint.clone()),
         _ => None,
@@ -69,12 +73,16 @@ async fn a_product(r: &Running) -> String {
     body[start..end].to_owned()
 }
 
+/// A trace id unique within this process.
+fn fresh_id() -> u128 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    u128::from(std::process::id()) << 64
+        | u128::from(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
 /// POSTs an order with a fresh trace id; returns (status, body, trace id).
 async fn place_order(r: &Running, product: &str) -> (u16, String, String) {
-    let trace_id = format!(
-        "{:032x}",
-        u128::from(std::process::id()) << 64 | 0x5eed_0000_0000_0001
-    );
+    let trace_id = format!("{:032x}", fresh_id());
     let traceparent = format!("00-{trace_id}-00000000000000aa-01");
     let body =
         format!(r#"{{"customer_id":"c-1","items":[{{"product_id":"{product}","quantity":1}}]}}"#);
@@ -295,5 +303,64 @@ async fn a_retried_charge_shows_every_attempt() {
         &Shape::server("gateway")
             .child(Shape::client("gateway").child(Shape::server("order-sidecar"))),
     );
+    r.stack.stop().await;
+}
+
+fn dropped_total(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("weir_telemetry_spans_dropped_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The collector address is a closed port: orders still go through, and
+/// every proxy counts the spans it could not deliver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_collector_costs_spans_not_orders() {
+    let closed = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    // The receiver is unused: spans go to the closed port.
+    let r = start_exporting_to(
+        OtlpReceiver::grpc().await.unwrap(),
+        format!("http://{closed}"),
+    )
+    .await;
+    let product = a_product(&r).await;
+    for _ in 0..5 {
+        let (status, body, _) = place_order(&r, &product).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let mut admins = vec![("gateway".to_owned(), r.stack.gateway_admin)];
+    admins.extend(
+        r.stack
+            .sidecars
+            .iter()
+            .map(|(s, a)| (format!("{s}-sidecar"), a.admin)),
+    );
+    for (name, admin) in admins {
+        // Spans are dropped when the export task next tries (it flushes on
+        // its own interval); the admin endpoint is polled until it shows.
+        let url = format!("http://{admin}/metrics");
+        let client = r.client.clone();
+        tokio::time::timeout(PATIENCE, async move {
+            loop {
+                let text = client.get(&url, &[]).await.unwrap().text();
+                if dropped_total(&text) > 0 {
+                    assert!(
+                        text.contains("weir_telemetry_spans_exported_total 0"),
+                        "{text}"
+                    );
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{name} never counted a dropped span"));
+    }
+    assert!(r.rx.store().is_empty());
     r.stack.stop().await;
 }
