@@ -139,3 +139,38 @@ async fn service_unavailable_when_no_endpoint_is_healthy() {
     let r = get(&url).await;
     assert_problem(&r, 503, "no-healthy-upstream");
 }
+
+#[tokio::test]
+async fn bad_gateway_when_the_upstream_hangs_up() {
+    // Accepts, reads the request, and closes without answering.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let rude = tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = tokio::io::AsyncReadExt::read(&mut tcp, &mut buf).await;
+        }
+    });
+    let gw = TestGateway::start(&yaml(
+        &format!("  rude: {{ endpoints: [{addr}] }}\n"),
+        "  - name: r\n    match: { path_prefix: / }\n    upstream: rude\n",
+    ))
+    .await;
+    for _ in 0..3 {
+        let r = get(&gw.url("/x")).await;
+        assert_problem(&r, 502, "upstream-error");
+    }
+    let m = gw.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "weir_upstream_errors_total{upstream=\"rude\",kind=\"upstream-error\"}"
+        ),
+        Some(3.0),
+        "{m}"
+    );
+    rude.abort();
+}
