@@ -133,7 +133,7 @@ async fn handle(
     resp
 }
 
-/// Keeps `ready` equal to "the app answers" until `shutdown`: a TCP connect to
+/// Keeps `app_ready` equal to "the app answers" until `shutdown`: a TCP connect to
 /// the app, or `GET <app_health_path>` answering 2xx when a path is configured.
 pub(crate) async fn watch_app(
     runtime: Arc<ArcSwap<Runtime>>,
@@ -146,8 +146,17 @@ pub(crate) async fn watch_app(
     loop {
         let rt = runtime.load_full();
         let ok = probe(&rt, rt.config.inbound.app).await;
-        if app_ready.swap(ok, Ordering::Relaxed) != ok {
+        if shutdown.is_triggered() {
+            // Draining: readiness stays off whatever the app says.
+            return;
+        }
+        if app_ready.swap(ok, Ordering::SeqCst) != ok {
             tracing::info!(app = %rt.config.inbound.app, ready = ok, "app readiness changed");
+        }
+        if shutdown.is_triggered() {
+            // Shutdown raced the store above: make sure "not ready" wins.
+            app_ready.store(false, Ordering::SeqCst);
+            return;
         }
         drop(rt);
         tokio::select! {

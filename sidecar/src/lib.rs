@@ -36,7 +36,7 @@ mod transparent;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -228,7 +228,12 @@ impl Sidecar {
             stop.wait().await;
             stop_ready.store(false, Ordering::Relaxed);
         });
-        let app_watch = tokio::spawn(watch_ready(runtime.clone(), ready, shutdown.clone()));
+        let app_watch = tokio::spawn(inbound::watch_app(
+            runtime.clone(),
+            ready,
+            APP_PROBE_INTERVAL,
+            shutdown.clone(),
+        ));
 
         let opts = ServeOptions {
             limits: ConnLimits::default(),
@@ -265,30 +270,6 @@ impl Sidecar {
         tracing::info!("sidecar stopped");
         Ok(())
     }
-}
-
-/// Keeps `/readyz` equal to "the app answers" until shutdown.
-async fn watch_ready(runtime: Arc<ArcSwap<Runtime>>, ready: Arc<AtomicBool>, shutdown: Shutdown) {
-    let app_ready = Arc::new(AtomicBool::new(false));
-    let mirror = app_ready.clone();
-    let probe_shutdown = shutdown.clone();
-    let probe = inbound::watch_app(runtime, app_ready, APP_PROBE_INTERVAL, probe_shutdown);
-    let copy = async {
-        let stopped = shutdown.wait();
-        tokio::pin!(stopped);
-        loop {
-            if shutdown.is_triggered() {
-                return;
-            }
-            ready.store(mirror.load(Ordering::Relaxed), Ordering::Relaxed);
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                _ = &mut stopped => return,
-            }
-        }
-    };
-    tokio::join!(probe, copy);
-    ready.store(false, Ordering::Relaxed);
 }
 
 /// Runs a sidecar for `config` until `shutdown` (no hot reload).
