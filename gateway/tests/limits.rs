@@ -42,7 +42,7 @@ async fn slow_request_head_is_cut_off() {
     let up = echo_upstream("svc").await;
     let gw = TestGateway::start(&yaml(
         &up,
-        "  header_read_timeout: 200ms\n  idle_timeout: 1h\n",
+        "  header_read_timeout: 1s\n  idle_timeout: 1h\n",
     ))
     .await;
 
@@ -94,7 +94,7 @@ async fn idle_keep_alive_connection_is_closed() {
     let up = echo_upstream("svc").await;
     let gw = TestGateway::start(&yaml(
         &up,
-        "  header_read_timeout: 1h\n  idle_timeout: 200ms\n",
+        "  header_read_timeout: 1h\n  idle_timeout: 1s\n",
     ))
     .await;
     let (mut sender, conn) = open(gw.addr()).await;
