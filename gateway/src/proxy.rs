@@ -115,6 +115,16 @@ impl GatewayHandler {
         span: &mut ActiveSpan,
         outcome: &mut Outcome,
     ) -> Response<Body> {
+        if has_dot_segment(req.uri().path()) {
+            return Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-path",
+                "Invalid request path",
+            )
+            .detail("the path contains a `.` or `..` segment")
+            .request_id_from(req.headers())
+            .into_response();
+        }
         let lookup =
             snapshot
                 .routes
@@ -424,4 +434,24 @@ impl GatewayHandler {
             })
             .inc();
     }
+}
+
+/// Whether `path` has a `.` or `..` segment, plain or percent-encoded. Such
+/// a path matches one route here but names another once the upstream
+/// resolves it (`/public/../admin` would pass the `/public` route's policy
+/// and reach `/admin`), so it is refused rather than guessed at. Clients
+/// resolve dot segments before sending (RFC 3986 §5.2.4), so honest
+/// requests never carry them.
+fn has_dot_segment(path: &str) -> bool {
+    fn is_dot(s: &[u8]) -> bool {
+        s == b"." || s.eq_ignore_ascii_case(b"%2e")
+    }
+    path.split('/').any(|seg| {
+        let s = seg.as_bytes();
+        match s.len() {
+            1 | 3 => is_dot(s),
+            2 | 4 | 6 => (1..s.len()).any(|i| is_dot(&s[..i]) && is_dot(&s[i..])),
+            _ => false,
+        }
+    })
 }
