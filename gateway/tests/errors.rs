@@ -174,3 +174,46 @@ async fn bad_gateway_when_the_upstream_hangs_up() {
     );
     rude.abort();
 }
+
+#[tokio::test]
+async fn dot_segments_are_refused() {
+    let up = echo_upstream("echo").await;
+    let gw = TestGateway::start(&yaml(
+        &format!("  echo: {{ endpoints: [{}] }}\n", up.addr),
+        "  - name: public\n    match: { path_prefix: /public }\n    upstream: echo\n",
+    ))
+    .await;
+    // Sent verbatim (hyper's connection-level client does not resolve them).
+    for path in [
+        "/public/../admin",
+        "/public/./x",
+        "/public/%2e%2E/admin",
+        "/public/.%2e",
+        "/public/%2E",
+    ] {
+        let tcp = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = Request::get(path)
+            .header("host", "gw")
+            .body(empty())
+            .unwrap();
+        let r = read_reply(sender.send_request(req).await.unwrap()).await;
+        assert_problem(&r, 400, "invalid-path");
+    }
+    assert_eq!(up.requests(), 0, "nothing reached the upstream");
+    // Dots inside a segment are ordinary.
+    for path in [
+        "/public/a.b",
+        "/public/...",
+        "/public/.well-known",
+        "/public/%2e%2e%2e",
+    ] {
+        let r = get(&gw.url(path)).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.json()["uri"], path);
+    }
+}
