@@ -244,3 +244,36 @@ async fn five_thousand_routes_reload_while_another_route_serves() {
     assert!(served > 0);
     assert_eq!(gw.reloader.current().load().routes.len(), ROUTES + 1);
 }
+
+#[tokio::test]
+async fn unchanged_upstreams_keep_their_pool_across_reloads() {
+    let up = echo_upstream("echo").await;
+    // Without health checks, so every upstream connection is a pooled one.
+    let variant = |up: &Upstream, tag: &str| {
+        variant(up, tag).replace("    health_check: { path: /, interval: 1s }\n", "")
+    };
+    let gw = TestGateway::start(&variant(&up, "a")).await;
+    let c = client();
+    let ask = || {
+        let (c, url) = (c.clone(), gw.url("/load"));
+        async move { send_with(&c, Request::get(url).body(empty()).unwrap()).await }
+    };
+    for _ in 0..5 {
+        assert_eq!(ask().await.status, 200);
+    }
+    let pooled = up.connections();
+    assert_eq!(pooled, 1, "keep-alive reuses one upstream connection");
+    // Route-only changes: the upstream (and its pooled connection) is kept.
+    for tag in ["x", "y", "z"] {
+        let same_upstream = variant(&up, "a").replace("x-config: a", &format!("x-config: {tag}"));
+        gw.replace_config(&same_upstream).await.expect("reload");
+        let r = ask().await;
+        assert_eq!(r.header("x-config"), Some(tag));
+    }
+    assert_eq!(up.connections(), pooled, "the pool survived three reloads");
+
+    // A changed upstream gets a new pool.
+    gw.replace_config(&variant(&up, "b")).await.expect("reload");
+    assert_eq!(ask().await.header("x-config"), Some("b"));
+    assert_eq!(up.connections(), pooled + 1);
+}
