@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use service_kit::env::{Env, EnvError};
+use service_kit::telemetry::ServiceTelemetry;
 
 /// Catalog settings.
 #[derive(Debug, Clone)]
@@ -26,6 +27,9 @@ pub struct Config {
     /// When set (`CATALOG_ADMIN_TOKEN`), admin calls need header
     /// `x-weir-admin-token: <token>`; when unset, `x-weir-admin: true` suffices.
     pub admin_token: Option<String>,
+    /// Tracing: spans exported as `catalog` when `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// is set (see `service_kit::telemetry::init`); off in [`Config::new`].
+    pub telemetry: ServiceTelemetry,
 }
 
 impl Config {
@@ -39,6 +43,7 @@ impl Config {
             sweep_interval: Duration::from_secs(5),
             seed: true,
             admin_token: None,
+            telemetry: service_kit::telemetry::disabled("catalog"),
         }
     }
 
@@ -62,6 +67,17 @@ impl Config {
             config.seed = seed;
         }
         config.admin_token = env.string("CATALOG_ADMIN_TOKEN");
+        config.telemetry = service_kit::telemetry::init("catalog", &|name| env.string(name))?;
         Ok(config)
+    }
+
+    /// Tracing from `env` (the `OTEL_*` variables), exporting as `catalog`:
+    /// what the demo uses to give each service in its process its own name.
+    pub fn with_telemetry_from(
+        mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, EnvError> {
+        self.telemetry = service_kit::telemetry::init("catalog", env)?;
+        Ok(self)
     }
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
+use service_kit::telemetry::ServiceTelemetry;
 use service_kit::{Db, Migrations, db::DbError};
 use utoipa::OpenApi;
 
@@ -98,7 +99,10 @@ pub async fn run(
 ) -> Result<(), Error> {
     let url =
         service_kit::db::database_url(config.database_url.as_deref(), &config.data_dir, "catalog");
-    let db = Db::open(&url, MIGRATIONS).await?;
+    let telemetry = config.telemetry.clone();
+    let db = Db::open(&url, MIGRATIONS)
+        .await?
+        .with_telemetry(telemetry.clone());
     if config.seed {
         seed::seed_if_empty(&db).await.map_err(Error::Seed)?;
     }
@@ -108,13 +112,15 @@ pub async fn run(
         db: db.clone(),
         config: Arc::new(config),
     };
-    let result = service_kit::server::serve(listener, router(state), shutdown).await;
+    let result =
+        service_kit::server::serve(listener, router(state, &telemetry), shutdown).await;
     drop(background);
     db.close().await;
+    service_kit::telemetry::flush(&telemetry).await;
     result.map_err(Error::Serve)
 }
 
-fn router(state: AppState) -> Router {
+fn router(state: AppState, telemetry: &ServiceTelemetry) -> Router {
     let api = Router::new()
         .route(
             "/v1/products",
@@ -133,6 +139,7 @@ fn router(state: AppState) -> Router {
         .route("/v1/reservations/{id}/commit", post(holds::commit))
         .route("/v1/reservations/{id}/release", post(holds::release))
         .with_state(state.clone());
+    let api = service_kit::server::traced(api, telemetry);
     service_kit::server::finish(
         api.merge(service_kit::health::routes(state.db))
             .merge(service_kit::openapi::routes(ApiDoc::openapi())),

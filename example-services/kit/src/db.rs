@@ -13,6 +13,8 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::{Any, AnyPool, Transaction};
 
+use crate::telemetry::ServiceTelemetry;
+
 /// Which database a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -39,6 +41,14 @@ impl Backend {
         match self {
             Backend::Sqlite => "sqlite",
             Backend::Postgres => "postgres",
+        }
+    }
+
+    /// The OpenTelemetry `db.system.name`: `"sqlite"` or `"postgresql"`.
+    pub fn otel_system(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgresql",
         }
     }
 }
@@ -84,11 +94,13 @@ pub enum DbError {
     Query(#[from] sqlx::Error),
 }
 
-/// A pool plus the backend it talks to.
+/// A pool plus the backend it talks to, and the service's tracing handle
+/// for the spans of its queries (see [`Db::traced`]).
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    telemetry: Option<ServiceTelemetry>,
 }
 
 /// The URL a service uses: the explicit one, else `sqlite://<data_dir>/<name>.db?mode=rwc`.
@@ -134,7 +146,22 @@ impl Db {
         };
         migrator.run(&pool).await.map_err(DbError::Migrate)?;
         tracing::info!(backend = backend.name(), "database ready");
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            telemetry: None,
+        })
+    }
+
+    /// Queries wrapped in [`Db::traced`] become spans of `telemetry`.
+    pub fn with_telemetry(mut self, telemetry: ServiceTelemetry) -> Self {
+        self.telemetry = telemetry.telemetry().is_enabled().then_some(telemetry);
+        self
+    }
+
+    /// The tracing handle, when tracing is on.
+    pub(crate) fn telemetry(&self) -> Option<&ServiceTelemetry> {
+        self.telemetry.as_ref()
     }
 
     /// The pool, for reads and single statements.

@@ -10,18 +10,21 @@
 //! - [`problem`]: RFC 9457 `application/problem+json` errors with stable type URIs.
 //! - [`extract`]: request extractors that turn bad input into `400`/`413`/`422`
 //!   problems naming the field, never a `500`.
-//! - [`server`]: the middleware stack (request id, tracing, body limit, problem
-//!   rendering) and serving with graceful shutdown.
+//! - [`server`]: the middleware stack (request id, log span, body limit, problem
+//!   rendering), the per-request SERVER span, and serving with graceful shutdown.
 //! - [`health`]: `/healthz` and `/readyz` (database reachable).
 //! - [`db`]: SQLite-or-PostgreSQL pools with embedded migrations.
 //! - [`outbound`]: the HTTP client for calls to other services, direct or through
 //!   the sidecar's outbound proxy.
-//! - [`telemetry`]: log set-up and trace-context header propagation.
+//! - [`telemetry`]: log set-up, a service's OpenTelemetry handle from its
+//!   environment, trace-context propagation; `Db::traced` (in `db_span`)
+//!   makes spans of queries.
 //! - [`openapi`]: serving the generated OpenAPI document.
 //! - [`env`]: typed reading of environment variables for `Config::from_env`.
 //! - [`testing`]: the in-process test harness (temp dir, server handle, client).
 
 pub mod db;
+mod db_span;
 pub mod env;
 pub mod extract;
 pub mod health;
@@ -33,6 +36,7 @@ pub mod telemetry;
 pub mod testing;
 
 pub use db::{Backend, Db, DbError, Migrations};
+pub use db_span::SpanError;
 pub use outbound::{Outbound, OutboundError, OutboundResponse};
 pub use problem::{Problem, ProblemDetails};
 

@@ -23,7 +23,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
 
-use crate::telemetry::propagation_headers;
+use opentelemetry::trace::TraceContextExt as _;
+use proxy_core::telemetry::ClientSpanInfo;
+
+use crate::telemetry::{ActiveSpan, ServiceTelemetry, TraceContext, propagation_headers};
 
 /// Largest response body read from a peer.
 const MAX_RESPONSE: usize = 1024 * 1024;
@@ -93,10 +96,16 @@ impl OutboundResponse {
 }
 
 /// The HTTP client services use to call each other.
+///
+/// With tracing on ([`Outbound::with_telemetry`]) every call made while a
+/// request is being handled is a CLIENT span, child of the current span, and
+/// its context is what the callee receives in `traceparent`; otherwise the
+/// caller's trace headers are passed on as they came.
 #[derive(Clone, Debug)]
 pub struct Outbound {
     client: Client<ProxyConnector, Full<Bytes>>,
     timeout: Duration,
+    telemetry: Option<ServiceTelemetry>,
 }
 
 impl Outbound {
@@ -111,11 +120,22 @@ impl Outbound {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Self { client, timeout }
+        Self {
+            client,
+            timeout,
+            telemetry: None,
+        }
     }
 
-    /// Sends a request with an optional JSON body, copying the trace context and
-    /// request id from `incoming`, and reads the whole response.
+    /// Calls become CLIENT spans of `telemetry` (when it is on).
+    pub fn with_telemetry(mut self, telemetry: ServiceTelemetry) -> Self {
+        self.telemetry = telemetry.telemetry().is_enabled().then_some(telemetry);
+        self
+    }
+
+    /// Sends a request with an optional JSON body, carrying the request id of
+    /// `incoming` and the trace context (see [`Outbound`]), and reads the
+    /// whole response.
     pub async fn send_json<B: Serialize>(
         &self,
         method: Method,
@@ -123,6 +143,22 @@ impl Outbound {
         incoming: &HeaderMap,
         extra: &[(&str, &str)],
         body: Option<&B>,
+    ) -> Result<OutboundResponse, OutboundError> {
+        self.send_json_attempt(method, url, incoming, extra, body, 1)
+            .await
+    }
+
+    /// [`Outbound::send_json`] as try number `attempt` (1 for the first) of
+    /// a call the caller retries; the CLIENT span records the number
+    /// (`weir.retry.attempt`).
+    pub async fn send_json_attempt<B: Serialize>(
+        &self,
+        method: Method,
+        url: &str,
+        incoming: &HeaderMap,
+        extra: &[(&str, &str)],
+        body: Option<&B>,
+        attempt: u32,
     ) -> Result<OutboundResponse, OutboundError> {
         let bytes = match body {
             Some(body) => Bytes::from(serde_json::to_vec(body).map_err(OutboundError::Encode)?),
@@ -147,13 +183,14 @@ impl Outbound {
                 }
             }
         }
-        let request =
+        let mut request =
             builder
                 .body(Full::new(bytes))
                 .map_err(|source| OutboundError::InvalidUrl {
                     url: url.to_owned(),
                     source,
                 })?;
+        let mut span = self.client_span(&mut request, attempt);
         let call = async {
             let response =
                 self.client
@@ -178,12 +215,52 @@ impl Outbound {
                 body,
             })
         };
-        match tokio::time::timeout(self.timeout, call).await {
+        let result = match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result,
             Err(_) => Err(OutboundError::Timeout {
                 url: url.to_owned(),
                 timeout: self.timeout,
             }),
+        };
+        if let Some(span) = &mut span {
+            match &result {
+                Ok(response) => span.record_response(response.status),
+                Err(error) => span.record_error(error.kind()),
+            }
+        }
+        result
+    }
+
+    /// Opens the CLIENT span of one call and writes its context into the
+    /// request's headers; `None` with tracing off or outside a request.
+    fn client_span(&self, request: &mut Request<Full<Bytes>>, attempt: u32) -> Option<ActiveSpan> {
+        let telemetry = self.telemetry.as_ref()?;
+        let parent = TraceContext::current();
+        if !parent.has_active_span() {
+            return None;
+        }
+        let host = request.uri().host().map(str::to_owned);
+        Some(telemetry.telemetry().client_span(
+            &parent,
+            request,
+            ClientSpanInfo {
+                attempt,
+                upstream: host.as_deref(),
+                ..ClientSpanInfo::default()
+            },
+        ))
+    }
+}
+
+impl OutboundError {
+    /// A short, stable name for `error.type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OutboundError::InvalidUrl { .. } => "invalid_url",
+            OutboundError::Encode(_) => "encode_error",
+            OutboundError::Send { .. } => "connect_error",
+            OutboundError::Body { .. } => "body_error",
+            OutboundError::Timeout { .. } => "timeout",
         }
     }
 }

@@ -7,10 +7,11 @@
 //! text error from us.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +19,7 @@ use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use crate::problem::Problem;
+use crate::telemetry::ServiceTelemetry;
 
 /// Header carrying the request id, generated when the caller sent none.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -28,6 +30,31 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// The request id of the current request, available as an extension.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
+
+/// Opens a SERVER span per request to `api`'s routes (a child of the
+/// caller's `traceparent`), named and attributed with the matched route
+/// template (`http.route` = `/v1/orders/{id}`), and runs the handler with
+/// it as the current context, so its queries and calls are its children.
+///
+/// Added with `route_layer` because only then has routing found the
+/// template; apply it to the API routes only, before merging `/healthz` and
+/// friends, so probes do not start a trace every few seconds. With tracing
+/// off the router is returned as it was.
+pub fn traced(api: Router, telemetry: &ServiceTelemetry) -> Router {
+    if !telemetry.telemetry().is_enabled() {
+        return api;
+    }
+    let layer = telemetry
+        .clone()
+        .with_route_fn(Arc::new(|parts: &axum::http::request::Parts| {
+            parts
+                .extensions
+                .get::<MatchedPath>()
+                .map(|path| path.as_str().to_owned())
+        }))
+        .layer();
+    api.route_layer(layer)
+}
 
 /// Wraps a service's routes in the shared stack: problem fallbacks, request
 /// context and the body limit.

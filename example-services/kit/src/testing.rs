@@ -17,6 +17,10 @@ use tokio::task::JoinHandle;
 
 use crate::outbound::{Outbound, OutboundError};
 
+mod spans;
+
+pub use spans::{RecordedSpan, SpanRecorder, recording_telemetry};
+
 /// A fresh directory under the system temp dir, removed on drop.
 #[derive(Debug)]
 pub struct TestDir {

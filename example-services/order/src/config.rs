@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use service_kit::env::{Env, EnvError};
+use service_kit::telemetry::ServiceTelemetry;
 
 use crate::saga::SagaStep;
 
@@ -46,6 +47,9 @@ pub struct Config {
     /// Test hook: stop every saga right after this step is recorded, leaving
     /// the state a crash at that point would leave. Not read from the environment.
     pub crash_after_step: Option<SagaStep>,
+    /// Tracing: spans exported as `order` when `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// is set (see `service_kit::telemetry::init`); off in [`Config::new`].
+    pub telemetry: ServiceTelemetry,
 }
 
 impl Config {
@@ -66,6 +70,7 @@ impl Config {
             amqp_url: None,
             outbox_poll_interval: Duration::from_secs(1),
             crash_after_step: None,
+            telemetry: service_kit::telemetry::disabled("order"),
         }
     }
 
@@ -105,7 +110,18 @@ impl Config {
         if let Some(interval) = env.duration("OUTBOX_POLL_INTERVAL")? {
             config.outbox_poll_interval = interval;
         }
+        config.telemetry = service_kit::telemetry::init("order", &|name| env.string(name))?;
         Ok(config)
+    }
+
+    /// Tracing from `env` (the `OTEL_*` variables), exporting as `order`:
+    /// what the demo uses to give each service in its process its own name.
+    pub fn with_telemetry_from(
+        mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, EnvError> {
+        self.telemetry = service_kit::telemetry::init("order", env)?;
+        Ok(self)
     }
 
     pub(crate) fn catalog(&self, path: &str) -> String {

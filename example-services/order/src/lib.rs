@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
+use service_kit::telemetry::ServiceTelemetry;
 use service_kit::{Db, Migrations, db::DbError};
 use utoipa::OpenApi;
 
@@ -96,7 +97,10 @@ pub async fn run(
 ) -> Result<(), Error> {
     let url =
         service_kit::db::database_url(config.database_url.as_deref(), &config.data_dir, "order");
-    let db = Db::open(&url, MIGRATIONS).await?;
+    let telemetry = config.telemetry.clone();
+    let db = Db::open(&url, MIGRATIONS)
+        .await?
+        .with_telemetry(telemetry.clone());
     let config = Arc::new(config);
     let events = Arc::new(tokio::sync::Notify::new());
     let saga = Arc::new(Saga::new(
@@ -123,19 +127,22 @@ pub async fn run(
         db: db.clone(),
         saga,
     };
-    let result = service_kit::server::serve(listener, router(state), shutdown).await;
+    let result =
+        service_kit::server::serve(listener, router(state, &telemetry), shutdown).await;
     drop(background);
     db.close().await;
+    service_kit::telemetry::flush(&telemetry).await;
     result.map_err(Error::Serve)
 }
 
-fn router(state: AppState) -> Router {
+fn router(state: AppState, telemetry: &ServiceTelemetry) -> Router {
     let api = Router::new()
         .route("/v1/orders", get(orders::list).post(orders::place))
         .route("/v1/orders/{id}", get(orders::get))
         .route("/v1/orders/{id}/saga", get(orders::saga_log))
         .route("/v1/outbox", get(outbox::list))
         .with_state(state.clone());
+    let api = service_kit::server::traced(api, telemetry);
     service_kit::server::finish(
         api.merge(service_kit::health::routes(state.db))
             .merge(service_kit::openapi::routes(ApiDoc::openapi())),

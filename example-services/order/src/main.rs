@@ -20,11 +20,14 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match order::run(config, listener, service_kit::server::shutdown_signal()).await {
+    let telemetry = config.telemetry.clone();
+    let code = match order::run(config, listener, service_kit::server::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("order: {}", service_kit::server::error_chain(&error));
             ExitCode::FAILURE
         }
-    }
+    };
+    service_kit::telemetry::shutdown(&telemetry).await;
+    code
 }

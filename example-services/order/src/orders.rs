@@ -5,7 +5,9 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use opentelemetry::context::FutureExt as _;
 use service_kit::extract::{ApiJson, IdempotencyKey, QueryMap};
+use service_kit::telemetry::TraceContext;
 use service_kit::{Problem, ProblemDetails};
 
 use crate::model::{Order, OrderList, PlaceOrder, SagaLog};
@@ -42,10 +44,13 @@ pub(crate) async fn place(
         Placed::Existing(order) => (StatusCode::OK, order),
     };
     // Run in its own task: a client that hangs up does not cut a step in half.
+    // The task carries this request's trace context, so the saga's calls and
+    // queries are children of this request's span.
     let saga = Arc::clone(&state.saga);
     let id = order.id.clone();
     let incoming = service_kit::telemetry::propagation_headers(&headers);
-    let driven = tokio::spawn(async move { saga.drive(&id, &incoming).await }).await;
+    let driving = async move { saga.drive(&id, &incoming).await };
+    let driven = tokio::spawn(driving.with_context(TraceContext::current())).await;
     match driven {
         Ok(Ok(())) => {}
         Ok(Err(error)) => {

@@ -37,7 +37,7 @@ pub(crate) async fn call<B: Serialize>(
     let mut last = String::new();
     for attempt in 1..=attempts {
         match outbound
-            .send_json(method.clone(), url, incoming, extra, body)
+            .send_json_attempt(method.clone(), url, incoming, extra, body, attempt)
             .await
         {
             Ok(response) if is_definite(response.status) => return Reply::Definite(response),

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use service_kit::env::{Env, EnvError};
+use service_kit::telemetry::ServiceTelemetry;
 
 use crate::faults::FaultSettings;
 
@@ -19,6 +20,9 @@ pub struct Config {
     /// Fault injection at start-up (`PAYMENT_FAILURE_RATE`, `PAYMENT_LATENCY_MS`,
     /// `PAYMENT_DECLINE_OVER_MINOR`); changed at run time with `PUT /admin/faults`.
     pub faults: FaultSettings,
+    /// Tracing: spans exported as `payment` when `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// is set (see `service_kit::telemetry::init`); off in [`Config::new`].
+    pub telemetry: ServiceTelemetry,
 }
 
 impl Config {
@@ -29,6 +33,7 @@ impl Config {
             database_url: None,
             data_dir: data_dir.into(),
             faults: FaultSettings::default(),
+            telemetry: service_kit::telemetry::disabled("payment"),
         }
     }
 
@@ -56,6 +61,17 @@ impl Config {
             config.faults.latency_ms = latency;
         }
         config.faults.decline_over_minor = env.parse("PAYMENT_DECLINE_OVER_MINOR")?;
+        config.telemetry = service_kit::telemetry::init("payment", &|name| env.string(name))?;
         Ok(config)
+    }
+
+    /// Tracing from `env` (the `OTEL_*` variables), exporting as `payment`:
+    /// what the demo uses to give each service in its process its own name.
+    pub fn with_telemetry_from(
+        mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, EnvError> {
+        self.telemetry = service_kit::telemetry::init("payment", env)?;
+        Ok(self)
     }
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
+use service_kit::telemetry::ServiceTelemetry;
 use service_kit::{Db, Migrations, db::DbError};
 use utoipa::OpenApi;
 
@@ -81,17 +82,22 @@ pub async fn run(
 ) -> Result<(), Error> {
     let url =
         service_kit::db::database_url(config.database_url.as_deref(), &config.data_dir, "payment");
-    let db = Db::open(&url, MIGRATIONS).await?;
+    let telemetry = config.telemetry;
+    let db = Db::open(&url, MIGRATIONS)
+        .await?
+        .with_telemetry(telemetry.clone());
     let state = AppState {
         db: db.clone(),
         faults: Arc::new(faults::Faults::new(config.faults)),
     };
-    let result = service_kit::server::serve(listener, router(state), shutdown).await;
+    let result =
+        service_kit::server::serve(listener, router(state, &telemetry), shutdown).await;
     db.close().await;
+    service_kit::telemetry::flush(&telemetry).await;
     result.map_err(Error::Serve)
 }
 
-fn router(state: AppState) -> Router {
+fn router(state: AppState, telemetry: &ServiceTelemetry) -> Router {
     let api = Router::new()
         .route("/v1/payments", post(payments::charge).get(payments::list))
         .route("/v1/payments/{id}", get(payments::get))
@@ -101,6 +107,7 @@ fn router(state: AppState) -> Router {
             get(faults::get_faults).put(faults::put_faults),
         )
         .with_state(state.clone());
+    let api = service_kit::server::traced(api, telemetry);
     service_kit::server::finish(
         api.merge(service_kit::health::routes(state.db))
             .merge(service_kit::openapi::routes(ApiDoc::openapi())),

@@ -20,11 +20,14 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match payment::run(config, listener, service_kit::server::shutdown_signal()).await {
+    let telemetry = config.telemetry.clone();
+    let code = match payment::run(config, listener, service_kit::server::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("payment: {}", service_kit::server::error_chain(&error));
             ExitCode::FAILURE
         }
-    }
+    };
+    service_kit::telemetry::shutdown(&telemetry).await;
+    code
 }

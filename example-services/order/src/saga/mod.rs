@@ -25,12 +25,15 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use axum::http::HeaderMap;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{SpanKind, TraceContextExt as _};
 use serde::{Deserialize, Serialize};
+use service_kit::telemetry::TraceContext;
 use service_kit::{Db, Outbound, now_millis};
 use utoipa::ToSchema;
 
 use crate::config::Config;
-use crate::model::PENDING;
+use crate::model::{Order, PENDING};
 use crate::store::{self, Transition};
 
 mod steps;
@@ -65,6 +68,18 @@ impl SagaStep {
             SagaStep::Refund => "refund",
             SagaStep::Release => "release",
             SagaStep::Done => "done",
+        }
+    }
+
+    /// The name of the step's span.
+    fn span_name(self) -> &'static str {
+        match self {
+            SagaStep::Reserve => "saga reserve",
+            SagaStep::Charge => "saga charge",
+            SagaStep::Commit => "saga commit",
+            SagaStep::Refund => "saga refund",
+            SagaStep::Release => "saga release",
+            SagaStep::Done => "saga done",
         }
     }
 
@@ -119,7 +134,8 @@ impl Drop for InFlight<'_> {
 
 impl Saga {
     pub(crate) fn new(db: Db, config: Arc<Config>, events: Arc<tokio::sync::Notify>) -> Self {
-        let outbound = Outbound::new(config.outbound_proxy, config.call_timeout);
+        let outbound = Outbound::new(config.outbound_proxy, config.call_timeout)
+            .with_telemetry(config.telemetry.clone());
         Self {
             db,
             outbound,
@@ -151,7 +167,7 @@ impl Saga {
             if order.status != PENDING || step == SagaStep::Done {
                 return Ok(());
             }
-            match self.run_step(step, &order, incoming).await {
+            match self.traced_step(step, &order, incoming).await {
                 Outcome::Advance(transition) => {
                     if !store::apply(&self.db, order_id, &transition).await? {
                         // Someone else recorded this step first; start over from what they wrote.
@@ -196,9 +212,52 @@ impl Saga {
         let count = pending.len();
         for order_id in pending {
             tracing::info!(order = %order_id, "recovering pending order");
-            self.drive(&order_id, &HeaderMap::new()).await?;
+            self.recover_one(&order_id).await?;
         }
         Ok(count)
+    }
+
+    /// Runs one step as an INTERNAL span `saga {step}` (its calls and
+    /// queries are its children) when it belongs to a traced request.
+    async fn traced_step(&self, step: SagaStep, order: &Order, incoming: &HeaderMap) -> Outcome {
+        let telemetry = &self.config.telemetry;
+        if !telemetry.telemetry().is_enabled() || !TraceContext::current().has_active_span() {
+            return self.run_step(step, order, incoming).await;
+        }
+        let mut span = telemetry.span(
+            step.span_name(),
+            vec![KeyValue::new("weir.order.id", order.id.clone())],
+        );
+        let outcome = telemetry
+            .in_span(&span, self.run_step(step, order, incoming))
+            .await;
+        match &outcome {
+            Outcome::Advance(t) => span.set(KeyValue::new("weir.saga.outcome", t.outcome)),
+            Outcome::Stall(reason) => {
+                span.set(KeyValue::new("weir.saga.outcome", "stalled"));
+                span.set(KeyValue::new("weir.saga.stall_reason", reason.clone()));
+                span.record_error("stalled");
+            }
+        }
+        outcome
+    }
+
+    /// Drives an order nobody is driving; with tracing on, as the root of a
+    /// trace of its own (`saga recover`), since no request caused it.
+    async fn recover_one(&self, order_id: &str) -> Result<(), sqlx::Error> {
+        let telemetry = &self.config.telemetry;
+        if !telemetry.telemetry().is_enabled() {
+            return self.drive(order_id, &HeaderMap::new()).await;
+        }
+        let span = telemetry.telemetry().child_span(
+            &TraceContext::new(),
+            "saga recover",
+            SpanKind::Internal,
+            vec![KeyValue::new("weir.order.id", order_id.to_owned())],
+        );
+        telemetry
+            .in_span(&span, self.drive(order_id, &HeaderMap::new()))
+            .await
     }
 
     fn claim(&self, order_id: &str) -> Option<InFlight<'_>> {
