@@ -23,6 +23,13 @@ pub(crate) async fn commit(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Reservation>, Problem> {
+    let db = state.db.clone();
+    db.traced("UPDATE", "reservations", commit_in_db(state, id))
+        .await
+}
+
+/// The database work of [`commit`], traced as one `UPDATE reservations` span.
+async fn commit_in_db(state: AppState, id: String) -> Result<Json<Reservation>, Problem> {
     let now = now_millis();
     let mut tx = state.db.begin().await?;
     let updated = sqlx::query(
@@ -76,6 +83,13 @@ pub(crate) async fn release(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Reservation>, Problem> {
+    let db = state.db.clone();
+    db.traced("UPDATE", "reservations", release_in_db(state, id))
+        .await
+}
+
+/// The database work of [`release`], traced as one `UPDATE reservations` span.
+async fn release_in_db(state: AppState, id: String) -> Result<Json<Reservation>, Problem> {
     let mut tx = state.db.begin().await?;
     if end_hold(&mut tx, &id, RELEASED, now_millis()).await? {
         let reservation = load_in(&mut tx, &id)

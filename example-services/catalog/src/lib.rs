@@ -112,8 +112,7 @@ pub async fn run(
         db: db.clone(),
         config: Arc::new(config),
     };
-    let result =
-        service_kit::server::serve(listener, router(state, &telemetry), shutdown).await;
+    let result = service_kit::server::serve(listener, router(state, &telemetry), shutdown).await;
     drop(background);
     db.close().await;
     service_kit::telemetry::flush(&telemetry).await;

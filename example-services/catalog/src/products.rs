@@ -106,7 +106,10 @@ async fn list_rows(
         q = q.bind(cursor.clone());
     }
     q = q.bind(query.limit + 1);
-    let mut rows = q.fetch_all(state.db.pool()).await?;
+    let mut rows = state
+        .db
+        .traced("SELECT", "products", q.fetch_all(state.db.pool()))
+        .await?;
     let next_cursor = if rows.len() as i64 > query.limit {
         rows.truncate(query.limit as usize);
         rows.last().map(|r| r.id.clone())
@@ -117,13 +120,16 @@ async fn list_rows(
 }
 
 pub(crate) async fn fetch(state: &AppState, id: &str) -> Result<ProductRow, Problem> {
-    sqlx::query_as::<_, ProductRow>(AssertSqlSafe(format!(
+    let query = sqlx::query_as::<_, ProductRow>(AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM products WHERE id = $1"
     )))
     .bind(id)
-    .fetch_optional(state.db.pool())
-    .await?
-    .ok_or_else(|| Problem::not_found(format!("product {id} does not exist")))
+    .fetch_optional(state.db.pool());
+    state
+        .db
+        .traced("SELECT", "products", query)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("product {id} does not exist")))
 }
 
 /// List products (v1).
@@ -222,7 +228,7 @@ pub(crate) async fn create(
     input.validate()?;
     let id = uuid::Uuid::now_v7().to_string();
     let now = now_millis();
-    let inserted = sqlx::query(
+    let insert = sqlx::query(
         "INSERT INTO products (id, sku, name, description, price_minor, currency, stock, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (sku) DO NOTHING",
     )
@@ -234,8 +240,8 @@ pub(crate) async fn create(
     .bind(&input.currency)
     .bind(input.stock)
     .bind(now)
-    .execute(state.db.pool())
-    .await?;
+    .execute(state.db.pool());
+    let inserted = state.db.traced("INSERT", "products", insert).await?;
     if inserted.rows_affected() == 0 {
         return Err(sku_taken(&input.sku));
     }
@@ -261,6 +267,15 @@ pub(crate) async fn replace(
 ) -> Result<Json<Product>, Problem> {
     require_admin(&state, &headers)?;
     input.validate()?;
+    state
+        .db
+        .traced("UPDATE", "products", replace_in_db(&state, &id, &input))
+        .await?;
+    Ok(Json(fetch(&state, &id).await?.into()))
+}
+
+/// The checks and the update of [`replace`], in one transaction.
+async fn replace_in_db(state: &AppState, id: &str, input: &ProductInput) -> Result<(), Problem> {
     let mut tx = state.db.begin().await?;
     let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM products WHERE id = $1")
         .bind(&id)
@@ -296,7 +311,7 @@ pub(crate) async fn replace(
         return Err(Problem::not_found(format!("product {id} does not exist")));
     }
     tx.commit().await?;
-    Ok(Json(fetch(&state, &id).await?.into()))
+    Ok(())
 }
 
 /// Delete a product (admin).
@@ -313,10 +328,10 @@ pub(crate) async fn delete(
     headers: HeaderMap,
 ) -> Result<StatusCode, Problem> {
     require_admin(&state, &headers)?;
-    let deleted = sqlx::query("DELETE FROM products WHERE id = $1")
+    let delete = sqlx::query("DELETE FROM products WHERE id = $1")
         .bind(&id)
-        .execute(state.db.pool())
-        .await?;
+        .execute(state.db.pool());
+    let deleted = state.db.traced("DELETE", "products", delete).await?;
     if deleted.rows_affected() == 0 {
         return Err(Problem::not_found(format!("product {id} does not exist")));
     }

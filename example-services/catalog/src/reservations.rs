@@ -126,6 +126,16 @@ pub(crate) async fn reserve(
     ApiJson(request): ApiJson<ReservationRequest>,
 ) -> Result<(StatusCode, Json<Reservation>), Problem> {
     request.validate()?;
+    let db = state.db.clone();
+    db.traced("INSERT", "reservations", reserve_in_db(state, request))
+        .await
+}
+
+/// The database work of [`reserve`], traced as one `INSERT reservations` span.
+async fn reserve_in_db(
+    state: AppState,
+    request: ReservationRequest,
+) -> Result<(StatusCode, Json<Reservation>), Problem> {
     let now = now_millis();
     let ttl = i64::try_from(state.config.reservation_ttl.as_millis()).unwrap_or(i64::MAX);
     let id = uuid::Uuid::now_v7().to_string();
@@ -241,6 +251,13 @@ pub(crate) async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Reservation>, Problem> {
+    let db = state.db.clone();
+    db.traced("SELECT", "reservations", get_in_db(state, id))
+        .await
+}
+
+/// The database work of [`get`], traced as one `SELECT reservations` span.
+async fn get_in_db(state: AppState, id: String) -> Result<Json<Reservation>, Problem> {
     let mut conn = state.db.pool().acquire().await?;
     load_in(&mut conn, &id)
         .await?

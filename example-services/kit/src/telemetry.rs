@@ -74,7 +74,10 @@ pub const EXPORT_DEADLINE: Duration = Duration::from_secs(5);
 pub async fn flush(telemetry: &ServiceTelemetry) {
     let t = telemetry.telemetry();
     if t.is_enabled() && !t.flush(EXPORT_DEADLINE).await {
-        tracing::warn!(service = t.service_name(), "spans not exported before the deadline");
+        tracing::warn!(
+            service = t.service_name(),
+            "spans not exported before the deadline"
+        );
     }
 }
 
@@ -82,7 +85,10 @@ pub async fn flush(telemetry: &ServiceTelemetry) {
 pub async fn shutdown(telemetry: &ServiceTelemetry) {
     let t = telemetry.telemetry();
     if t.is_enabled() && !t.shutdown(EXPORT_DEADLINE).await {
-        tracing::warn!(service = t.service_name(), "spans not exported before the deadline");
+        tracing::warn!(
+            service = t.service_name(),
+            "spans not exported before the deadline"
+        );
     }
 }
 

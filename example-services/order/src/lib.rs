@@ -127,8 +127,7 @@ pub async fn run(
         db: db.clone(),
         saga,
     };
-    let result =
-        service_kit::server::serve(listener, router(state, &telemetry), shutdown).await;
+    let result = service_kit::server::serve(listener, router(state, &telemetry), shutdown).await;
     drop(background);
     db.close().await;
     service_kit::telemetry::flush(&telemetry).await;

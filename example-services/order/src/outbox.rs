@@ -83,11 +83,11 @@ pub(crate) async fn list(
         "SELECT id, event_id, order_id, event_type, payload, created_at, published_at FROM outbox \
          WHERE ($1 = '' OR order_id = $1){filter} ORDER BY id LIMIT $2"
     );
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let select = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(query.string("order_id").unwrap_or(""))
         .bind(limit)
-        .fetch_all(state.db.pool())
-        .await?;
+        .fetch_all(state.db.pool());
+    let rows: Vec<Row> = state.db.traced("SELECT", "outbox", select).await?;
     let items = rows
         .into_iter()
         .map(

@@ -76,62 +76,65 @@ pub(crate) enum Placed {
 /// Inserts a pending order with its lines and the `order.placed` event, or
 /// finds the order this idempotency key already placed.
 pub(crate) async fn place(db: &Db, key: &str, request: &PlaceOrder) -> Result<Placed, Problem> {
-    let fingerprint = request.fingerprint();
-    let id = uuid::Uuid::now_v7().to_string();
-    let now = now_millis();
-    let mut tx = db.begin().await?;
-    let inserted = sqlx::query(
-        "INSERT INTO orders (id, idempotency_key, request_hash, customer_id, status, saga_step, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (idempotency_key) DO NOTHING",
-    )
-    .bind(&id)
-    .bind(key)
-    .bind(&fingerprint)
-    .bind(&request.customer_id)
-    .bind(PENDING)
-    .bind(SagaStep::Reserve.as_str())
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        drop(tx);
-        let existing: Option<(String, String)> =
-            sqlx::query_as("SELECT id, request_hash FROM orders WHERE idempotency_key = $1")
-                .bind(key)
-                .fetch_optional(db.pool())
-                .await?;
-        let Some((existing_id, hash)) = existing else {
-            return Err(Problem::internal("order for idempotency key vanished"));
-        };
-        if hash != fingerprint {
-            return Err(Problem::conflict(
-                "idempotency-key-reused",
-                "this Idempotency-Key was used for a different order",
-            )
-            .with_field("Idempotency-Key"));
+    db.traced("INSERT", "orders", async {
+        let fingerprint = request.fingerprint();
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = now_millis();
+        let mut tx = db.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO orders (id, idempotency_key, request_hash, customer_id, status, saga_step, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(key)
+        .bind(&fingerprint)
+        .bind(&request.customer_id)
+        .bind(PENDING)
+        .bind(SagaStep::Reserve.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            drop(tx);
+            let existing: Option<(String, String)> =
+                sqlx::query_as("SELECT id, request_hash FROM orders WHERE idempotency_key = $1")
+                    .bind(key)
+                    .fetch_optional(db.pool())
+                    .await?;
+            let Some((existing_id, hash)) = existing else {
+                return Err(Problem::internal("order for idempotency key vanished"));
+            };
+            if hash != fingerprint {
+                return Err(Problem::conflict(
+                    "idempotency-key-reused",
+                    "this Idempotency-Key was used for a different order",
+                )
+                .with_field("Idempotency-Key"));
+            }
+            let mut conn = db.pool().acquire().await?;
+            let order = load_in(&mut conn, &existing_id)
+                .await?
+                .ok_or_else(|| Problem::internal("order vanished"))?;
+            return Ok(Placed::Existing(order));
         }
-        let mut conn = db.pool().acquire().await?;
-        let order = load_in(&mut conn, &existing_id)
+        for (line, item) in request.items.iter().enumerate() {
+            sqlx::query("INSERT INTO order_items (order_id, line, product_id, quantity) VALUES ($1, $2, $3, $4)")
+                .bind(&id)
+                .bind(line as i64)
+                .bind(&item.product_id)
+                .bind(item.quantity)
+                .execute(&mut *tx)
+                .await?;
+        }
+        append_log(&mut tx, &id, "place", "succeeded", None, now).await?;
+        let order = load_in(&mut tx, &id)
             .await?
             .ok_or_else(|| Problem::internal("order vanished"))?;
-        return Ok(Placed::Existing(order));
-    }
-    for (line, item) in request.items.iter().enumerate() {
-        sqlx::query("INSERT INTO order_items (order_id, line, product_id, quantity) VALUES ($1, $2, $3, $4)")
-            .bind(&id)
-            .bind(line as i64)
-            .bind(&item.product_id)
-            .bind(item.quantity)
-            .execute(&mut *tx)
-            .await?;
-    }
-    append_log(&mut tx, &id, "place", "succeeded", None, now).await?;
-    let order = load_in(&mut tx, &id)
-        .await?
-        .ok_or_else(|| Problem::internal("order vanished"))?;
-    append_event(&mut tx, &order, "order.placed", now).await?;
-    tx.commit().await?;
-    Ok(Placed::New(order))
+        append_event(&mut tx, &order, "order.placed", now).await?;
+        tx.commit().await?;
+        Ok(Placed::New(order))
+    })
+    .await
 }
 
 /// Records `transition` if the order is still at `transition.step`; returns
@@ -141,60 +144,63 @@ pub(crate) async fn apply(
     order_id: &str,
     transition: &Transition,
 ) -> Result<bool, sqlx::Error> {
-    let now = now_millis();
-    let mut tx = db.begin().await?;
-    let (reservation_id, total, currency) = match &transition.reservation {
-        Some(r) => (
-            Some(r.id.clone()),
-            Some(r.total_minor),
-            Some(r.currency.clone()),
-        ),
-        None => (None, None, None),
-    };
-    let updated = sqlx::query(
-        "UPDATE orders SET saga_step = $1, status = COALESCE($2, status), \
-         failure_reason = COALESCE($3, failure_reason), reservation_id = COALESCE($4, reservation_id), \
-         total_minor = COALESCE($5, total_minor), currency = COALESCE($6, currency), \
-         payment_id = COALESCE($7, payment_id), updated_at = $8 \
-         WHERE id = $9 AND saga_step = $10 AND status = $11",
-    )
-    .bind(transition.next.as_str())
-    .bind(transition.status)
-    .bind(transition.failure_reason.clone())
-    .bind(reservation_id)
-    .bind(total)
-    .bind(currency)
-    .bind(transition.payment_id.clone())
-    .bind(now)
-    .bind(order_id)
-    .bind(transition.step.as_str())
-    .bind(PENDING)
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() == 0 {
-        return Ok(false);
-    }
-    append_log(
-        &mut tx,
-        order_id,
-        transition.step.as_str(),
-        transition.outcome,
-        transition.detail.as_deref(),
-        now,
-    )
-    .await?;
-    if let Some(status) = transition.status {
-        let event = if status == FAILED {
-            "order.failed"
-        } else {
-            "order.confirmed"
+    db.traced("UPDATE", "orders", async {
+        let now = now_millis();
+        let mut tx = db.begin().await?;
+        let (reservation_id, total, currency) = match &transition.reservation {
+            Some(r) => (
+                Some(r.id.clone()),
+                Some(r.total_minor),
+                Some(r.currency.clone()),
+            ),
+            None => (None, None, None),
         };
-        if let Some(order) = load_in(&mut tx, order_id).await? {
-            append_event(&mut tx, &order, event, now).await?;
+        let updated = sqlx::query(
+            "UPDATE orders SET saga_step = $1, status = COALESCE($2, status), \
+             failure_reason = COALESCE($3, failure_reason), reservation_id = COALESCE($4, reservation_id), \
+             total_minor = COALESCE($5, total_minor), currency = COALESCE($6, currency), \
+             payment_id = COALESCE($7, payment_id), updated_at = $8 \
+             WHERE id = $9 AND saga_step = $10 AND status = $11",
+        )
+        .bind(transition.next.as_str())
+        .bind(transition.status)
+        .bind(transition.failure_reason.clone())
+        .bind(reservation_id)
+        .bind(total)
+        .bind(currency)
+        .bind(transition.payment_id.clone())
+        .bind(now)
+        .bind(order_id)
+        .bind(transition.step.as_str())
+        .bind(PENDING)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
         }
-    }
-    tx.commit().await?;
-    Ok(true)
+        append_log(
+            &mut tx,
+            order_id,
+            transition.step.as_str(),
+            transition.outcome,
+            transition.detail.as_deref(),
+            now,
+        )
+        .await?;
+        if let Some(status) = transition.status {
+            let event = if status == FAILED {
+                "order.failed"
+            } else {
+                "order.confirmed"
+            };
+            if let Some(order) = load_in(&mut tx, order_id).await? {
+                append_event(&mut tx, &order, event, now).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    })
+    .await
 }
 
 /// Notes in the saga log that a step could not finish and will be retried.
@@ -204,40 +210,49 @@ pub(crate) async fn log_stall(
     step: SagaStep,
     detail: &str,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin().await?;
-    append_log(
-        &mut tx,
-        order_id,
-        step.as_str(),
-        "retry_later",
-        Some(detail),
-        now_millis(),
-    )
-    .await?;
-    sqlx::query("UPDATE orders SET updated_at = $1 WHERE id = $2")
-        .bind(now_millis())
-        .bind(order_id)
-        .execute(&mut *tx)
+    db.traced("INSERT", "saga_log", async {
+        let mut tx = db.begin().await?;
+        append_log(
+            &mut tx,
+            order_id,
+            step.as_str(),
+            "retry_later",
+            Some(detail),
+            now_millis(),
+        )
         .await?;
-    tx.commit().await
+        sqlx::query("UPDATE orders SET updated_at = $1 WHERE id = $2")
+            .bind(now_millis())
+            .bind(order_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    })
+    .await
 }
 
 /// Ids of pending orders last touched at or before `before`, oldest first.
 pub(crate) async fn pending(db: &Db, before: i64) -> Result<Vec<String>, sqlx::Error> {
-    let rows: Vec<(String,)> = sqlx::query_as(
-        "SELECT id FROM orders WHERE status = $1 AND updated_at <= $2 ORDER BY updated_at, id LIMIT 200",
-    )
-    .bind(PENDING)
-    .bind(before)
-    .fetch_all(db.pool())
-    .await?;
-    Ok(rows.into_iter().map(|(id,)| id).collect())
+    db.traced("SELECT", "orders", async {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM orders WHERE status = $1 AND updated_at <= $2 ORDER BY updated_at, id LIMIT 200",
+        )
+        .bind(PENDING)
+        .bind(before)
+        .fetch_all(db.pool())
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    })
+    .await
 }
 
 /// An order by id.
 pub(crate) async fn load(db: &Db, id: &str) -> Result<Option<Order>, sqlx::Error> {
-    let mut conn = db.pool().acquire().await?;
-    load_in(&mut conn, id).await
+    db.traced("SELECT", "orders", async {
+        let mut conn = db.pool().acquire().await?;
+        load_in(&mut conn, id).await
+    })
+    .await
 }
 
 /// A customer's orders, newest first, `limit` at a time below `cursor`.
@@ -247,37 +262,43 @@ pub(crate) async fn by_customer(
     cursor: Option<&str>,
     limit: i64,
 ) -> Result<(Vec<Order>, Option<String>), sqlx::Error> {
-    let mut conn = db.pool().acquire().await?;
-    let ids: Vec<(String,)> = sqlx::query_as(
-        "SELECT id FROM orders WHERE customer_id = $1 AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3",
-    )
-    .bind(customer)
-    .bind(cursor.unwrap_or(""))
-    .bind(limit + 1)
-    .fetch_all(&mut *conn)
-    .await?;
-    let more = ids.len() as i64 > limit;
-    let mut orders = Vec::with_capacity(ids.len());
-    for (id,) in ids.into_iter().take(limit as usize) {
-        if let Some(order) = load_in(&mut conn, &id).await? {
-            orders.push(order);
+    db.traced("SELECT", "orders", async {
+        let mut conn = db.pool().acquire().await?;
+        let ids: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM orders WHERE customer_id = $1 AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3",
+        )
+        .bind(customer)
+        .bind(cursor.unwrap_or(""))
+        .bind(limit + 1)
+        .fetch_all(&mut *conn)
+        .await?;
+        let more = ids.len() as i64 > limit;
+        let mut orders = Vec::with_capacity(ids.len());
+        for (id,) in ids.into_iter().take(limit as usize) {
+            if let Some(order) = load_in(&mut conn, &id).await? {
+                orders.push(order);
+            }
         }
-    }
-    let next = if more {
-        orders.last().map(|o| o.id.clone())
-    } else {
-        None
-    };
-    Ok((orders, next))
+        let next = if more {
+            orders.last().map(|o| o.id.clone())
+        } else {
+            None
+        };
+        Ok((orders, next))
+    })
+    .await
 }
 
 /// The saga log of an order, oldest first.
 pub(crate) async fn saga_log(db: &Db, id: &str) -> Result<Vec<SagaLogEntry>, sqlx::Error> {
-    sqlx::query_as::<_, SagaLogEntry>(
-        "SELECT step, outcome, detail, created_at AS created_at_ms FROM saga_log WHERE order_id = $1 ORDER BY id",
-    )
-    .bind(id)
-    .fetch_all(db.pool())
+    db.traced("SELECT", "saga_log", async {
+        sqlx::query_as::<_, SagaLogEntry>(
+            "SELECT step, outcome, detail, created_at AS created_at_ms FROM saga_log WHERE order_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(db.pool())
+        .await
+    })
     .await
 }
 

@@ -90,8 +90,7 @@ pub async fn run(
         db: db.clone(),
         faults: Arc::new(faults::Faults::new(config.faults)),
     };
-    let result =
-        service_kit::server::serve(listener, router(state, &telemetry), shutdown).await;
+    let result = service_kit::server::serve(listener, router(state, &telemetry), shutdown).await;
     db.close().await;
     service_kit::telemetry::flush(&telemetry).await;
     result.map_err(Error::Serve)

@@ -160,7 +160,7 @@ pub(crate) async fn charge(
     };
     let id = uuid::Uuid::now_v7().to_string();
     let now = now_millis();
-    let inserted = sqlx::query(
+    let insert = sqlx::query(
         "INSERT INTO payments (id, idempotency_key, request_hash, order_id, customer_id, amount_minor, currency, \
          status, decline_reason, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
          ON CONFLICT (idempotency_key) DO NOTHING",
@@ -175,18 +175,19 @@ pub(crate) async fn charge(
     .bind(status)
     .bind(declined.clone())
     .bind(now)
-    .execute(state.db.pool())
-    .await?;
+    .execute(state.db.pool());
+    let inserted = state.db.traced("INSERT", "payments", insert).await?;
 
     let (payment, replayed) = if inserted.rows_affected() == 1 {
         tracing::info!(payment = %id, order = %request.order_id, status, amount = request.amount_minor, "charge processed");
         (load(&state, &id).await?, false)
     } else {
-        let existing: Option<(String, String)> =
+        let select =
             sqlx::query_as("SELECT id, request_hash FROM payments WHERE idempotency_key = $1")
                 .bind(&key)
-                .fetch_optional(state.db.pool())
-                .await?;
+                .fetch_optional(state.db.pool());
+        let existing: Option<(String, String)> =
+            state.db.traced("SELECT", "payments", select).await?;
         let Some((existing_id, existing_hash)) = existing else {
             return Err(Problem::internal("payment for idempotency key vanished"));
         };
@@ -241,13 +242,16 @@ fn respond(payment: Payment, replayed: bool) -> Response {
 }
 
 async fn load(state: &AppState, id: &str) -> Result<Payment, Problem> {
-    sqlx::query_as::<_, Payment>(sqlx::AssertSqlSafe(format!(
+    let select = sqlx::query_as::<_, Payment>(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM payments WHERE id = $1"
     )))
     .bind(id)
-    .fetch_optional(state.db.pool())
-    .await?
-    .ok_or_else(|| Problem::not_found(format!("payment {id} does not exist")))
+    .fetch_optional(state.db.pool());
+    state
+        .db
+        .traced("SELECT", "payments", select)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("payment {id} does not exist")))
 }
 
 /// Get a payment.
@@ -281,12 +285,12 @@ pub(crate) async fn list(
             "the order_id query parameter is required",
         ));
     };
-    let items = sqlx::query_as::<_, Payment>(sqlx::AssertSqlSafe(format!(
+    let select = sqlx::query_as::<_, Payment>(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM payments WHERE order_id = $1 ORDER BY id LIMIT 100"
     )))
     .bind(order_id)
-    .fetch_all(state.db.pool())
-    .await?;
+    .fetch_all(state.db.pool());
+    let items = state.db.traced("SELECT", "payments", select).await?;
     Ok(Json(PaymentList { items }))
 }
 
@@ -302,15 +306,15 @@ pub(crate) async fn refund(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Payment>, Problem> {
-    let updated = sqlx::query(
+    let update = sqlx::query(
         "UPDATE payments SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
     )
     .bind(REFUNDED)
     .bind(now_millis())
     .bind(&id)
     .bind(SUCCEEDED)
-    .execute(state.db.pool())
-    .await?;
+    .execute(state.db.pool());
+    let updated = state.db.traced("UPDATE", "payments", update).await?;
     let payment = load(&state, &id).await?;
     if updated.rows_affected() == 1 {
         tracing::info!(payment = %id, "payment refunded");
