@@ -247,11 +247,32 @@ impl Stack {
         let gateway_admin = addrs.get("admin").copied().unwrap_or(local(0));
 
         // 4. Everything is bound: start serving.
+        // Each app exports under its own name (catalog, order, payment): the
+        // process-wide OTEL_SERVICE_NAME would give all three the same one.
+        let service_env = |k: &str| match k {
+            "OTEL_SERVICE_NAME" => None,
+            _ => opts.env.as_ref()(k),
+        };
+        let telemetry_error = |svc: &str, e: &dyn std::fmt::Display| StackError::Config {
+            path: PathBuf::from(svc),
+            message: format!("telemetry: {e}"),
+        };
+        let catalog_cfg = catalog::Config::new(&opts.data_dir)
+            .with_telemetry_from(&service_env)
+            .map_err(|e| telemetry_error("catalog", &e))?;
+        let payment_cfg = payment::Config::new(&opts.data_dir)
+            .with_telemetry_from(&service_env)
+            .map_err(|e| telemetry_error("payment", &e))?;
+        let mut order_cfg = order::Config::new(&opts.data_dir)
+            .with_telemetry_from(&service_env)
+            .map_err(|e| telemetry_error("order", &e))?;
+        order_cfg.outbound_proxy = Some(sidecars["order"].outbound);
+        order_cfg.amqp_url = opts.env.as_ref()("AMQP_URL");
         for (svc, listener) in app_listeners {
             let stop = signal.wait();
             let handle = match svc {
                 "catalog" => {
-                    let cfg = catalog::Config::new(&opts.data_dir);
+                    let cfg = catalog_cfg.clone();
                     tokio::spawn(async move {
                         catalog::run(cfg, listener, stop)
                             .await
@@ -259,7 +280,7 @@ impl Stack {
                     })
                 }
                 "payment" => {
-                    let cfg = payment::Config::new(&opts.data_dir);
+                    let cfg = payment_cfg.clone();
                     tokio::spawn(async move {
                         payment::run(cfg, listener, stop)
                             .await
@@ -267,9 +288,7 @@ impl Stack {
                     })
                 }
                 _ => {
-                    let mut cfg = order::Config::new(&opts.data_dir);
-                    cfg.outbound_proxy = Some(sidecars["order"].outbound);
-                    cfg.amqp_url = opts.env.as_ref()("AMQP_URL");
+                    let cfg = order_cfg.clone();
                     tokio::spawn(async move {
                         order::run(cfg, listener, stop)
                             .await
