@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use hyper_util::server::graceful::GracefulShutdown;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{Handler, ServeOptions, conn};
 use crate::shutdown::Shutdown;
@@ -55,20 +56,13 @@ pub async fn serve<H: Handler>(
         let handler = handler.clone();
         let local = local.unwrap_or(remote);
         let shutdown = shutdown.clone();
-        let gauge = opts.active_connections.clone();
-        if let Some(g) = &gauge {
-            g.inc();
-        }
+        let slot = ConnSlot::new(permit, opts.active_connections.clone());
         let closing = closing.wait();
         tokio::spawn(async move {
             tokio::select! {
-                _ = conn::serve_connection(stream, remote, local, conn_opts, handler, watcher, shutdown) => {}
+                _ = conn::serve_connection(stream, slot, remote, local, conn_opts, handler, watcher, shutdown) => {}
                 _ = closing => {}
             }
-            if let Some(g) = gauge {
-                g.dec();
-            }
-            drop(permit);
         });
     }
     drop(listener);
@@ -79,4 +73,36 @@ pub async fn serve<H: Handler>(
         }
     }
     close_all.trigger();
+}
+
+/// One of the `max_connections` slots, counted in the open-connections gauge.
+///
+/// It lives inside the connection's IO object, so it is released when the
+/// socket is closed, not when the HTTP connection task ends: an upgraded
+/// connection (WebSocket) moves the IO into its tunnel and keeps the slot
+/// until the tunnel closes.
+#[derive(Debug)]
+pub(super) struct ConnSlot {
+    _permit: OwnedSemaphorePermit,
+    gauge: Option<Gauge>,
+}
+
+impl ConnSlot {
+    fn new(permit: OwnedSemaphorePermit, gauge: Option<Gauge>) -> Self {
+        if let Some(g) = &gauge {
+            g.inc();
+        }
+        Self {
+            _permit: permit,
+            gauge,
+        }
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        if let Some(g) = &self.gauge {
+            g.dec();
+        }
+    }
 }

@@ -13,12 +13,16 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
+use super::accept::ConnSlot;
 use super::idle::{Activity, IdleIo};
 use super::{ConnInfo, Handler, ServeOptions};
 use crate::shutdown::Shutdown;
 
+// One call site (the accept loop) passes everything a connection owns.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn serve_connection<H: Handler>(
     stream: TcpStream,
+    slot: ConnSlot,
     remote: SocketAddr,
     local: SocketAddr,
     opts: ServeOptions,
@@ -27,7 +31,7 @@ pub(super) async fn serve_connection<H: Handler>(
     shutdown: Shutdown,
 ) {
     let activity = Activity::new();
-    let io = IdleIo::new(stream, activity.clone());
+    let io = IdleIo::new(stream, activity.clone(), slot);
     match &opts.tls {
         None => {
             let info = Arc::new(ConnInfo::new(remote, local, false, None));

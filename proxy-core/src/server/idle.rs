@@ -13,6 +13,8 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
+use super::accept::ConnSlot;
+
 /// Milliseconds since the connection started at which bytes last moved.
 #[derive(Debug, Clone)]
 pub(crate) struct Activity {
@@ -40,17 +42,23 @@ impl Activity {
 }
 
 pin_project_lite::pin_project! {
-    /// An IO wrapper that records activity.
+    /// An IO wrapper that records activity, and holds the connection's slot
+    /// for as long as the socket lives.
     pub(crate) struct IdleIo<T> {
         #[pin]
         inner: T,
         activity: Activity,
+        slot: ConnSlot,
     }
 }
 
 impl<T> IdleIo<T> {
-    pub(crate) fn new(inner: T, activity: Activity) -> Self {
-        Self { inner, activity }
+    pub(crate) fn new(inner: T, activity: Activity, slot: ConnSlot) -> Self {
+        Self {
+            inner,
+            activity,
+            slot,
+        }
     }
 }
 
