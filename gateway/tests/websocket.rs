@@ -137,3 +137,40 @@ async fn websocket_survives_reloads() {
     old.close(None).await.expect("close");
     new.close(None).await.expect("close");
 }
+
+#[tokio::test]
+async fn open_websockets_count_against_max_connections() {
+    let up = ws_upstream("one").await;
+    let yaml = format!(
+        "{}limits:\n  max_connections: 2\n",
+        ws_config("one", up.addr, "/ws")
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let url = format!("ws://{}/ws", gw.addr());
+    let (mut first, _) = connect_async(&url).await.expect("first websocket");
+    let (mut second, _) = connect_async(&url).await.expect("second websocket");
+    assert_eq!(round_trip(&mut first, "1").await, "one: 1");
+    assert_eq!(round_trip(&mut second, "2").await, "one: 2");
+    let m = gw.metrics().await;
+    assert_eq!(metric(&m, "weir_active_connections"), Some(2.0), "{m}");
+
+    // Both slots are held by tunnels: a third handshake waits.
+    let third_url = url.clone();
+    let third = tokio::spawn(async move { connect_async(third_url).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was served with max_connections 2"
+    );
+
+    // Closing a WebSocket frees its slot.
+    first.close(None).await.expect("close");
+    while first.next().await.is_some() {}
+    drop(first);
+    let (mut third, _) = within("the third handshake", third)
+        .await
+        .unwrap()
+        .expect("third websocket");
+    assert_eq!(round_trip(&mut third, "3").await, "one: 3");
+    assert_eq!(round_trip(&mut second, "2 again").await, "one: 2 again");
+}
