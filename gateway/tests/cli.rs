@@ -81,7 +81,7 @@ fn bad_duration_names_the_field() {
     rejects(
         "routes:\n",
         "limits: { idle_timeout: soon }\nroutes:\n",
-        &["limits.idle_timeout", "soon"],
+        &["limits.idle_timeout", "line 8", "soon"],
     );
 }
 
