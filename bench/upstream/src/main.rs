@@ -9,7 +9,7 @@
 //! sidecar bench points its OTLP/HTTP exporter at a second instance, so
 //! tracing really exports without a collector.
 //!
-//! `hold ADDR CONNS SECS [PATH [HOST]]` opens CONNS keep-alive connections to ADDR,
+//! `hold ADDR CONNS SECS [PATH [HOST [HEADER]]]` opens CONNS keep-alive connections to ADDR,
 //! sends one `GET PATH` on each (so a proxy has really set up both sides and
 //! its buffers), reads the whole response, then keeps every connection open
 //! and silent for SECS seconds. It prints `holding N` once all are ready, which
@@ -32,7 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-const USAGE: &str = "usage: weir-bench-upstream serve ADDR [BODY_BYTES]\n       weir-bench-upstream hold ADDR CONNS SECS [PATH [HOST]]";
+const USAGE: &str = "usage: weir-bench-upstream serve ADDR [BODY_BYTES]\n       weir-bench-upstream hold ADDR CONNS SECS [PATH [HOST [HEADER]]]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -67,14 +67,20 @@ fn main() -> ExitCode {
             let host = rest
                 .get(1)
                 .map_or_else(|| addr.to_string(), |h| (*h).to_owned());
+            // One extra `Name: value` request header (e.g. the bench's API key).
+            let extra = rest.get(2).map_or_else(String::new, |h| format!("{h}\r\n"));
             match (
                 addr.parse::<SocketAddr>(),
                 conns.parse::<usize>(),
                 secs.parse::<u64>(),
             ) {
-                (Ok(addr), Ok(n), Ok(s)) => {
-                    rt.block_on(hold(addr, n, Duration::from_secs(s), &path, &host))
-                }
+                (Ok(addr), Ok(n), Ok(s)) => rt.block_on(hold(
+                    addr,
+                    n,
+                    Duration::from_secs(s),
+                    &path,
+                    &format!("{host}\r\n{extra}"),
+                )),
                 _ => Err(format!("bad arguments\n{USAGE}")),
             }
         }
@@ -150,12 +156,14 @@ async fn hold(
     n: usize,
     secs: Duration,
     path: &str,
-    host: &str,
+    host_and_headers: &str,
 ) -> Result<(), String> {
     let gate = Arc::new(Semaphore::new(64));
     let request = Arc::new(
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: weir-bench-hold\r\n\r\n")
-            .into_bytes(),
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {host_and_headers}User-Agent: weir-bench-hold\r\n\r\n"
+        )
+        .into_bytes(),
     );
     let mut tasks = Vec::with_capacity(n);
     for _ in 0..n {
