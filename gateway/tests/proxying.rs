@@ -7,6 +7,7 @@ mod support;
 use http::{Request, Response};
 use hyper_util::rt::TokioIo;
 use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn echo_gateway() -> (TestGateway, Upstream) {
     let up = echo_upstream("echo").await;
@@ -179,4 +180,57 @@ async fn upstream_connections_are_reused() {
         "30 sequential requests used {} upstream connections",
         up.connections()
     );
+}
+
+#[tokio::test]
+async fn head_expect_continue_and_h2_uploads() {
+    let (gw, _up) = echo_gateway().await;
+
+    let r = send(Request::head(gw.url("/head")).body(empty()).unwrap()).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty());
+    assert!(
+        r.header("content-length").is_some_and(|l| l != "0"),
+        "{:?}",
+        r.headers
+    );
+
+    // Expect: 100-continue: the gateway asks for the body, then forwards it.
+    let mut tcp = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    tcp.write_all(
+        b"POST /expect HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = within("100 Continue", tcp.read(&mut buf)).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100 Continue"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    tcp.write_all(b"hello").await.unwrap();
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("\"body_len\":5") {
+        let n = within("the response", tcp.read(&mut buf)).await.unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        String::from_utf8_lossy(&got).contains("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+
+    // An HTTP/2 client's streamed upload reaches an HTTP/1.1 upstream whole.
+    let body =
+        http_body_util::StreamBody::new(futures_util::stream::iter((0..16).map(|_| {
+            Ok::<_, BoxError>(http_body::Frame::data(bytes::Bytes::from(vec![7u8; 1000])))
+        })));
+    let req = Request::post(gw.url("/h2-upload"))
+        .body(http_body_util::BodyExt::boxed_unsync(body))
+        .unwrap();
+    let r = send_with(&h2c_client(), req).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["body_len"], 16_000);
 }
