@@ -98,7 +98,8 @@ fn env_error(error: ServiceTelemetryError, env: &dyn Fn(&str) -> Option<String>)
     match error {
         ServiceTelemetryError::Config(errors) => {
             let first = errors.iter().next();
-            let path = first.map(|e| e.path.as_str()).unwrap_or_default();
+            let full = first.map(|e| e.path.as_str()).unwrap_or_default();
+            let path = full.strip_prefix("telemetry.").unwrap_or(full);
             let name = if path.starts_with("otlp.headers") {
                 "OTEL_EXPORTER_OTLP_HEADERS"
             } else if path.starts_with("otlp.endpoint") {
@@ -106,7 +107,7 @@ fn env_error(error: ServiceTelemetryError, env: &dyn Fn(&str) -> Option<String>)
             } else if path.starts_with("service_name") {
                 "OTEL_SERVICE_NAME"
             } else {
-                path
+                full
             };
             EnvError {
                 name: name.to_owned(),

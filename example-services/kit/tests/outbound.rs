@@ -109,3 +109,124 @@ async fn a_silent_peer_times_out() {
     );
     hold.abort();
 }
+
+/// The `traceparent` header line of a request head (lower-cased).
+fn traceparent_of(head: &str) -> Option<&str> {
+    head.split("\r\n")
+        .find_map(|line| line.strip_prefix("traceparent: "))
+}
+
+#[tokio::test]
+async fn with_tracing_a_call_is_a_client_span_under_the_current_one() {
+    let (telemetry, recorder) = service_kit::testing::recording_telemetry("order");
+    let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = proxy.local_addr().unwrap();
+    let server = tokio::spawn(one_request(proxy));
+    let client =
+        Outbound::new(Some(addr), Duration::from_secs(5)).with_telemetry(telemetry.clone());
+    let mut incoming = HeaderMap::new();
+    incoming.insert(
+        "traceparent",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+            .parse()
+            .unwrap(),
+    );
+    incoming.insert("x-request-id", "req-9".parse().unwrap());
+
+    let handler = telemetry.span("handler", vec![]);
+    let response = telemetry
+        .in_span(
+            &handler,
+            client.send_json_attempt::<()>(
+                Method::POST,
+                "http://payment/v1/payments/p-1/refund",
+                &incoming,
+                &[],
+                None,
+                2,
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200);
+    drop(handler);
+    let head = server.await.unwrap().to_lowercase();
+
+    let spans = recorder.spans().await;
+    let handler = spans.iter().find(|s| s.name == "handler").unwrap();
+    let call = spans.iter().find(|s| s.kind == "client").unwrap();
+    assert_eq!(
+        call.parent_span_id.as_deref(),
+        Some(handler.span_id.as_str())
+    );
+    assert_eq!(call.service, "order");
+    assert_eq!(call.name, "POST");
+    assert_eq!(call.attr("weir.upstream"), Some("payment"));
+    assert_eq!(call.attr("server.address"), Some("payment"));
+    assert_eq!(call.attr("weir.retry.attempt"), Some("2"));
+    assert_eq!(call.attr("http.response.status_code"), Some("200"));
+    // The callee's parent is the CLIENT span, in the current trace (not the
+    // one the copied header named).
+    assert_eq!(
+        traceparent_of(&head),
+        Some(format!("00-{}-{}-01", call.trace_id, call.span_id).as_str()),
+        "{head}"
+    );
+    assert!(head.contains("\r\nx-request-id: req-9\r\n"), "{head}");
+}
+
+#[tokio::test]
+async fn with_tracing_but_outside_a_request_headers_pass_through_and_no_span_is_made() {
+    let (telemetry, recorder) = service_kit::testing::recording_telemetry("order");
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = upstream.local_addr().unwrap();
+    let server = tokio::spawn(one_request(upstream));
+    let client = Outbound::new(None, Duration::from_secs(5)).with_telemetry(telemetry);
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let mut incoming = HeaderMap::new();
+    incoming.insert("traceparent", traceparent.parse().unwrap());
+    client
+        .send_json::<()>(
+            Method::GET,
+            &format!("http://{addr}/"),
+            &incoming,
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    let head = server.await.unwrap().to_lowercase();
+    assert_eq!(traceparent_of(&head), Some(traceparent), "{head}");
+    assert!(recorder.spans().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_call_marks_its_span() {
+    let (telemetry, recorder) = service_kit::testing::recording_telemetry("order");
+    // A port with nobody listening: bind, note, close.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let client = Outbound::new(None, Duration::from_secs(5)).with_telemetry(telemetry.clone());
+    let handler = telemetry.span("handler", vec![]);
+    let result = telemetry
+        .in_span(
+            &handler,
+            client.send_json::<()>(
+                Method::GET,
+                &format!("http://{addr}/"),
+                &HeaderMap::new(),
+                &[],
+                None,
+            ),
+        )
+        .await;
+    assert!(result.is_err());
+    drop(handler);
+    let spans = recorder.spans().await;
+    let call = spans.iter().find(|s| s.kind == "client").unwrap();
+    assert!(call.error);
+    assert_eq!(call.attr("error.type"), Some("connect_error"));
+}
