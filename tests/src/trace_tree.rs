@@ -2,7 +2,7 @@
 //! ("gateway SERVER → gateway CLIENT → order-sidecar SERVER …") with failure
 //! messages that print the whole tree.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use crate::otlp_receiver::{Kind, ReceivedSpan};
@@ -161,31 +161,60 @@ impl TraceTree {
         if shape.exact && kids.len() != shape.children.len() {
             return false;
         }
-        // Each expected child takes a distinct actual child (backtracking; trees are small).
-        let mut used = vec![false; kids.len()];
-        self.assign(&kids, &shape.children, 0, &mut used)
+        // Each expected child takes a distinct actual span (backtracking; trees
+        // are small): a direct child, or any descendant for a `below` shape.
+        let below = self.descendants(span);
+        let mut used = HashSet::new();
+        self.assign(&kids, &below, &shape.children, &mut used)
     }
 
-    fn assign(
-        &self,
-        kids: &[&ReceivedSpan],
+    fn assign<'a>(
+        &'a self,
+        kids: &[&'a ReceivedSpan],
+        below: &[&'a ReceivedSpan],
         want: &[Shape],
-        next: usize,
-        used: &mut [bool],
+        used: &mut HashSet<&'a str>,
     ) -> bool {
-        let Some(shape) = want.get(next) else {
+        let Some((shape, rest)) = want.split_first() else {
             return true;
         };
-        for (i, kid) in kids.iter().enumerate() {
-            if !used[i] && self.matches(kid, shape) {
-                used[i] = true;
-                if self.assign(kids, want, next + 1, used) {
+        let pool = if shape.below { below } else { kids };
+        for cand in pool {
+            if !used.contains(cand.span_id.as_str()) && self.matches(cand, shape) {
+                used.insert(cand.span_id.as_str());
+                if self.assign(kids, below, rest, used) {
                     return true;
                 }
-                used[i] = false;
+                used.remove(cand.span_id.as_str());
             }
         }
         false
+    }
+
+    /// Every span under `span`, depth first.
+    pub fn descendants(&self, span: &ReceivedSpan) -> Vec<&ReceivedSpan> {
+        let mut out = Vec::new();
+        let mut stack = self.children(span);
+        while let Some(s) = stack.pop() {
+            out.push(s);
+            stack.extend(self.children(s));
+        }
+        out
+    }
+
+    /// The chain of parents of `span`, nearest first.
+    pub fn ancestors(&self, span: &ReceivedSpan) -> Vec<&ReceivedSpan> {
+        let mut out = Vec::new();
+        let mut cur = span;
+        while let Some(parent) = cur
+            .parent_span_id
+            .as_deref()
+            .and_then(|id| self.spans.iter().find(|s| s.span_id == id))
+        {
+            out.push(parent);
+            cur = parent;
+        }
+        out
     }
 }
 
@@ -199,6 +228,8 @@ pub struct Shape {
     pub name: Option<String>,
     pub children: Vec<Shape>,
     pub exact: bool,
+    /// Matches any descendant of the parent shape's span, not only a child.
+    pub below: bool,
     #[allow(clippy::type_complexity)]
     pred: Option<(String, Box<dyn Fn(&ReceivedSpan) -> bool + Send + Sync>)>,
 }
@@ -217,6 +248,7 @@ impl Shape {
             name: None,
             children: Vec::new(),
             exact: false,
+            below: false,
             pred: None,
         }
     }
@@ -260,6 +292,17 @@ impl Shape {
         self
     }
 
+    /// Adds an expected descendant: any span under the parent, at any depth
+    /// (for hops whose inner spans — handler steps, app CLIENT spans — the
+    /// test does not care about).
+    pub fn descendant(mut self, shape: Shape) -> Self {
+        self.children.push(Shape {
+            below: true,
+            ..shape
+        });
+        self
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         self.render_into(&mut out, 0);
@@ -278,9 +321,10 @@ impl Shape {
             .map(|(w, _)| format!(" where {w}"))
             .unwrap_or_default();
         let exact = if self.exact { " (exact)" } else { "" };
+        let below = if self.below { "… " } else { "" };
         let _ = writeln!(
             out,
-            "{:indent$}{} {:?}{name}{pred}{exact}",
+            "{:indent$}{below}{} {:?}{name}{pred}{exact}",
             "",
             self.service,
             self.kind,

@@ -137,6 +137,17 @@ fn count(spans: &[ReceivedSpan], service: &str, kind: Kind) -> usize {
         .count()
 }
 
+/// Every component of the stack that opens SERVER spans.
+const COMPONENTS: [&str; 7] = [
+    "gateway",
+    "order-sidecar",
+    "order",
+    "catalog-sidecar",
+    "catalog",
+    "payment-sidecar",
+    "payment",
+];
+
 /// Answered below 400 and not marked as an error.
 fn ok(s: &ReceivedSpan) -> bool {
     s.status != StatusCode::Error
@@ -155,22 +166,23 @@ async fn an_order_is_one_trace_across_every_hop() {
     // SERVER span ends after everything it caused: once every component's
     // SERVER span is in, the whole trace is.
     let spans = trace_spans(&r, &trace_id, |s| {
-        [
-            "gateway",
-            "order-sidecar",
-            "catalog-sidecar",
-            "payment-sidecar",
-        ]
-        .iter()
-        .all(|svc| count(s, svc, Kind::Server) >= 1)
+        COMPONENTS
+            .iter()
+            .all(|svc| count(s, svc, Kind::Server) >= 1)
     })
     .await;
     let tree = TraceTree::new(spans).expect("one trace");
     eprintln!("{}", tree.render());
+    // order calls a peer through its sidecar (from inside its handler, via
+    // its saga's spans); the peer's sidecar hands the request to the peer app.
     let calls = |peer: &str| {
         Shape::client("order-sidecar")
             .that("a call that succeeded", ok)
-            .child(Shape::server(&format!("{peer}-sidecar")).that("answered", ok))
+            .child(
+                Shape::server(&format!("{peer}-sidecar"))
+                    .that("answered", ok)
+                    .child(Shape::server(peer).that("handled", ok)),
+            )
     };
     tree.assert_shape(
         &Shape::server("gateway")
@@ -180,13 +192,19 @@ async fn an_order_is_one_trace_across_every_hop() {
             })
             .child(
                 Shape::client("gateway").child(
-                    Shape::server("order-sidecar")
-                        .that("201", ok)
-                        .child(calls("catalog"))
-                        .child(calls("payment")),
+                    Shape::server("order-sidecar").that("201", ok).child(
+                        Shape::server("order")
+                            .named("POST /v1/orders")
+                            .that("201", ok)
+                            .descendant(calls("catalog"))
+                            .descendant(calls("payment")),
+                    ),
                 ),
-            ),
+            )
+            .exact(),
     );
+    // Every span has a service name and every service is in this one trace.
+    assert!(tree.spans().iter().all(|s| !s.service.is_empty()));
     r.stack.stop().await;
 }
 
@@ -252,10 +270,21 @@ async fn a_retried_charge_shows_every_attempt() {
     assert_eq!(reply.status, 201, "{}", reply.text());
 
     let spans = trace_spans(&r, &trace_id, |s| {
-        ["gateway", "order-sidecar", "catalog-sidecar"]
+        // order-sidecar's SERVER span ends after all its CLIENT attempts, so
+        // once it is in, every attempt is; then each attempt's payment-side
+        // spans must be in too.
+        let attempts = s
+            .iter()
+            .filter(|x| {
+                x.service == "order-sidecar" && x.attr_str("weir.upstream") == Some("payment")
+            })
+            .count();
+        COMPONENTS
             .iter()
             .all(|svc| count(s, svc, Kind::Server) >= 1)
-            && s.iter().any(|x| x.service == "payment-sidecar" && ok(x))
+            && attempts >= 2
+            && count(s, "payment-sidecar", Kind::Server) == attempts
+            && count(s, "payment", Kind::Server) == attempts
     })
     .await;
     let tree = TraceTree::new(spans).expect("one trace");
@@ -296,6 +325,29 @@ async fn a_retried_charge_shows_every_attempt() {
         assert_eq!(
             kids[0].attr_int("http.response.status_code"),
             c.attr_int("http.response.status_code")
+        );
+        // …and payment itself, which answered that attempt.
+        let app = tree.children(kids[0]);
+        assert_eq!(app.len(), 1, "{}", tree.render());
+        assert_eq!(
+            (app[0].service.as_str(), app[0].kind),
+            ("payment", Kind::Server)
+        );
+        assert_eq!(
+            app[0].attr_int("http.response.status_code"),
+            c.attr_int("http.response.status_code")
+        );
+        assert_eq!(
+            app[0].status == StatusCode::Error,
+            c.status == StatusCode::Error
+        );
+        // The order app made the call, inside its handler's span.
+        assert!(
+            tree.ancestors(c)
+                .iter()
+                .any(|a| a.service == "order" && a.kind == Kind::Server),
+            "{}",
+            tree.render()
         );
     }
     // All of it under the one request that came through the gateway.
