@@ -278,7 +278,7 @@ pub(crate) async fn replace(
 async fn replace_in_db(state: &AppState, id: &str, input: &ProductInput) -> Result<(), Problem> {
     let mut tx = state.db.begin().await?;
     let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM products WHERE id = $1")
-        .bind(&id)
+        .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
     if exists.is_none() {
@@ -287,7 +287,7 @@ async fn replace_in_db(state: &AppState, id: &str, input: &ProductInput) -> Resu
     let taken: Option<(String,)> =
         sqlx::query_as("SELECT id FROM products WHERE sku = $1 AND id <> $2")
             .bind(&input.sku)
-            .bind(&id)
+            .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
     if taken.is_some() {
@@ -304,7 +304,7 @@ async fn replace_in_db(state: &AppState, id: &str, input: &ProductInput) -> Resu
     .bind(&input.currency)
     .bind(input.stock)
     .bind(now_millis())
-    .bind(&id)
+    .bind(id)
     .execute(&mut *tx)
     .await?;
     if updated.rows_affected() == 0 {
