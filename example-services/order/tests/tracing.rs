@@ -127,10 +127,7 @@ async fn an_order_is_one_trace_through_catalog_and_payment() {
             &format!("{}/v1/orders", t.order.url()),
             &[
                 ("idempotency-key", "trace-1"),
-                (
-                    "traceparent",
-                    &format!("00-{TRACE_ID}-{CALLER_SPAN}-01"),
-                ),
+                ("traceparent", &format!("00-{TRACE_ID}-{CALLER_SPAN}-01")),
             ],
             &json!({"customer_id": "alice", "items": [{"product_id": mug, "quantity": 2}]}),
         )
@@ -164,7 +161,11 @@ async fn an_order_is_one_trace_through_catalog_and_payment() {
     // order's CLIENT spans, each under order's SERVER span.
     for (service, route, step) in [
         ("catalog", "POST /v1/reservations", "saga reserve"),
-        ("catalog", "POST /v1/reservations/{id}/commit", "saga commit"),
+        (
+            "catalog",
+            "POST /v1/reservations/{id}/commit",
+            "saga commit",
+        ),
         ("payment", "POST /v1/payments", "saga charge"),
     ] {
         let callee = one(&spans, service, route);
@@ -211,10 +212,7 @@ async fn a_failed_call_marks_the_client_span_and_the_stalled_step() {
             &format!("{}/v1/orders", t.order.url()),
             &[
                 ("idempotency-key", "trace-2"),
-                (
-                    "traceparent",
-                    &format!("00-{TRACE_ID}-{CALLER_SPAN}-01"),
-                ),
+                ("traceparent", &format!("00-{TRACE_ID}-{CALLER_SPAN}-01")),
             ],
             &json!({"customer_id": "bob", "items": [{"product_id": mug, "quantity": 1}]}),
         )
