@@ -212,3 +212,25 @@ async fn active_health_checks_eject_and_recover() {
         "{seen:?}"
     );
 }
+
+#[tokio::test]
+async fn dns_endpoints_are_resolved() {
+    let up = echo_upstream("by-name").await;
+    let yaml = config(&format!(
+        "upstreams:\n  svc:\n    endpoints: ['dns:localhost:{}']\n    dns_refresh: 100ms\n    passive_ejection: {{ base: 1m, max: 1m }}\n\
+         routes:\n  - name: r\n    match: {{ path_prefix: / }}\n    upstream: svc\n",
+        up.addr.port()
+    ));
+    let gw = TestGateway::start(&yaml).await;
+    // Until the first lookup lands the upstream has no endpoint (503); if
+    // `localhost` also resolves to ::1, where nothing listens, that address
+    // is ejected after one refusal (502).
+    let url = gw.url("/x");
+    wait_until("the name resolves to the upstream", || {
+        let url = url.clone();
+        async move { get(&url).await.status == 200 }
+    })
+    .await;
+    let seen = spread(&gw, 10).await;
+    assert_eq!(seen.get("by-name"), Some(&10), "{seen:?}");
+}
