@@ -27,7 +27,9 @@ use proxy_core::forward::{
 };
 use proxy_core::problem::Problem;
 use proxy_core::server::{ConnInfo, Handler};
-use proxy_core::telemetry::{AccessRecord, ActiveSpan, ClientSpanInfo, ServerSpanInfo, Telemetry};
+use proxy_core::telemetry::{
+    AccessLogFormat, AccessRecord, ActiveSpan, ClientSpanInfo, ServerSpanInfo, Telemetry,
+};
 use tokio::time::Instant;
 
 use crate::metrics::GatewayMetrics;
@@ -52,7 +54,7 @@ impl Handler for GatewayHandler {
 struct Outcome {
     route: Option<Arc<str>>,
     route_index: Option<usize>,
-    upstream: Option<String>,
+    upstream: Option<Arc<str>>,
     consumer: Option<String>,
 }
 
@@ -63,7 +65,9 @@ impl GatewayHandler {
         let request_id = ensure_request_id(req.headers_mut());
         let mut span = self.telemetry.server_span(&req, ServerSpanInfo::default());
         let method = req.method().clone();
-        let path = req.uri().path().to_owned();
+        // Only kept when an access line will be written.
+        let path = (self.telemetry.access_log() != AccessLogFormat::Off)
+            .then(|| req.uri().path().to_owned());
         let mut outcome = Outcome {
             route: None,
             route_index: None,
@@ -95,7 +99,7 @@ impl GatewayHandler {
             request_id: request_id.to_str().unwrap_or(""),
             trace_id: span.trace_id(),
             method: method.as_str(),
-            path: &path,
+            path: path.as_deref().unwrap_or(""),
             status: status.as_u16(),
             duration: elapsed,
             client: Some(conn.remote),
@@ -301,15 +305,15 @@ impl GatewayHandler {
         let client_upgrade =
             is_upgrade_request(req.headers()).then(|| hyper::upgrade::on(&mut req));
 
-        let upstream_name = matched.upstream().to_owned();
-        outcome.upstream = Some(upstream_name.clone());
-        span.set_upstream(&upstream_name);
-        let Some(upstream) = snapshot.upstreams.get(&upstream_name) else {
-            return ForwardError::NoEndpoint(upstream_name)
+        let Some(upstream) = snapshot.upstreams.get(matched.upstream()) else {
+            return ForwardError::NoEndpoint(matched.upstream().to_owned())
                 .to_problem()
                 .request_id_from(req.headers())
                 .into_response();
         };
+        let upstream_name: &str = &upstream.name;
+        outcome.upstream = Some(upstream.name.clone());
+        span.set_upstream(upstream_name);
         // Passively ejected endpoints are skipped; when all are, the ones
         // passing health checks are tried anyway rather than failing outright.
         let Some(endpoint) = upstream
@@ -317,54 +321,65 @@ impl GatewayHandler {
             .pick()
             .or_else(|| upstream.group.pick_where(|e| e.is_healthy()))
         else {
-            self.count_upstream_error(&upstream_name, "no-healthy-upstream");
-            return ForwardError::NoEndpoint(upstream_name)
+            self.count_upstream_error(upstream_name, "no-healthy-upstream");
+            return ForwardError::NoEndpoint(upstream_name.to_owned())
                 .to_problem()
                 .request_id_from(req.headers())
                 .into_response();
         };
 
-        let forward_pq = matched.forward_path_and_query(req.uri()).to_owned();
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| req.uri().authority().map(|a| a.to_string()));
+        // The path the upstream sees: the request's own (no copy) unless the
+        // route rewrote it.
+        let rewritten: Option<http::uri::PathAndQuery> = match &matched.forward {
+            None => None,
+            Some(p) => match p.parse() {
+                Ok(pq) => Some(pq),
+                Err(_) => {
+                    return ForwardError::InvalidRequest(
+                        "rewritten path is not a valid URI".into(),
+                    )
+                    .to_problem()
+                    .request_id_from(req.headers())
+                    .into_response();
+                }
+            },
+        };
+        let host: Option<HeaderValue> = req.headers().get(header::HOST).cloned().or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
         let (mut parts, body) = req.into_parts();
         prepare_request_headers(
             &mut parts.headers,
             ForwardedInfo {
                 client_ip: conn.remote.ip(),
                 proto: conn.scheme(),
-                host: host.as_deref(),
+                host: host.as_ref().and_then(|h| h.to_str().ok()),
             },
         );
         route.apply_request_headers(&mut parts.headers);
-        parts.uri = match forward_pq.parse() {
-            Ok(u) => u,
-            Err(_) => {
-                return ForwardError::InvalidRequest("rewritten path is not a valid URI".into())
-                    .to_problem()
-                    .request_id_from(&parts.headers)
-                    .into_response();
-            }
-        };
-        if parts.headers.get(header::HOST).is_none()
-            && let Some(h) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok())
+        let pq = rewritten.or_else(|| parts.uri.path_and_query().cloned());
+        let mut uri_parts = http::uri::Parts::default();
+        uri_parts.path_and_query = pq;
+        if let Ok(uri) = http::Uri::from_parts(uri_parts) {
+            parts.uri = uri;
+        }
+        if let Some(h) = host
+            && !parts.headers.contains_key(header::HOST)
         {
             parts.headers.insert(header::HOST, h);
         }
         let request_id = parts.headers.get(REQUEST_ID).cloned();
-        let endpoint_label = endpoint.addr.to_string();
+        let endpoint_label = endpoint.authority().as_str();
         let mut client_span = self.telemetry.client_span(
             span.context(),
             &mut parts,
             ClientSpanInfo {
                 attempt: 1,
                 retry_reason: None,
-                upstream: Some(&upstream_name),
-                endpoint: Some(&endpoint_label),
+                upstream: Some(upstream_name),
+                endpoint: Some(endpoint_label),
             },
         );
         let body = pbody::boxed(Limited::new(
@@ -374,15 +389,17 @@ impl GatewayHandler {
         let out = Request::from_parts(parts, body);
 
         let in_flight = endpoint.start();
-        let sent = upstream.client.send(out, endpoint.addr);
+        let sent = upstream.client.send_to(out, endpoint.authority().clone());
         let result = match route.timeout() {
             Some(t) => match tokio::time::timeout(t, sent).await {
-                Ok(r) => r.map_err(|e| ForwardError::from_client(endpoint_label.clone(), e, limit)),
+                Ok(r) => {
+                    r.map_err(|e| ForwardError::from_client(endpoint_label.to_owned(), e, limit))
+                }
                 Err(_) => Err(ForwardError::Timeout(t)),
             },
             None => sent
                 .await
-                .map_err(|e| ForwardError::from_client(endpoint_label.clone(), e, limit)),
+                .map_err(|e| ForwardError::from_client(endpoint_label.to_owned(), e, limit)),
         };
         let mut resp = match result {
             Ok(r) => r,
@@ -391,9 +408,9 @@ impl GatewayHandler {
                 if err.is_connect() {
                     let cfg = &upstream.config.passive_ejection;
                     let d = endpoint.eject(cfg.base.get(), cfg.max.get());
-                    tracing::warn!(upstream = %upstream_name, endpoint = %endpoint.addr, ejected_for = ?d, "connection refused; endpoint ejected");
+                    tracing::warn!(upstream = upstream_name, endpoint = %endpoint.addr, ejected_for = ?d, "connection refused; endpoint ejected");
                 }
-                self.count_upstream_error(&upstream_name, err.kind());
+                self.count_upstream_error(upstream_name, err.kind());
                 client_span.record_error(err.kind());
                 let mut problem = err.to_problem();
                 if let Some(id) = request_id.as_ref().and_then(|v| v.to_str().ok()) {

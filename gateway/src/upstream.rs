@@ -12,7 +12,7 @@ use crate::config::UpstreamConfig;
 /// statistics survive.
 #[derive(Debug)]
 pub struct Upstream {
-    pub name: String,
+    pub name: Arc<str>,
     pub config: UpstreamConfig,
     pub group: Arc<EndpointGroup>,
     pub client: UpstreamClient,
@@ -33,7 +33,7 @@ impl Upstream {
             pool: config.pool.clone(),
         });
         Arc::new(Self {
-            name: name.to_owned(),
+            name: name.into(),
             config: config.clone(),
             group,
             client,

@@ -20,6 +20,8 @@ const EWMA_DEFAULT_NS: f64 = 1_000_000.0;
 #[derive(Debug)]
 pub struct Endpoint {
     pub addr: SocketAddr,
+    /// `addr` as a URI authority, built once so requests do not format it.
+    authority: http::uri::Authority,
     base: Instant,
     in_flight: AtomicU32,
     ewma_ns: AtomicU64,
@@ -33,8 +35,11 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(addr: SocketAddr) -> Arc<Self> {
+        let authority = http::uri::Authority::try_from(addr.to_string())
+            .unwrap_or_else(|_| http::uri::Authority::from_static("invalid.endpoint"));
         Arc::new(Self {
             addr,
+            authority,
             base: Instant::now(),
             in_flight: AtomicU32::new(0),
             ewma_ns: AtomicU64::new(EWMA_DEFAULT_NS.to_bits()),
@@ -45,6 +50,11 @@ impl Endpoint {
             check_successes: AtomicU32::new(0),
             check_failures: AtomicU32::new(0),
         })
+    }
+
+    /// The endpoint as a URI authority (`127.0.0.1:8080`, `[::1]:8080`).
+    pub fn authority(&self) -> &http::uri::Authority {
+        &self.authority
     }
 
     fn now_ms(&self) -> u64 {

@@ -79,22 +79,34 @@ impl UpstreamClient {
     /// the client's `Host` (an HTTP/2 client's `:authority` becomes `Host`).
     pub async fn send(
         &self,
-        mut req: Request<Body>,
+        req: Request<Body>,
         endpoint: SocketAddr,
     ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+        let authority = Authority::try_from(endpoint.to_string())
+            .unwrap_or_else(|_| Authority::from_static("invalid.endpoint"));
+        self.send_to(req, authority).await
+    }
+
+    /// [`send`](Self::send) with the endpoint already as an authority (see
+    /// `balance::Endpoint::authority`), which spares formatting it per request.
+    pub async fn send_to(
+        &self,
+        mut req: Request<Body>,
+        endpoint: Authority,
+    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
         let wants_h2 = req.version() == Version::HTTP_2;
-        let client = match (&self.h1, &self.h2) {
+        let (client, to_h2) = match (&self.h1, &self.h2) {
             (Some(h1), Some(h2)) => {
                 if wants_h2 {
-                    h2
+                    (h2, true)
                 } else {
-                    h1
+                    (h1, false)
                 }
             }
-            (Some(c), None) | (None, Some(c)) => c,
+            (Some(h1), None) => (h1, false),
+            (None, Some(h2)) => (h2, true),
             (None, None) => unreachable!("UpstreamClient::new always builds a client"),
         };
-        let to_h2 = std::ptr::eq(client, self.h2.as_ref().unwrap_or(client)) && self.h2.is_some();
         if !req.headers().contains_key(header::HOST)
             && let Some(host) = req
                 .uri()
@@ -105,7 +117,7 @@ impl UpstreamClient {
         }
         let mut parts = req.uri().clone().into_parts();
         parts.scheme = Some(Scheme::HTTP);
-        parts.authority = Authority::try_from(endpoint.to_string()).ok();
+        parts.authority = Some(endpoint);
         if parts.path_and_query.is_none() {
             parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
         }
