@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use serde_json::json;
+use service_kit::telemetry::ServiceTelemetry;
 use service_kit::testing::{
     RecordedSpan, Running, SpanRecorder, TestClient, TestDir, recording_telemetry,
 };
@@ -16,7 +17,7 @@ const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
 struct Traced {
-    _dir: TestDir,
+    dir: TestDir,
     catalog: Running<catalog::Error>,
     payment: Running<payment::Error>,
     order: Running<order::Error>,
@@ -37,21 +38,31 @@ async fn start() -> Traced {
     let mut config = payment::Config::new(dir.path());
     config.telemetry = payment_t;
     let payment = Running::start(move |l, s| payment::run(config, l, s)).await;
-    let mut config = order::Config::new(dir.path());
-    config.catalog_url = catalog.url();
-    config.payment_url = payment.url();
-    config.call_attempts = 1;
-    config.call_timeout = Duration::from_secs(10);
-    config.telemetry = order_t;
+    let config = order_config(&dir, &catalog, &payment, order_t);
     let order = Running::start(move |l, s| order::run(config, l, s)).await;
     Traced {
-        _dir: dir,
+        dir,
         catalog,
         payment,
         order,
         recorders: [catalog_rec, payment_rec, order_rec],
         client: TestClient::new(),
     }
+}
+
+fn order_config(
+    dir: &TestDir,
+    catalog: &Running<catalog::Error>,
+    payment: &Running<payment::Error>,
+    telemetry: ServiceTelemetry,
+) -> order::Config {
+    let mut config = order::Config::new(dir.path());
+    config.catalog_url = catalog.url();
+    config.payment_url = payment.url();
+    config.call_attempts = 1;
+    config.call_timeout = Duration::from_secs(10);
+    config.telemetry = telemetry;
+    config
 }
 
 impl Traced {
@@ -232,5 +243,63 @@ async fn a_failed_call_marks_the_client_span_and_the_stalled_step() {
     assert_eq!(step.attr("weir.saga.outcome"), Some("stalled"));
     // The order itself was placed fine: its SERVER span is not an error.
     assert!(!one(&spans, "order", "POST /v1/orders").error);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn recovery_after_a_crash_is_a_trace_of_its_own() {
+    let t = start().await;
+    let mug = t.product().await;
+    // A first order process that "crashes" right after the charge.
+    let (crashing_t, _) = recording_telemetry("order");
+    let mut config = order_config(&t.dir, &t.catalog, &t.payment, crashing_t);
+    config.crash_after_step = Some(order::SagaStep::Charge);
+    let crashing = Running::start(move |l, s| order::run(config, l, s)).await;
+    let r = t
+        .client
+        .post(
+            &format!("{}/v1/orders", crashing.url()),
+            &[("idempotency-key", "trace-3")],
+            &json!({"customer_id": "carol", "items": [{"product_id": mug, "quantity": 1}]}),
+        )
+        .await;
+    assert_eq!(r.json["status"], "pending", "{:?}", r.json);
+    assert_eq!(r.json["saga_step"], "commit");
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    crashing.kill();
+
+    // The restarted process finishes it at start-up, with nobody asking.
+    let (recovering_t, recovering) = recording_telemetry("order");
+    let config = order_config(&t.dir, &t.catalog, &t.payment, recovering_t);
+    let restarted = Running::start(move |l, s| order::run(config, l, s)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = t
+            .client
+            .get(&format!("{}/v1/orders/{id}", restarted.url()))
+            .await;
+        if o.json["status"] == "confirmed" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", o.json);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let mut spans = recovering.spans().await;
+    spans.extend(t.recorders[0].spans().await);
+    let recover: Vec<&RecordedSpan> = spans.iter().filter(|s| s.name == "saga recover").collect();
+    assert_eq!(recover.len(), 1, "{spans:#?}");
+    let recover = recover[0];
+    assert_eq!(
+        recover.parent_span_id, None,
+        "recovery starts its own trace"
+    );
+    assert_eq!(recover.attr("weir.order.id"), Some(id.as_str()));
+    let step = one(&spans, "order", "saga commit");
+    assert_eq!(parent(&spans, step).span_id, recover.span_id);
+    let commit = one(&spans, "catalog", "POST /v1/reservations/{id}/commit");
+    assert_eq!(commit.trace_id, recover.trace_id);
+    assert!(descends_from(&spans, commit, recover));
+    restarted.stop().await.unwrap();
     t.stop().await;
 }
