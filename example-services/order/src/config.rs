@@ -158,11 +158,35 @@ mod tests {
         assert_eq!(config.listen, "0.0.0.0:8082".parse().unwrap());
         assert!(config.amqp_url.is_some());
         assert_eq!(config.crash_after_step, None);
+        assert!(
+            !config.telemetry.telemetry().is_enabled(),
+            "no endpoint: off"
+        );
 
         let bad = Env::from_fn(|k| (k == "ORDER_RECOVERY_INTERVAL").then(|| "soon".to_owned()));
         assert_eq!(
             Config::from_vars(&bad).unwrap_err().name,
             "ORDER_RECOVERY_INTERVAL"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_otlp_endpoint_turns_tracing_on_as_order() {
+        let env = Env::from_fn(|k| {
+            (k == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "http://127.0.0.1:4317".to_owned())
+        });
+        let config = Config::from_vars(&env).unwrap();
+        assert!(config.telemetry.telemetry().is_enabled());
+        assert_eq!(config.telemetry.telemetry().service_name(), "order");
+
+        let bad = Env::from_fn(|k| match k {
+            "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://127.0.0.1:4317".to_owned()),
+            "OTEL_RESOURCE_ATTRIBUTES" => Some("novalue".to_owned()),
+            _ => None,
+        });
+        assert_eq!(
+            Config::from_vars(&bad).unwrap_err().name,
+            "OTEL_RESOURCE_ATTRIBUTES"
         );
     }
 }
