@@ -90,11 +90,11 @@ impl GatewayHandler {
             span.record_error(slug);
         }
         let elapsed = started.elapsed();
-        if let Some(i) = outcome.route_index
-            && let Some(h) = snapshot.route_metrics.get(i)
-        {
-            h.record(status.as_u16(), elapsed.as_secs_f64());
-        }
+        let handles = outcome
+            .route_index
+            .and_then(|i| snapshot.route_metrics.get(i))
+            .unwrap_or(&snapshot.unmatched_metrics);
+        handles.record(status.as_u16(), elapsed.as_secs_f64());
         AccessRecord {
             request_id: request_id.to_str().unwrap_or(""),
             trace_id: span.trace_id(),
@@ -183,15 +183,11 @@ impl GatewayHandler {
         let route = matched.route;
         outcome.route = Some(route.name().clone());
         outcome.route_index = Some(route.index());
-        span.set_route(
-            route
-                .config()
-                .matches
-                .path_template
-                .as_deref()
-                .unwrap_or(route.name()),
-            route.name(),
-        );
+        let http_route = snapshot
+            .route_paths
+            .get(route.index())
+            .map_or("", String::as_str);
+        span.set_route(http_route, route.name());
 
         // Policies: forged identity headers stripped, CORS, authentication,
         // rate limits (the strictest decides).

@@ -23,6 +23,11 @@ pub struct Snapshot {
     pub upstreams: HashMap<String, Arc<Upstream>>,
     /// Metric handles by route index.
     pub route_metrics: Vec<RouteHandles>,
+    /// The path pattern of each route (`/products/{id}`, `/products/*`), by
+    /// route index, for the `http.route` span attribute.
+    pub route_paths: Vec<String>,
+    /// Metric handles for requests no route took (404, 405), as `route="unmatched"`.
+    pub unmatched_metrics: RouteHandles,
     pub limits: LimitsConfig,
     /// TLS settings by listener name.
     pub tls: HashMap<String, Arc<rustls::ServerConfig>>,
@@ -37,12 +42,18 @@ pub fn load_config(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
     let config: GatewayConfig = read_yaml_file(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut errors = config.validate(base);
-    let paths: Vec<String> = (0..config.routes.len()).map(|i| format!("routes[{i}]")).collect();
+    let paths: Vec<String> = (0..config.routes.len())
+        .map(|i| format!("routes[{i}]"))
+        .collect();
     if let Err(e) = weir_policy::config::validate(
         &config.auth,
         &config.rate_limits,
         base,
-        config.routes.iter().zip(&paths).map(|(r, p)| route_ref(r, p)),
+        config
+            .routes
+            .iter()
+            .zip(&paths)
+            .map(|(r, p)| route_ref(r, p)),
     ) {
         errors.extend(e);
     }
@@ -146,12 +157,19 @@ impl Snapshot {
             .iter()
             .map(|r| metrics.route_handles(r.name()))
             .collect();
+        let route_paths = routes
+            .routes()
+            .iter()
+            .map(|r| r.path().to_string())
+            .collect();
         Ok(Self {
             limits: config.limits.clone(),
             config: Arc::new(config),
             routes,
             upstreams,
             route_metrics,
+            unmatched_metrics: metrics.route_handles("unmatched"),
+            route_paths,
             tls,
             policies,
             route_policies,

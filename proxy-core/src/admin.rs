@@ -72,13 +72,19 @@ fn text(status: StatusCode, content_type: &'static str, s: String) -> Response<B
 struct AdminHandler(Arc<AdminState>);
 
 impl Handler for AdminHandler {
-    fn handle(
-        self,
-        req: Request<Incoming>,
-        _conn: Arc<ConnInfo>,
-    ) -> impl Future<Output = Response<Body>> + Send + 'static {
-        let resp = route(&self.0, &req);
-        async move { resp }
+    async fn handle(self, req: Request<Incoming>, _conn: Arc<ConnInfo>) -> Response<Body> {
+        if req.method() == Method::POST
+            && req.uri().path() == "/reload"
+            && let Some(hook) = self.0.reload.clone()
+        {
+            // Building a large config takes a while: keep it off the async
+            // workers so traffic on the same runtime is not stalled.
+            let outcome = tokio::task::spawn_blocking(move || hook())
+                .await
+                .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+            return reload_response(outcome);
+        }
+        route(&self.0, &req)
     }
 }
 
@@ -103,19 +109,9 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Body> {
             crate::metrics::encode_text(&state.registry),
         ),
         (&Method::GET, "/config") => json(StatusCode::OK, &(state.config)()),
-        (&Method::POST, "/reload") => match &state.reload {
-            Some(hook) => match hook() {
-                Ok(()) => json(StatusCode::OK, &serde_json::json!({"status": "reloaded"})),
-                Err(reason) => Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "config-invalid",
-                    "New configuration refused",
-                )
-                .detail(reason)
-                .into_response(),
-            },
-            None => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found").into_response(),
-        },
+        (&Method::POST, "/reload") => {
+            Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found").into_response()
+        }
         (&Method::GET, p) if state.extra.contains_key(p) => {
             json(StatusCode::OK, &(state.extra[p])())
         }
@@ -128,6 +124,19 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Body> {
         _ => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found")
             .detail(format!("no admin endpoint at {path}"))
             .into_response(),
+    }
+}
+
+fn reload_response(outcome: Result<(), String>) -> Response<Body> {
+    match outcome {
+        Ok(()) => json(StatusCode::OK, &serde_json::json!({"status": "reloaded"})),
+        Err(reason) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "config-invalid",
+            "New configuration refused",
+        )
+        .detail(reason)
+        .into_response(),
     }
 }
 

@@ -129,6 +129,13 @@ impl<S: Send + Sync + 'static> Reloader<S> {
         }
     }
 
+    /// [`reload`](Self::reload) on a blocking thread: building a large config
+    /// must not stall the async workers that carry traffic.
+    pub async fn reload_in_background(self: &Arc<Self>) {
+        let this = self.clone();
+        let _ = tokio::task::spawn_blocking(move || this.reload()).await;
+    }
+
     /// Reloads on SIGHUP and whenever the file (or the directory entry that
     /// points at it, as Kubernetes ConfigMap mounts swap a symlink) changes.
     pub fn spawn_watchers(self: &Arc<Self>, shutdown: Shutdown) {
@@ -145,7 +152,7 @@ impl<S: Send + Sync + 'static> Reloader<S> {
                 tokio::pin!(stopped);
                 loop {
                     tokio::select! {
-                        _ = hup.recv() => { let _ = this.reload(); }
+                        _ = hup.recv() => { this.reload_in_background().await; }
                         _ = &mut stopped => return,
                     }
                 }
@@ -198,7 +205,7 @@ impl<S: Send + Sync + 'static> Reloader<S> {
                         // Editors write in several steps: wait for the burst to settle.
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         while rx.try_recv().is_ok() {}
-                        let _ = this.reload();
+                        this.reload_in_background().await;
                     }
                     _ = &mut stopped => return,
                 }

@@ -68,7 +68,14 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsEr
             path: key.to_owned(),
             source,
         })?;
-    Ok(CertifiedKey::new(chain, signing))
+    let certified = CertifiedKey::new(chain, signing);
+    // A certificate and key from different pairs would fail every handshake;
+    // refuse them here, where the error can name the files.
+    certified.keys_match().map_err(|source| TlsError::BadKey {
+        path: key.to_owned(),
+        source,
+    })?;
+    Ok(certified)
 }
 
 /// Minimum TLS version accepted.
@@ -157,6 +164,14 @@ mod tests {
             .unwrap();
         assert_eq!(found.cert[0], b_leaf);
         assert!(load_certified_key(&dir.join("missing.crt"), &dir.join("missing.key")).is_err());
+        let mismatched = load_certified_key(
+            &dir.join("a.example.com.crt"),
+            &dir.join("b.example.com.key"),
+        );
+        assert!(
+            matches!(mismatched, Err(TlsError::BadKey { .. })),
+            "{mismatched:?}"
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -107,7 +107,12 @@ impl UpstreamClient {
             (None, Some(h2)) => (h2, true),
             (None, None) => unreachable!("UpstreamClient::new always builds a client"),
         };
-        if !req.headers().contains_key(header::HOST)
+        if to_h2 {
+            // HTTP/2 names the target in `:authority` (the endpoint); a `Host`
+            // that differs makes strict servers reject the request (RFC 9113
+            // §8.3.1). The client's host travels in `X-Forwarded-Host`.
+            req.headers_mut().remove(header::HOST);
+        } else if !req.headers().contains_key(header::HOST)
             && let Some(host) = req
                 .uri()
                 .authority()

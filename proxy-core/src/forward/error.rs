@@ -95,7 +95,13 @@ impl ForwardError {
             ForwardError::NoEndpoint(_) => "No healthy upstream",
             ForwardError::InvalidRequest(_) => "Bad request",
         };
-        let mut detail = self.to_string();
+        // Internal addresses stay in the logs; the client learns what kind of
+        // failure it was.
+        let mut detail = match self {
+            ForwardError::Connect { .. } => "cannot connect to the upstream".to_owned(),
+            ForwardError::Upstream { .. } => "the upstream connection failed".to_owned(),
+            other => other.to_string(),
+        };
         if let Some(src) = self.source() {
             detail.push_str(": ");
             detail.push_str(&src.to_string());
