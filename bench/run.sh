@@ -246,8 +246,9 @@ start_weir_variant() { # target
     VARIANT_INDEX=$((VARIANT_INDEX + 1))
     port=$((18100 + VARIANT_INDEX)) admin=$((18200 + VARIANT_INDEX))
     cfg="$RUN/$t.yaml" out="$RUN/$t.log"
+    # The copy lives in the run directory: file paths in it become absolute.
     sed -e "s/127.0.0.1:$WEIR_PORT/127.0.0.1:$port/" -e "s/127.0.0.1:18091/127.0.0.1:$admin/" \
-        "$BENCH/gateway-bench.yaml" >"$cfg"
+        -e "s#\.\./config/#$ROOT/config/#g" "$BENCH/gateway-bench.yaml" >"$cfg"
     case "$t" in
         weir-jemalloc) envs+=(LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2) ;;
         weir-mimalloc) envs+=(LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libmimalloc.so.2) ;;
