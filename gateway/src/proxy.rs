@@ -13,12 +13,13 @@
 //! changes the rules under a request in flight.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use http_body_util::Limited;
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use proxy_core::body::{self as pbody, Body};
 use proxy_core::forward::{
@@ -28,10 +29,11 @@ use proxy_core::forward::{
 use proxy_core::problem::Problem;
 use proxy_core::server::{ConnInfo, Handler};
 use proxy_core::telemetry::{
-    AccessLogFormat, AccessRecord, ActiveSpan, ClientSpanInfo, ServerSpanInfo, Telemetry,
+    AccessLogFormat, ActiveSpan, ClientSpanInfo, ServerSpanInfo, Telemetry,
 };
 use tokio::time::Instant;
 
+use crate::access_log::{Counted, Logged, PendingLine};
 use crate::metrics::GatewayMetrics;
 use crate::routing::{Matched, RouteMatch, allow_header};
 use crate::snapshot::Snapshot;
@@ -55,7 +57,10 @@ struct Outcome {
     route: Option<Arc<str>>,
     route_index: Option<usize>,
     upstream: Option<Arc<str>>,
+    endpoint: Option<http::uri::Authority>,
     consumer: Option<String>,
+    /// Request body bytes, counted only when an access line will be written.
+    bytes_in: Option<Arc<AtomicU64>>,
 }
 
 impl GatewayHandler {
@@ -65,14 +70,16 @@ impl GatewayHandler {
         let request_id = ensure_request_id(req.headers_mut());
         let mut span = self.telemetry.server_span(&req, ServerSpanInfo::default());
         let method = req.method().clone();
+        let logging = self.telemetry.access_log() != AccessLogFormat::Off;
         // Only kept when an access line will be written.
-        let path = (self.telemetry.access_log() != AccessLogFormat::Off)
-            .then(|| req.uri().path().to_owned());
+        let path = logging.then(|| req.uri().path().to_owned());
         let mut outcome = Outcome {
             route: None,
             route_index: None,
             upstream: None,
+            endpoint: None,
             consumer: None,
+            bytes_in: logging.then(|| Arc::new(AtomicU64::new(0))),
         };
 
         let mut resp = self
@@ -95,20 +102,24 @@ impl GatewayHandler {
             .and_then(|i| snapshot.route_metrics.get(i))
             .unwrap_or(&snapshot.unmatched_metrics);
         handles.record(status.as_u16(), elapsed.as_secs_f64());
-        AccessRecord {
-            request_id: request_id.to_str().unwrap_or(""),
+        let Some(path) = path else { return resp };
+        // The line is written when the response body has gone out, with its size.
+        let line = PendingLine {
+            format: self.telemetry.access_log(),
+            started,
+            request_id,
             trace_id: span.trace_id(),
-            method: method.as_str(),
-            path: path.as_deref().unwrap_or(""),
+            method,
+            path,
             status: status.as_u16(),
-            duration: elapsed,
-            client: Some(conn.remote),
-            route: outcome.route.as_deref(),
-            upstream: outcome.upstream.as_deref(),
-            consumer: outcome.consumer.as_deref(),
-        }
-        .emit(self.telemetry.access_log());
-        resp
+            client: conn.remote,
+            route: outcome.route,
+            upstream: outcome.upstream,
+            endpoint: outcome.endpoint,
+            consumer: outcome.consumer,
+            bytes_in: outcome.bytes_in,
+        };
+        resp.map(|body| Logged::new(body, line).boxed_unsync())
     }
 
     async fn route_and_forward(
@@ -378,10 +389,15 @@ impl GatewayHandler {
                 endpoint: Some(endpoint_label),
             },
         );
-        let body = pbody::boxed(Limited::new(
-            body,
-            usize::try_from(limit).unwrap_or(usize::MAX),
-        ));
+        let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
+        let body = match &outcome.bytes_in {
+            Some(counter) => pbody::boxed(Limited::new(
+                Counted::new(body, counter.clone()),
+                limit_usize,
+            )),
+            None => pbody::boxed(Limited::new(body, limit_usize)),
+        };
+        outcome.endpoint = Some(endpoint.authority().clone());
         let out = Request::from_parts(parts, body);
 
         let in_flight = endpoint.start();

@@ -72,7 +72,16 @@ async fn one_json_line_per_request() {
     let missing = get_with(&gw.url("/nothing"), &[("x-request-id", "log-2")]).await;
     assert_eq!(missing.status, 404);
 
-    let lines = capture.access_lines();
+    // A line is written once its response body has been sent and dropped,
+    // which can trail the client's read by a moment.
+    let mut lines = capture.access_lines();
+    for _ in 0..200 {
+        if lines.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        lines = capture.access_lines();
+    }
     assert_eq!(lines.len(), 2, "{lines:?}");
     let line = lines
         .iter()
@@ -83,6 +92,13 @@ async fn one_json_line_per_request() {
     assert_eq!(line["method"], "GET");
     assert_eq!(line["path"], "/api/items");
     assert_eq!(line["status"], 200);
+    assert_eq!(line["endpoint"], up.addr.to_string(), "{line}");
+    assert_eq!(line["bytes_in"], 0, "{line}");
+    assert_eq!(
+        line["bytes_out"].as_u64(),
+        Some(ok.body.len() as u64),
+        "{line}"
+    );
     assert!(
         line["duration_ms"].as_f64().is_some_and(|d| d >= 0.0),
         "{line}"

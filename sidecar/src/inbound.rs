@@ -126,7 +126,10 @@ async fn handle(
             client: Some(conn.remote),
             route: None,
             upstream: Some("app"),
+            endpoint: None,
             consumer: None,
+            bytes_in: None,
+            bytes_out: None,
         }
         .emit(telemetry.access_log());
     }

@@ -100,7 +100,10 @@ async fn handle(
                 client: None,
                 route: None,
                 upstream: Some(upstream),
+                endpoint: None,
                 consumer: None,
+                bytes_in: None,
+                bytes_out: None,
             }
             .emit(rt.telemetry.access_log());
         }

@@ -27,8 +27,14 @@ pub struct AccessRecord<'a> {
     /// Route name from the config.
     pub route: Option<&'a str>,
     pub upstream: Option<&'a str>,
+    /// The endpoint (`ip:port`) the balancer picked.
+    pub endpoint: Option<&'a str>,
     /// API key consumer or JWT subject, when authenticated.
     pub consumer: Option<&'a str>,
+    /// Request body bytes received from the client, when counted.
+    pub bytes_in: Option<u64>,
+    /// Response body bytes sent to the client, when counted.
+    pub bytes_out: Option<u64>,
 }
 
 impl AccessRecord<'_> {
@@ -49,7 +55,10 @@ impl AccessRecord<'_> {
             client = self.client.map(|c| c.to_string()).as_deref().unwrap_or(""),
             route = self.route.unwrap_or(""),
             upstream = self.upstream.unwrap_or(""),
+            endpoint = self.endpoint.unwrap_or(""),
             consumer = self.consumer.unwrap_or(""),
+            bytes_in = self.bytes_in,
+            bytes_out = self.bytes_out,
             "access"
         );
     }

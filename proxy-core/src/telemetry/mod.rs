@@ -52,3 +52,4 @@ pub use spans::{ActiveSpan, ClientSpanInfo, RequestHead, ServerSpanInfo};
 
 /// Re-exported so callers name span contexts without depending on opentelemetry.
 pub use opentelemetry::Context as TraceContext;
+pub use opentelemetry::trace::TraceId;
