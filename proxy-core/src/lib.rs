@@ -21,6 +21,7 @@ pub mod config;
 pub mod forward;
 pub mod metrics;
 pub mod problem;
+pub mod process;
 pub mod reload;
 pub mod resilience;
 pub mod server;

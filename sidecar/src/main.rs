@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
+use proxy_core::process;
 use proxy_core::shutdown::{Shutdown, os_signal};
-use proxy_core::telemetry::{LogFormat, init_logging};
 use sidecar::SidecarConfig;
 use sidecar::iptables::{IptablesOptions, apply};
 
@@ -77,48 +77,15 @@ fn env() -> sidecar::Env {
     Arc::new(|k: &str| std::env::var(k).ok())
 }
 
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = std::env::var("WEIR_WORKER_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        builder.worker_threads(n.max(1));
-    }
-    builder.enable_all().build()
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Validate { config } => match SidecarConfig::load(&config, &*env()) {
-            Ok(_) => {
-                println!("{}: configuration is valid", config.display());
-                ExitCode::SUCCESS
-            }
-            Err(errors) => {
-                eprintln!("{}: invalid configuration", config.display());
-                for e in errors.iter() {
-                    eprintln!("  {e}");
-                }
-                ExitCode::from(2)
-            }
-        },
+        Command::Validate { config } => {
+            process::report_validation(&config, SidecarConfig::load(&config, &*env()))
+        }
         Command::Run { config } => {
-            init_logging(
-                std::env::var("WEIR_LOG_FORMAT")
-                    .ok()
-                    .and_then(|f| f.parse().ok())
-                    .unwrap_or(LogFormat::Json),
-            );
-            let rt = match runtime() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let result = rt.block_on(async move {
+            process::init_process_logging();
+            process::run_main("sidecar", async move {
                 let shutdown = Shutdown::from_future(os_signal());
                 match config {
                     Some(path) => sidecar::run_file(&path, env(), shutdown).await,
@@ -127,20 +94,7 @@ fn main() -> ExitCode {
                         Err(e) => Err(e.into()),
                     },
                 }
-            });
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    let mut msg = e.to_string();
-                    let mut src = std::error::Error::source(&e);
-                    while let Some(s) = src {
-                        msg.push_str(&format!(": {s}"));
-                        src = s.source();
-                    }
-                    eprintln!("sidecar: {msg}");
-                    ExitCode::FAILURE
-                }
-            }
+            })
         }
         Command::InitIptables(a) => {
             let opts = IptablesOptions {
@@ -164,21 +118,8 @@ fn main() -> ExitCode {
         }
         Command::Inject(args) => weir_inject::run_inject_cli(args),
         Command::Webhook(args) => {
-            init_logging(LogFormat::Json);
-            let rt = match runtime() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match rt.block_on(weir_inject::run_webhook(args, os_signal())) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("webhook: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            process::init_process_logging();
+            process::run_main("webhook", weir_inject::run_webhook(args, os_signal()))
         }
     }
 }
