@@ -18,8 +18,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use service_kit::telemetry::ServiceTelemetry;
-use service_kit::{Db, Migrations, db::DbError};
+use service_kit::Migrations;
 use utoipa::OpenApi;
 
 pub mod admin;
@@ -38,31 +37,11 @@ pub use reservations::{Reservation, ReservationLine, ReservationRequest, Reserve
 
 use state::AppState;
 
-static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
 /// The catalog's migrations.
-pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: &SQLITE,
-    postgres: &POSTGRES,
-};
+pub const MIGRATIONS: Migrations = service_kit::migrations!();
 
-/// Why the catalog stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The settings in the environment are unusable.
-    #[error("invalid configuration")]
-    Config(#[from] service_kit::env::EnvError),
-    /// The database could not be opened or migrated.
-    #[error("database")]
-    Db(#[from] DbError),
-    /// Seeding failed.
-    #[error("seeding the catalog failed")]
-    Seed(#[source] sqlx::Error),
-    /// Serving failed.
-    #[error("serving failed")]
-    Serve(#[source] std::io::Error),
-}
+/// Why the catalog stopped (the error all the example services share).
+pub use service_kit::ServiceError as Error;
 
 /// The catalog's OpenAPI document, generated from the handlers.
 #[derive(OpenApi)]
@@ -97,14 +76,22 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let url =
-        service_kit::db::database_url(config.database_url.as_deref(), &config.data_dir, "catalog");
     let telemetry = config.telemetry.clone();
-    let db = Db::open(&url, MIGRATIONS)
-        .await?
-        .with_telemetry(telemetry.clone());
+    let db = service_kit::service::open_db(
+        config.database_url.as_deref(),
+        &config.data_dir,
+        "catalog",
+        MIGRATIONS,
+        &telemetry,
+    )
+    .await?;
     if config.seed {
-        seed::seed_if_empty(&db).await.map_err(Error::Seed)?;
+        seed::seed_if_empty(&db)
+            .await
+            .map_err(|source| Error::Setup {
+                step: "seeding the catalog",
+                source,
+            })?;
     }
     let mut background = service_kit::server::TaskSet::default();
     background.spawn(sweeper::run(db.clone(), config.sweep_interval));
@@ -112,15 +99,22 @@ pub async fn run(
         db: db.clone(),
         config: Arc::new(config),
     };
-    let result = service_kit::server::serve(listener, router(state, &telemetry), shutdown).await;
-    drop(background);
-    db.close().await;
-    service_kit::telemetry::flush(&telemetry).await;
-    result.map_err(Error::Serve)
+    service_kit::service::serve(
+        listener,
+        routes(state),
+        ApiDoc::openapi(),
+        db,
+        &telemetry,
+        background,
+        shutdown,
+    )
+    .await
 }
 
-fn router(state: AppState, telemetry: &ServiceTelemetry) -> Router {
-    let api = Router::new()
+/// The service's own API routes; the shared stack is added by
+/// [`service_kit::service::serve`].
+fn routes(state: AppState) -> Router {
+    Router::new()
         .route(
             "/v1/products",
             get(products::list_v1).post(products::create),
@@ -137,10 +131,5 @@ fn router(state: AppState, telemetry: &ServiceTelemetry) -> Router {
         .route("/v1/reservations/{id}", get(reservations::get))
         .route("/v1/reservations/{id}/commit", post(holds::commit))
         .route("/v1/reservations/{id}/release", post(holds::release))
-        .with_state(state.clone());
-    let api = service_kit::server::traced(api, telemetry);
-    service_kit::server::finish(
-        api.merge(service_kit::health::routes(state.db))
-            .merge(service_kit::openapi::routes(ApiDoc::openapi())),
-    )
+        .with_state(state)
 }

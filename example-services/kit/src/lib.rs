@@ -12,6 +12,8 @@
 //!   problems naming the field, never a `500`.
 //! - [`server`]: the middleware stack (request id, log span, body limit, problem
 //!   rendering), the per-request SERVER span, and serving with graceful shutdown.
+//! - [`service`]: a service's `run` set-up and shut-down, its `Error`
+//!   ([`ServiceError`]) and the [`migrations!`] macro.
 //! - [`health`]: `/healthz` and `/readyz` (database reachable).
 //! - [`db`]: SQLite-or-PostgreSQL pools with embedded migrations.
 //! - [`outbound`]: the HTTP client for calls to other services, direct or through
@@ -32,6 +34,7 @@ pub mod openapi;
 pub mod outbound;
 pub mod problem;
 pub mod server;
+pub mod service;
 pub mod telemetry;
 pub mod testing;
 
@@ -39,6 +42,7 @@ pub use db::{Backend, Db, DbError, Migrations};
 pub use db_span::SpanError;
 pub use outbound::{Outbound, OutboundError, OutboundResponse};
 pub use problem::{Problem, ProblemDetails};
+pub use service::ServiceError;
 
 /// Milliseconds since the Unix epoch: the one clock the services store.
 ///

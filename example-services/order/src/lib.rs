@@ -21,8 +21,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use service_kit::telemetry::ServiceTelemetry;
-use service_kit::{Db, Migrations, db::DbError};
+use service_kit::Migrations;
 use utoipa::OpenApi;
 
 pub mod config;
@@ -44,28 +43,11 @@ pub use saga::SagaStep;
 use saga::Saga;
 use state::AppState;
 
-static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
 /// The order service's migrations.
-pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: &SQLITE,
-    postgres: &POSTGRES,
-};
+pub const MIGRATIONS: Migrations = service_kit::migrations!();
 
-/// Why the order service stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The settings in the environment are unusable.
-    #[error("invalid configuration")]
-    Config(#[from] service_kit::env::EnvError),
-    /// The database could not be opened or migrated.
-    #[error("database")]
-    Db(#[from] DbError),
-    /// Serving failed.
-    #[error("serving failed")]
-    Serve(#[source] std::io::Error),
-}
+/// Why the order service stopped (the error all the example services share).
+pub use service_kit::ServiceError as Error;
 
 /// The order service's OpenAPI document, generated from the handlers.
 #[derive(OpenApi)]
@@ -95,12 +77,15 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let url =
-        service_kit::db::database_url(config.database_url.as_deref(), &config.data_dir, "order");
     let telemetry = config.telemetry.clone();
-    let db = Db::open(&url, MIGRATIONS)
-        .await?
-        .with_telemetry(telemetry.clone());
+    let db = service_kit::service::open_db(
+        config.database_url.as_deref(),
+        &config.data_dir,
+        "order",
+        MIGRATIONS,
+        &telemetry,
+    )
+    .await?;
     let config = Arc::new(config);
     let events = Arc::new(tokio::sync::Notify::new());
     let saga = Arc::new(Saga::new(
@@ -127,23 +112,25 @@ pub async fn run(
         db: db.clone(),
         saga,
     };
-    let result = service_kit::server::serve(listener, router(state, &telemetry), shutdown).await;
-    drop(background);
-    db.close().await;
-    service_kit::telemetry::flush(&telemetry).await;
-    result.map_err(Error::Serve)
+    service_kit::service::serve(
+        listener,
+        routes(state),
+        ApiDoc::openapi(),
+        db,
+        &telemetry,
+        background,
+        shutdown,
+    )
+    .await
 }
 
-fn router(state: AppState, telemetry: &ServiceTelemetry) -> Router {
-    let api = Router::new()
+/// The service's own API routes; the shared stack is added by
+/// [`service_kit::service::serve`].
+fn routes(state: AppState) -> Router {
+    Router::new()
         .route("/v1/orders", get(orders::list).post(orders::place))
         .route("/v1/orders/{id}", get(orders::get))
         .route("/v1/orders/{id}/saga", get(orders::saga_log))
         .route("/v1/outbox", get(outbox::list))
-        .with_state(state.clone());
-    let api = service_kit::server::traced(api, telemetry);
-    service_kit::server::finish(
-        api.merge(service_kit::health::routes(state.db))
-            .merge(service_kit::openapi::routes(ApiDoc::openapi())),
-    )
+        .with_state(state)
 }

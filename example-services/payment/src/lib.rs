@@ -17,8 +17,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use service_kit::telemetry::ServiceTelemetry;
-use service_kit::{Db, Migrations, db::DbError};
+use service_kit::Migrations;
 use utoipa::OpenApi;
 
 pub mod config;
@@ -32,28 +31,11 @@ pub use payments::{ChargeRequest, Payment, PaymentList};
 
 use state::AppState;
 
-static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
 /// The payment service's migrations.
-pub const MIGRATIONS: Migrations = Migrations {
-    sqlite: &SQLITE,
-    postgres: &POSTGRES,
-};
+pub const MIGRATIONS: Migrations = service_kit::migrations!();
 
-/// Why the payment service stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The settings in the environment are unusable.
-    #[error("invalid configuration")]
-    Config(#[from] service_kit::env::EnvError),
-    /// The database could not be opened or migrated.
-    #[error("database")]
-    Db(#[from] DbError),
-    /// Serving failed.
-    #[error("serving failed")]
-    Serve(#[source] std::io::Error),
-}
+/// Why the payment service stopped (the error all the example services share).
+pub use service_kit::ServiceError as Error;
 
 /// The payment service's OpenAPI document, generated from the handlers.
 #[derive(OpenApi)]
@@ -80,24 +62,35 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let url =
-        service_kit::db::database_url(config.database_url.as_deref(), &config.data_dir, "payment");
     let telemetry = config.telemetry;
-    let db = Db::open(&url, MIGRATIONS)
-        .await?
-        .with_telemetry(telemetry.clone());
+    let db = service_kit::service::open_db(
+        config.database_url.as_deref(),
+        &config.data_dir,
+        "payment",
+        MIGRATIONS,
+        &telemetry,
+    )
+    .await?;
     let state = AppState {
         db: db.clone(),
         faults: Arc::new(faults::Faults::new(config.faults)),
     };
-    let result = service_kit::server::serve(listener, router(state, &telemetry), shutdown).await;
-    db.close().await;
-    service_kit::telemetry::flush(&telemetry).await;
-    result.map_err(Error::Serve)
+    service_kit::service::serve(
+        listener,
+        routes(state),
+        ApiDoc::openapi(),
+        db,
+        &telemetry,
+        service_kit::server::TaskSet::default(),
+        shutdown,
+    )
+    .await
 }
 
-fn router(state: AppState, telemetry: &ServiceTelemetry) -> Router {
-    let api = Router::new()
+/// The service's own API routes; the shared stack is added by
+/// [`service_kit::service::serve`].
+fn routes(state: AppState) -> Router {
+    Router::new()
         .route("/v1/payments", post(payments::charge).get(payments::list))
         .route("/v1/payments/{id}", get(payments::get))
         .route("/v1/payments/{id}/refund", post(payments::refund))
@@ -105,10 +98,5 @@ fn router(state: AppState, telemetry: &ServiceTelemetry) -> Router {
             "/admin/faults",
             get(faults::get_faults).put(faults::put_faults),
         )
-        .with_state(state.clone());
-    let api = service_kit::server::traced(api, telemetry);
-    service_kit::server::finish(
-        api.merge(service_kit::health::routes(state.db))
-            .merge(service_kit::openapi::routes(ApiDoc::openapi())),
-    )
+        .with_state(state)
 }

@@ -1,0 +1,103 @@
+//! A service's life from its `run` function: open the database, serve the
+//! API with the shared stack, and close down in order.
+//!
+//! Every example service did the same thing in its `run`: build the database
+//! URL, open and migrate, attach the tracing handle, then wrap its routes in
+//! the SERVER span, the health and OpenAPI routes and the shared middleware,
+//! serve, and on the way out stop background work, close the pool and flush
+//! spans. It lives here once; a service's `run` says only what is its own
+//! (seeding, background loops, its routes).
+
+use std::future::Future;
+use std::path::Path;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::db::{Db, DbError, Migrations, database_url};
+use crate::env::EnvError;
+use crate::server::TaskSet;
+use crate::telemetry::ServiceTelemetry;
+
+/// Why a service stopped: each service re-exports this as its `Error`.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The settings in the environment are unusable.
+    #[error("invalid configuration")]
+    Config(#[from] EnvError),
+    /// The database could not be opened or migrated.
+    #[error("database")]
+    Db(#[from] DbError),
+    /// A start-up step of the service's own (seeding, say) failed.
+    #[error("{step} failed")]
+    Setup {
+        /// What was being done, e.g. `"seeding the catalog"`.
+        step: &'static str,
+        /// The cause.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Serving failed.
+    #[error("serving failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// The `Migrations` of the calling crate, embedded from its
+/// `migrations/sqlite` and `migrations/postgres` folders.
+///
+/// A macro because `sqlx::migrate!` reads the folders of the crate it is
+/// expanded in; the calling crate needs `sqlx` as a dependency.
+#[macro_export]
+macro_rules! migrations {
+    () => {{
+        static SQLITE: ::sqlx::migrate::Migrator = ::sqlx::migrate!("./migrations/sqlite");
+        static POSTGRES: ::sqlx::migrate::Migrator = ::sqlx::migrate!("./migrations/postgres");
+        $crate::Migrations {
+            sqlite: &SQLITE,
+            postgres: &POSTGRES,
+        }
+    }};
+}
+
+/// Opens (and migrates) service `name`'s database, the explicit URL or else
+/// `<data_dir>/<name>.db`, with its queries traced through `telemetry`.
+pub async fn open_db(
+    explicit_url: Option<&str>,
+    data_dir: &Path,
+    name: &str,
+    migrations: Migrations,
+    telemetry: &ServiceTelemetry,
+) -> Result<Db, DbError> {
+    let url = database_url(explicit_url, data_dir, name);
+    Ok(Db::open(&url, migrations)
+        .await?
+        .with_telemetry(telemetry.clone()))
+}
+
+/// Serves `api` (the service's own routes, state applied) on `listener`
+/// until `shutdown` completes.
+///
+/// The API routes get the SERVER span; `/healthz`, `/readyz` (on `db`) and
+/// the OpenAPI document `doc` are merged in untraced, and the whole wrapped
+/// in the shared stack. Afterwards `background` is stopped, then the pool
+/// closed and the spans flushed, in that order, so no task uses a closed pool.
+pub async fn serve(
+    listener: TcpListener,
+    api: Router,
+    doc: utoipa::openapi::OpenApi,
+    db: Db,
+    telemetry: &ServiceTelemetry,
+    background: TaskSet,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServiceError> {
+    let api = crate::server::traced(api, telemetry);
+    let app = crate::server::finish(
+        api.merge(crate::health::routes(db.clone()))
+            .merge(crate::openapi::routes(doc)),
+    );
+    let result = crate::server::serve(listener, app, shutdown).await;
+    drop(background);
+    db.close().await;
+    crate::telemetry::flush(telemetry).await;
+    result.map_err(ServiceError::Serve)
+}
