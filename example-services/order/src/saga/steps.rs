@@ -5,7 +5,9 @@
 //! saga log and the outbox.
 
 use axum::http::{HeaderMap, Method, StatusCode};
+use serde::Serialize;
 use serde_json::json;
+use service_kit::OutboundResponse;
 
 use super::{Outcome, Saga, SagaStep};
 use crate::model::{CONFIRMED, FAILED, Order};
@@ -32,19 +34,9 @@ impl Saga {
     async fn reserve(&self, order: &Order, incoming: &HeaderMap) -> Outcome {
         let body = json!({ "order_id": order.id, "items": order.items });
         let url = self.config.catalog("/v1/reservations");
-        let response = match call(
-            &self.outbound,
-            &self.config,
-            Method::POST,
-            &url,
-            incoming,
-            &[],
-            Some(&body),
-        )
-        .await
-        {
-            Reply::Definite(response) => response,
-            Reply::Unknown(reason) => return Outcome::Stall(reason),
+        let response = match self.post(&url, incoming, &[], Some(&body)).await {
+            Ok(response) => response,
+            Err(stall) => return stall,
         };
         if !response.status.is_success() {
             let reason = match response.status {
@@ -58,31 +50,24 @@ impl Saga {
         let Ok(reservation) = response.json::<catalog_reply::Reservation>() else {
             return Outcome::Stall("catalog answered with an unreadable reservation".into());
         };
-        match reservation.status.as_str() {
+        let mut t = match reservation.status.as_str() {
             "held" | "committed" => {
                 let mut t = Transition::new(SagaStep::Reserve, "succeeded", SagaStep::Charge);
                 t.detail = Some(format!("reservation {}", reservation.id));
-                t.reservation = Some(ReservationInfo {
-                    id: reservation.id,
-                    total_minor: reservation.total_minor,
-                    currency: reservation.currency,
-                });
-                Outcome::Advance(t)
+                t
             }
-            other => {
-                let mut t = fail(
-                    SagaStep::Reserve,
-                    "failed",
-                    format!("reservation {other} before payment"),
-                );
-                t.reservation = Some(ReservationInfo {
-                    id: reservation.id,
-                    total_minor: reservation.total_minor,
-                    currency: reservation.currency,
-                });
-                Outcome::Advance(t)
-            }
-        }
+            other => fail(
+                SagaStep::Reserve,
+                "failed",
+                format!("reservation {other} before payment"),
+            ),
+        };
+        t.reservation = Some(ReservationInfo {
+            id: reservation.id,
+            total_minor: reservation.total_minor,
+            currency: reservation.currency,
+        });
+        Outcome::Advance(t)
     }
 
     async fn charge(&self, order: &Order, incoming: &HeaderMap) -> Outcome {
@@ -103,19 +88,9 @@ impl Saga {
         let key = format!("order-{}", order.id);
         let url = self.config.payment("/v1/payments");
         let extra = [("idempotency-key", key.as_str())];
-        let response = match call(
-            &self.outbound,
-            &self.config,
-            Method::POST,
-            &url,
-            incoming,
-            &extra,
-            Some(&body),
-        )
-        .await
-        {
-            Reply::Definite(response) => response,
-            Reply::Unknown(reason) => return Outcome::Stall(reason),
+        let response = match self.post(&url, incoming, &extra, Some(&body)).await {
+            Ok(response) => response,
+            Err(stall) => return stall,
         };
         if response.status.is_success() {
             let Ok(payment) = response.json::<catalog_reply::Payment>() else {
@@ -142,19 +117,9 @@ impl Saga {
         let url = self
             .config
             .catalog(&format!("/v1/reservations/{reservation}/commit"));
-        let response = match call::<()>(
-            &self.outbound,
-            &self.config,
-            Method::POST,
-            &url,
-            incoming,
-            &[],
-            None,
-        )
-        .await
-        {
-            Reply::Definite(response) => response,
-            Reply::Unknown(reason) => return Outcome::Stall(reason),
+        let response = match self.post(&url, incoming, &[], None::<&()>).await {
+            Ok(response) => response,
+            Err(stall) => return stall,
         };
         if response.status.is_success() {
             let mut t = Transition::new(SagaStep::Commit, "succeeded", SagaStep::Done);
@@ -178,19 +143,9 @@ impl Saga {
         let url = self
             .config
             .payment(&format!("/v1/payments/{payment}/refund"));
-        let response = match call::<()>(
-            &self.outbound,
-            &self.config,
-            Method::POST,
-            &url,
-            incoming,
-            &[],
-            None,
-        )
-        .await
-        {
-            Reply::Definite(response) => response,
-            Reply::Unknown(reason) => return Outcome::Stall(reason),
+        let response = match self.post(&url, incoming, &[], None::<&()>).await {
+            Ok(response) => response,
+            Err(stall) => return stall,
         };
         let outcome = if response.status.is_success() {
             "succeeded"
@@ -216,19 +171,9 @@ impl Saga {
         let url = self
             .config
             .catalog(&format!("/v1/reservations/{reservation}/release"));
-        let response = match call::<()>(
-            &self.outbound,
-            &self.config,
-            Method::POST,
-            &url,
-            incoming,
-            &[],
-            None,
-        )
-        .await
-        {
-            Reply::Definite(response) => response,
-            Reply::Unknown(reason) => return Outcome::Stall(reason),
+        let response = match self.post(&url, incoming, &[], None::<&()>).await {
+            Ok(response) => response,
+            Err(stall) => return stall,
         };
         let mut t = fail(
             SagaStep::Release,
@@ -245,28 +190,53 @@ impl Saga {
         }
         Outcome::Advance(t)
     }
+
+    /// POSTs to a peer with the saga's retries: the definite answer, or the
+    /// [`Outcome::Stall`] to return when there is none yet.
+    async fn post<B: Serialize>(
+        &self,
+        url: &str,
+        incoming: &HeaderMap,
+        extra: &[(&str, &str)],
+        body: Option<&B>,
+    ) -> Result<OutboundResponse, Outcome> {
+        match call(
+            &self.outbound,
+            &self.config,
+            Method::POST,
+            url,
+            incoming,
+            extra,
+            body,
+        )
+        .await
+        {
+            Reply::Definite(response) => Ok(response),
+            Reply::Unknown(reason) => Err(Outcome::Stall(reason)),
+        }
+    }
 }
 
 /// Finish the order as failed.
 pub(super) fn fail(step: SagaStep, outcome: &'static str, reason: String) -> Transition {
-    let mut t = Transition::new(step, outcome, SagaStep::Done);
+    let mut t = failing(step, outcome, SagaStep::Done, reason);
     t.status = Some(FAILED);
-    t.detail = Some(reason.clone());
-    t.failure_reason = Some(reason);
     t
 }
 
 /// Payment failed: give the stock back, then fail.
 fn to_release(step: SagaStep, reason: String) -> Transition {
-    let mut t = Transition::new(step, "failed", SagaStep::Release);
-    t.detail = Some(reason.clone());
-    t.failure_reason = Some(reason);
-    t
+    failing(step, "failed", SagaStep::Release, reason)
 }
 
 /// Commit failed after payment: refund, give the stock back, then fail.
 fn to_refund(reason: String) -> Transition {
-    let mut t = Transition::new(SagaStep::Commit, "failed", SagaStep::Refund);
+    failing(SagaStep::Commit, "failed", SagaStep::Refund, reason)
+}
+
+/// A step that records `reason` as both its detail and the order's failure.
+fn failing(step: SagaStep, outcome: &'static str, next: SagaStep, reason: String) -> Transition {
+    let mut t = Transition::new(step, outcome, next);
     t.detail = Some(reason.clone());
     t.failure_reason = Some(reason);
     t
