@@ -49,9 +49,7 @@ async fn commit_in_db(state: AppState, id: String) -> Result<Json<Reservation>, 
         return Ok(Json(reservation));
     }
     let Some(current) = load_in(&mut tx, &id).await? else {
-        return Err(Problem::not_found(format!(
-            "reservation {id} does not exist"
-        )));
+        return Err(Problem::no_such("reservation", &id));
     };
     match current.status.as_str() {
         COMMITTED => Ok(Json(current)),
@@ -100,9 +98,7 @@ async fn release_in_db(state: AppState, id: String) -> Result<Json<Reservation>,
         return Ok(Json(reservation));
     }
     let Some(current) = load_in(&mut tx, &id).await? else {
-        return Err(Problem::not_found(format!(
-            "reservation {id} does not exist"
-        )));
+        return Err(Problem::no_such("reservation", &id));
     };
     match current.status.as_str() {
         COMMITTED => Err(Problem::conflict(

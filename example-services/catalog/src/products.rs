@@ -120,16 +120,11 @@ async fn list_rows(
 }
 
 pub(crate) async fn fetch(state: &AppState, id: &str) -> Result<ProductRow, Problem> {
-    let query = sqlx::query_as::<_, ProductRow>(AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM products WHERE id = $1"
-    )))
-    .bind(id)
-    .fetch_optional(state.db.pool());
     state
         .db
-        .traced("SELECT", "products", query)
+        .fetch_by_id("products", COLUMNS, id)
         .await?
-        .ok_or_else(|| Problem::not_found(format!("product {id} does not exist")))
+        .ok_or_else(|| Problem::no_such("product", id))
 }
 
 /// List products (v1).
@@ -282,7 +277,7 @@ async fn replace_in_db(state: &AppState, id: &str, input: &ProductInput) -> Resu
         .fetch_optional(&mut *tx)
         .await?;
     if exists.is_none() {
-        return Err(Problem::not_found(format!("product {id} does not exist")));
+        return Err(Problem::no_such("product", id));
     }
     let taken: Option<(String,)> =
         sqlx::query_as("SELECT id FROM products WHERE sku = $1 AND id <> $2")
@@ -308,7 +303,7 @@ async fn replace_in_db(state: &AppState, id: &str, input: &ProductInput) -> Resu
     .execute(&mut *tx)
     .await?;
     if updated.rows_affected() == 0 {
-        return Err(Problem::not_found(format!("product {id} does not exist")));
+        return Err(Problem::no_such("product", id));
     }
     tx.commit().await?;
     Ok(())
@@ -333,7 +328,7 @@ pub(crate) async fn delete(
         .execute(state.db.pool());
     let deleted = state.db.traced("DELETE", "products", delete).await?;
     if deleted.rows_affected() == 0 {
-        return Err(Problem::not_found(format!("product {id} does not exist")));
+        return Err(Problem::no_such("product", &id));
     }
     Ok(StatusCode::NO_CONTENT)
 }

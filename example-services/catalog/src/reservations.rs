@@ -262,7 +262,7 @@ async fn get_in_db(state: AppState, id: String) -> Result<Json<Reservation>, Pro
     load_in(&mut conn, &id)
         .await?
         .map(Json)
-        .ok_or_else(|| Problem::not_found(format!("reservation {id} does not exist")))
+        .ok_or_else(|| Problem::no_such("reservation", &id))
 }
 
 async fn load_by_order(state: &AppState, order_id: &str) -> Result<Reservation, Problem> {

@@ -48,6 +48,25 @@ impl Db {
         }
         result
     }
+
+    /// The row of `table` whose `id` is `id`, selecting `columns` into `T`,
+    /// traced as `SELECT {table}`.
+    pub async fn fetch_by_id<T>(
+        &self,
+        table: &'static str,
+        columns: &str,
+        id: &str,
+    ) -> Result<Option<T>, sqlx::Error>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+    {
+        let query = sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(format!(
+            "SELECT {columns} FROM {table} WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(self.pool());
+        self.traced("SELECT", table, query).await
+    }
 }
 
 /// How an error of a traced query marks its span.

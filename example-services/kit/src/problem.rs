@@ -98,6 +98,12 @@ impl Problem {
         Self::new(StatusCode::NOT_FOUND, "not-found", "Resource not found").with_detail(what)
     }
 
+    /// `404` for the `kind` (`"order"`) with `id`: "order 42 does not exist",
+    /// the one wording every service uses.
+    pub fn no_such(kind: &str, id: &str) -> Self {
+        Self::not_found(format!("{kind} {id} does not exist"))
+    }
+
     /// `409`: the request conflicts with the resource's current state.
     pub fn conflict(slug: &str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, slug, "Conflict with current state").with_detail(detail)

@@ -76,7 +76,7 @@ pub(crate) async fn get(
     store::load(&state.db, &id)
         .await?
         .map(Json)
-        .ok_or_else(|| Problem::not_found(format!("order {id} does not exist")))
+        .ok_or_else(|| Problem::no_such("order", &id))
 }
 
 /// The saga log of an order: every step's outcome, oldest first.
@@ -91,7 +91,7 @@ pub(crate) async fn saga_log(
     Path(id): Path<String>,
 ) -> Result<Json<SagaLog>, Problem> {
     if store::load(&state.db, &id).await?.is_none() {
-        return Err(Problem::not_found(format!("order {id} does not exist")));
+        return Err(Problem::no_such("order", &id));
     }
     Ok(Json(SagaLog {
         items: store::saga_log(&state.db, &id).await?,

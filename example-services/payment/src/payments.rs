@@ -242,16 +242,11 @@ fn respond(payment: Payment, replayed: bool) -> Response {
 }
 
 async fn load(state: &AppState, id: &str) -> Result<Payment, Problem> {
-    let select = sqlx::query_as::<_, Payment>(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM payments WHERE id = $1"
-    )))
-    .bind(id)
-    .fetch_optional(state.db.pool());
     state
         .db
-        .traced("SELECT", "payments", select)
+        .fetch_by_id("payments", COLUMNS, id)
         .await?
-        .ok_or_else(|| Problem::not_found(format!("payment {id} does not exist")))
+        .ok_or_else(|| Problem::no_such("payment", id))
 }
 
 /// Get a payment.
