@@ -127,6 +127,18 @@ pub(crate) async fn fetch(state: &AppState, id: &str) -> Result<ProductRow, Prob
         .ok_or_else(|| Problem::no_such("product", id))
 }
 
+/// One page of products in either version's shape (`Product` or `ProductV2`).
+async fn list_page<P: From<ProductRow>>(
+    state: &AppState,
+    query: &QueryMap,
+) -> Result<Json<ProductPage<P>>, Problem> {
+    let (rows, next_cursor) = list_rows(state, &ListQuery::parse(query)?).await?;
+    Ok(Json(ProductPage {
+        items: rows.into_iter().map(P::from).collect(),
+        next_cursor,
+    }))
+}
+
 /// List products (v1).
 #[utoipa::path(get, path = "/v1/products", tag = "products",
     params(
@@ -145,11 +157,7 @@ pub(crate) async fn list_v1(
     State(state): State<AppState>,
     query: QueryMap,
 ) -> Result<Json<ProductPage<Product>>, Problem> {
-    let (rows, next_cursor) = list_rows(&state, &ListQuery::parse(&query)?).await?;
-    Ok(Json(ProductPage {
-        items: rows.into_iter().map(Product::from).collect(),
-        next_cursor,
-    }))
+    list_page(&state, &query).await
 }
 
 /// List products (v2: price as an object).
@@ -170,11 +178,7 @@ pub(crate) async fn list_v2(
     State(state): State<AppState>,
     query: QueryMap,
 ) -> Result<Json<ProductPage<ProductV2>>, Problem> {
-    let (rows, next_cursor) = list_rows(&state, &ListQuery::parse(&query)?).await?;
-    Ok(Json(ProductPage {
-        items: rows.into_iter().map(ProductV2::from).collect(),
-        next_cursor,
-    }))
+    list_page(&state, &query).await
 }
 
 /// Get one product (v1).
