@@ -5,29 +5,11 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    service_kit::telemetry::init_logs();
-    let config = match catalog::Config::from_env() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("catalog: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("catalog: cannot listen on {}: {error}", config.listen);
-            return ExitCode::FAILURE;
-        }
-    };
-    let telemetry = config.telemetry.clone();
-    let code = match catalog::run(config, listener, service_kit::server::shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("catalog: {}", service_kit::server::error_chain(&error));
-            ExitCode::FAILURE
-        }
-    };
-    service_kit::telemetry::shutdown(&telemetry).await;
-    code
+    service_kit::service::main(
+        "catalog",
+        catalog::Config::from_env,
+        |config| (config.listen, config.telemetry.clone()),
+        |config, listener| catalog::run(config, listener, service_kit::server::shutdown_signal()),
+    )
+    .await
 }

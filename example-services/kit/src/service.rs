@@ -9,7 +9,9 @@
 //! (seeding, background loops, its routes).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
+use std::process::ExitCode;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -100,4 +102,48 @@ pub async fn serve(
     db.close().await;
     crate::telemetry::flush(telemetry).await;
     result.map_err(ServiceError::Serve)
+}
+
+/// The whole `main` of a service binary named `name`: logs, settings from
+/// `from_env` (exit 2 when unusable), the listener on the address `parts`
+/// names, `run` until SIGINT/SIGTERM, then the telemetry `parts` names shut
+/// down. Errors are printed as `name: cause: cause…`.
+///
+/// `run` is given the settings and the listener and is expected to call the
+/// service's `run` with [`crate::server::shutdown_signal`].
+pub async fn main<C, E, Fut>(
+    name: &str,
+    from_env: impl FnOnce() -> Result<C, E>,
+    parts: impl FnOnce(&C) -> (SocketAddr, ServiceTelemetry),
+    run: impl FnOnce(C, TcpListener) -> Fut,
+) -> ExitCode
+where
+    E: std::fmt::Display,
+    Fut: Future<Output = Result<(), ServiceError>>,
+{
+    crate::telemetry::init_logs();
+    let config = match from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{name}: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let (listen, telemetry) = parts(&config);
+    let listener = match TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("{name}: cannot listen on {listen}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match run(config, listener).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{name}: {}", crate::server::error_chain(&error));
+            ExitCode::FAILURE
+        }
+    };
+    crate::telemetry::shutdown(&telemetry).await;
+    code
 }

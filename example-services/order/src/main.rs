@@ -5,29 +5,11 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    service_kit::telemetry::init_logs();
-    let config = match order::Config::from_env() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("order: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("order: cannot listen on {}: {error}", config.listen);
-            return ExitCode::FAILURE;
-        }
-    };
-    let telemetry = config.telemetry.clone();
-    let code = match order::run(config, listener, service_kit::server::shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("order: {}", service_kit::server::error_chain(&error));
-            ExitCode::FAILURE
-        }
-    };
-    service_kit::telemetry::shutdown(&telemetry).await;
-    code
+    service_kit::service::main(
+        "order",
+        order::Config::from_env,
+        |config| (config.listen, config.telemetry.clone()),
+        |config, listener| order::run(config, listener, service_kit::server::shutdown_signal()),
+    )
+    .await
 }
