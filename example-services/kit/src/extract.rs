@@ -130,6 +130,16 @@ impl QueryMap {
             .filter(|v| !v.is_empty())
     }
 
+    /// A string parameter that must be there: `422` naming it when absent or empty.
+    pub fn required(&self, name: &str) -> Result<&str, Problem> {
+        self.string(name).ok_or_else(|| {
+            Problem::invalid(
+                name.to_owned(),
+                format!("the {name} query parameter is required"),
+            )
+        })
+    }
+
     /// An integer parameter within `min..=max`.
     pub fn int(&self, name: &str, min: i64, max: i64) -> Result<Option<i64>, Problem> {
         let Some(raw) = self.string(name) else {

@@ -113,12 +113,7 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     query: QueryMap,
 ) -> Result<Json<OrderList>, Problem> {
-    let Some(customer) = query.string("customer") else {
-        return Err(Problem::invalid(
-            "customer",
-            "the customer query parameter is required",
-        ));
-    };
+    let customer = query.required("customer")?;
     let limit = query.limit(20, 100)?;
     let (items, next_cursor) =
         store::by_customer(&state.db, customer, query.string("cursor"), limit).await?;

@@ -274,12 +274,7 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     query: QueryMap,
 ) -> Result<Json<PaymentList>, Problem> {
-    let Some(order_id) = query.string("order_id") else {
-        return Err(Problem::invalid(
-            "order_id",
-            "the order_id query parameter is required",
-        ));
-    };
+    let order_id = query.required("order_id")?;
     let select = sqlx::query_as::<_, Payment>(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM payments WHERE order_id = $1 ORDER BY id LIMIT 100"
     )))
