@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use catalog::Config;
 use serde_json::{Value, json};
-use service_kit::testing::{Running, TestClient, TestDir};
+use service_kit::testing::{Running, TestClient, TestDir, eventually};
 
 async fn start(dir: &TestDir, tweak: impl FnOnce(&mut Config)) -> Running<catalog::Error> {
     let mut config = Config::new(dir.path());
@@ -408,18 +408,15 @@ async fn uncommitted_reservations_expire_and_return_stock() {
     let rid = held.json["id"].as_str().unwrap().to_owned();
 
     // The sweeper returns the stock; wait for it (bounded), then a late commit is refused.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(Duration::from_secs(10), async || {
         let r = client.get(&format!("{base}/v1/reservations/{rid}")).await;
         if r.json["status"] == "expired" {
-            break;
+            Ok(())
+        } else {
+            Err("reservation never expired".to_owned())
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "reservation never expired"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     assert_eq!(
         client.get(&format!("{base}/v1/products/{id}")).await.json["stock"],
         2

@@ -230,3 +230,20 @@ fn skip(base: &str, reason: &str) -> Option<PgSchema> {
     eprintln!("skipping: PostgreSQL at {base} unavailable: {reason}");
     None
 }
+
+/// Runs `check` every 25 ms until it gives `Ok`, for state a service reaches
+/// in the background (a sweeper, recovery, a broker's confirm) that a test
+/// has no event to await for; after `within` it panics with the last `Err`.
+pub async fn eventually<T>(
+    within: Duration,
+    mut check: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(why) => assert!(tokio::time::Instant::now() < deadline, "{why}"),
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -13,6 +13,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
+use service_kit::testing::eventually;
 
 #[tokio::test]
 async fn events_are_published_in_order_and_marked_sent() {
@@ -115,8 +116,7 @@ async fn events_are_published_in_order_and_marked_sent() {
     assert_eq!(received, ["order.placed", "order.confirmed"]);
 
     // Marked sent after the broker's confirm (which may trail the delivery slightly).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(Duration::from_secs(10), async || {
         let pending = peers
             .client
             .get(&format!(
@@ -125,14 +125,12 @@ async fn events_are_published_in_order_and_marked_sent() {
             ))
             .await;
         if pending.json["items"].as_array().unwrap().is_empty() {
-            break;
+            Ok(())
+        } else {
+            Err("events never marked sent".to_owned())
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "events never marked sent"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    })
+    .await;
     let sent = peers
         .client
         .get(&format!(

@@ -7,6 +7,7 @@ use std::time::Duration;
 use common::*;
 use order::SagaStep;
 use serde_json::json;
+use service_kit::testing::eventually;
 
 #[tokio::test]
 async fn happy_path_confirms_commits_and_charges_once() {
@@ -268,14 +269,14 @@ async fn expired_reservation_at_commit_refunds_the_payment() {
         payments[0]["status"], "refunded",
         "a charge for a failed order is refunded"
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while peers.stock(&cup).await != 4 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "stock never came back"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually(Duration::from_secs(10), async || {
+        if peers.stock(&cup).await == 4 {
+            Ok(())
+        } else {
+            Err("stock never came back".to_owned())
+        }
+    })
+    .await;
     order.stop().await.unwrap();
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 use service_kit::telemetry::ServiceTelemetry;
 use service_kit::testing::{
-    RecordedSpan, Running, SpanRecorder, TestClient, TestDir, recording_telemetry,
+    RecordedSpan, Running, SpanRecorder, TestClient, TestDir, eventually, recording_telemetry,
 };
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -272,18 +272,18 @@ async fn recovery_after_a_crash_is_a_trace_of_its_own() {
     let (recovering_t, recovering) = recording_telemetry("order");
     let config = order_config(&t.dir, &t.catalog, &t.payment, recovering_t);
     let restarted = Running::start(move |l, s| order::run(config, l, s)).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(Duration::from_secs(20), async || {
         let o = t
             .client
             .get(&format!("{}/v1/orders/{id}", restarted.url()))
             .await;
         if o.json["status"] == "confirmed" {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{:?}", o.json))
         }
-        assert!(tokio::time::Instant::now() < deadline, "{:?}", o.json);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 
     let mut spans = recovering.spans().await;
     spans.extend(t.recorders[0].spans().await);

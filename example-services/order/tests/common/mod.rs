@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use order::SagaStep;
 use serde_json::{Value, json};
-use service_kit::testing::{Running, TestClient, TestDir, TestResponse};
+use service_kit::testing::{Running, TestClient, TestDir, TestResponse, eventually};
 
 pub(crate) struct Peers {
     pub(crate) dir: TestDir,
@@ -146,19 +146,15 @@ pub(crate) async fn place(
 
 /// Polls the order until it leaves `pending` (recovery runs in the background), bounded.
 pub(crate) async fn settled(client: &TestClient, order: &Running<order::Error>, id: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(Duration::from_secs(20), async || {
         let r = client.get(&format!("{}/v1/orders/{id}", order.url())).await;
         if r.json["status"] != "pending" {
-            return r.json;
+            Ok(r.json)
+        } else {
+            Err(format!("order {id} still pending: {:?}", r.json))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "order {id} still pending: {:?}",
-            r.json
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    })
+    .await
 }
 
 pub(crate) async fn events(
