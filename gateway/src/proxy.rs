@@ -362,7 +362,8 @@ impl GatewayHandler {
             ForwardedInfo {
                 client_ip: conn.remote.ip(),
                 proto: conn.scheme(),
-                host: host.as_ref().and_then(|h| h.to_str().ok()),
+                host: host.as_ref(),
+                client_ip_header: Some(conn.remote_ip_header()),
             },
         );
         route.apply_request_headers(&mut parts.headers);

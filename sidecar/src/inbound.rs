@@ -77,7 +77,8 @@ async fn handle(
         ForwardedInfo {
             client_ip: conn.remote.ip(),
             proto: conn.scheme(),
-            host: host.as_ref().and_then(|h| h.to_str().ok()),
+            host: host.as_ref(),
+            client_ip_header: Some(conn.remote_ip_header()),
         },
     );
     let request_id = ensure_request_id(&mut parts.headers);

@@ -76,24 +76,31 @@ pub struct ForwardedInfo<'a> {
     /// `https` when the client connection was TLS.
     pub proto: &'static str,
     /// The `Host` (or `:authority`) the client asked for.
-    pub host: Option<&'a str>,
+    pub host: Option<&'a HeaderValue>,
+    /// `client_ip` already formatted (see `ConnInfo::remote_ip_header`), so
+    /// the common case copies a header instead of formatting per request.
+    pub client_ip_header: Option<&'a HeaderValue>,
 }
 
 /// Strips hop-by-hop headers and records the hop in `X-Forwarded-For/Proto/Host`.
 pub fn prepare_request_headers(headers: &mut HeaderMap, info: ForwardedInfo<'_>) {
     let upgrade = is_upgrade_request(headers);
     strip_hop_by_hop(headers, upgrade);
-    let ip = info.client_ip.to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-        _ => ip,
+    let prev = headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| !p.trim().is_empty());
+    let xff = match (prev, info.client_ip_header) {
+        (None, Some(formatted)) => Some(formatted.clone()),
+        (None, None) => HeaderValue::from_str(&info.client_ip.to_string()).ok(),
+        (Some(prev), _) => HeaderValue::from_str(&format!("{prev}, {}", info.client_ip)).ok(),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(info.proto));
-    if let Some(host) = info.host.and_then(|h| HeaderValue::from_str(h).ok()) {
-        headers.insert(X_FORWARDED_HOST, host);
+    if let Some(host) = info.host {
+        headers.insert(X_FORWARDED_HOST, host.clone());
     }
 }
 
@@ -144,6 +151,7 @@ mod tests {
                 client_ip: "10.0.0.1".parse().unwrap(),
                 proto: "http",
                 host: None,
+                client_ip_header: None,
             },
         );
         assert_eq!(h["upgrade"], "websocket");
@@ -158,11 +166,24 @@ mod tests {
             ForwardedInfo {
                 client_ip: "10.0.0.1".parse().unwrap(),
                 proto: "https",
-                host: Some("api.example.com"),
+                host: Some(&HeaderValue::from_static("api.example.com")),
+                client_ip_header: Some(&HeaderValue::from_static("10.0.0.1")),
             },
         );
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
+
+        let mut h = HeaderMap::new();
+        prepare_request_headers(
+            &mut h,
+            ForwardedInfo {
+                client_ip: "10.0.0.1".parse().unwrap(),
+                proto: "http",
+                host: None,
+                client_ip_header: Some(&HeaderValue::from_static("10.0.0.1")),
+            },
+        );
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
     }
 }

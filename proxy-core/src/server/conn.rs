@@ -97,11 +97,14 @@ async fn run_http<I, H>(
         let info = svc_info.clone();
         info.active.fetch_add(1, Ordering::Relaxed);
         let fut = handler.clone().handle(req, info.clone());
-        async move {
+        // Boxed: hyper keeps a slot the size of this future for the whole
+        // life of a connection; boxed, an idle connection holds a pointer
+        // instead of a whole request handler's state.
+        Box::pin(async move {
             let resp = fut.await;
             info.active.fetch_sub(1, Ordering::Relaxed);
             Ok::<_, std::convert::Infallible>(resp)
-        }
+        })
     });
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)

@@ -32,18 +32,28 @@ pub struct ConnInfo {
     pub tls: bool,
     /// The TLS server name the client asked for.
     pub sni: Option<String>,
+    /// `remote`'s IP as a header value, formatted once per connection.
+    remote_ip_header: http::HeaderValue,
     active: AtomicUsize,
 }
 
 impl ConnInfo {
     pub fn new(remote: SocketAddr, local: SocketAddr, tls: bool, sni: Option<String>) -> Self {
+        let remote_ip_header = http::HeaderValue::from_str(&remote.ip().to_string())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
         Self {
             remote,
             local,
             tls,
             sni,
+            remote_ip_header,
             active: AtomicUsize::new(0),
         }
+    }
+
+    /// The client's IP for `X-Forwarded-For`.
+    pub fn remote_ip_header(&self) -> &http::HeaderValue {
+        &self.remote_ip_header
     }
 
     /// `https` or `http`, for `X-Forwarded-Proto`.
