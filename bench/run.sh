@@ -227,7 +227,7 @@ start_weir() {
         cat "$RUN/gateway-validate.log" >&2
         exit 1
     }
-    TOKIO_WORKER_THREADS=1 taskset -c "$PROXY_CPU" "$GATEWAY_BIN" run --config "$BENCH/gateway-bench.yaml" \
+    WEIR_WORKER_THREADS=1 TOKIO_WORKER_THREADS=1 taskset -c "$PROXY_CPU" "$GATEWAY_BIN" run --config "$BENCH/gateway-bench.yaml" \
         >"$RUN/gateway.log" 2>&1 &
     PID[weir]=$!
     STARTED+=("$!")
@@ -242,7 +242,7 @@ start_weir() {
 #   weir-pool256                   an upstream idle pool of 256 instead of 4,096
 VARIANT_INDEX=0
 start_weir_variant() { # target
-    local t=$1 port admin cfg out envs=(TOKIO_WORKER_THREADS=1)
+    local t=$1 port admin cfg out envs=(WEIR_WORKER_THREADS=1 TOKIO_WORKER_THREADS=1)
     VARIANT_INDEX=$((VARIANT_INDEX + 1))
     port=$((18100 + VARIANT_INDEX)) admin=$((18200 + VARIANT_INDEX))
     cfg="$RUN/$t.yaml" out="$RUN/$t.log"
@@ -254,7 +254,7 @@ start_weir_variant() { # target
         weir-mimalloc) envs+=(LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libmimalloc.so.2) ;;
         weir-routes10k) python3 "$BENCH/gen_routes.py" 10000 "$cfg" ;;
         weir-accesslog) sed -i 's/access_log: off/access_log: json/' "$cfg" && out=/dev/null ;;
-        weir-workers2) envs=(TOKIO_WORKER_THREADS=2) ;;
+        weir-workers2) envs=(WEIR_WORKER_THREADS=2 TOKIO_WORKER_THREADS=2) ;;
         weir-pool256) sed -i 's/max_idle_per_endpoint: 4096/max_idle_per_endpoint: 256/' "$cfg" ;;
         *) log "unknown gateway variant $t"; exit 1 ;;
     esac
