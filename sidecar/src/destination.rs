@@ -4,12 +4,17 @@
 //! ```text
 //! overall Timeout            (timeouts.overall: the caller's whole wait)
 //!   → Retry + RetryBudget    (retry: which failures, how often, bounded replay)
-//!     → per-try Timeout      (timeouts.per_try: a hung try becomes a retryable 504)
-//!       → Pick               (balancer over endpoints the breaker lets through;
+//!     → Pick                 (balancer over endpoints the breaker lets through;
 //!                             none left: CircuitOpen, a fast 503)
-//!         → Breaker          (records the endpoint's outcome, half-open probes)
+//!       → Breaker            (records the endpoint's outcome, half-open probes)
+//!         → per-try Timeout  (timeouts.per_try: a hung try becomes a retryable
+//!                             504 that the breaker counts as a failure)
 //!           → UpstreamClient (pooled h1/h2 connection to the endpoint)
 //! ```
+//!
+//! The per-try timeout sits under the breaker on purpose: a try cut by it is
+//! an endpoint failure, while a try dropped because the caller went away says
+//! nothing about the endpoint and records no outcome.
 //!
 //! A destination outlives config reloads that leave its section unchanged, so
 //! its pools, EWMA latencies, breaker states and budget carry over.
@@ -43,7 +48,7 @@ const NO_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 pub(crate) type StackBody = PeekBody<ObservedBody<Incoming>>;
 
 /// The complete stack of one destination.
-pub(crate) type Stack = Timeout<Retry<Timeout<Pick>>>;
+pub(crate) type Stack = Timeout<Retry<Pick>>;
 
 /// The future of [`Stack`], spelled out.
 pub(crate) type StackFuture = proxy_core::resilience::timeout::ResponseFuture<
@@ -88,21 +93,21 @@ impl Destination {
                 detector: discovery.detector().clone(),
                 client,
                 telemetry: telemetry.clone(),
+                per_try: settings.per_try_timeout.unwrap_or(NO_TIMEOUT),
             }),
         };
         let hook_metrics = metrics.clone();
         let hook_name = settings.name.clone();
         let retry = RetryLayer::new(settings.retry.clone(), budget.clone())
             .with_hook(Arc::new(move |ev| hook_metrics.retry_event(&hook_name, ev)));
-        let per_try = TimeoutLayer::new(
-            TimeoutKind::PerTry,
-            settings.per_try_timeout.unwrap_or(NO_TIMEOUT),
-        );
         let overall = TimeoutLayer::new(
             TimeoutKind::Overall,
             settings.overall_timeout.unwrap_or(NO_TIMEOUT),
         );
-        let stack = overall.layer(retry.layer(per_try.layer(pick)));
+        // The per-try timeout sits under each endpoint's breaker (see
+        // `PickInner`), so a hung endpoint fails with a timeout the breaker
+        // counts, while a caller going away records nothing.
+        let stack = overall.layer(retry.layer(pick));
         Arc::new(Destination {
             traffic: metrics.traffic("outbound", &settings.name),
             settings,
@@ -143,6 +148,8 @@ struct PickInner {
     detector: Arc<OutlierDetector>,
     client: UpstreamClient,
     telemetry: Telemetry,
+    /// Per-try timeout, applied under the endpoint's breaker.
+    per_try: Duration,
 }
 
 /// Picks an endpoint the breaker lets through and sends one try to it.
@@ -200,10 +207,12 @@ impl Service<Request<ReplayBody<Body>>> for Pick {
         });
         let req = Request::from_parts(parts, body::boxed(body));
         let in_flight = endpoint.start();
-        let mut breaker = BreakerLayer::new(detector.endpoint(addr)).layer(SendTo {
-            client: inner.client.clone(),
-            addr,
-        });
+        let mut breaker = BreakerLayer::new(detector.endpoint(addr)).layer(
+            TimeoutLayer::new(TimeoutKind::PerTry, inner.per_try).layer(SendTo {
+                client: inner.client.clone(),
+                addr,
+            }),
+        );
         let sent = breaker.call(req);
         Box::pin(async move {
             let result = sent.await;

@@ -139,6 +139,14 @@ impl EndpointHealth {
         }
     }
 
+    /// Forgets a call that ended without an outcome (its caller went away):
+    /// it says nothing about the endpoint, but a probe slot must be freed.
+    pub fn abandon(&self, admission: Admission) {
+        if let Admission::Probe = admission {
+            self.probing.store(false, Ordering::Release);
+        }
+    }
+
     /// Records the outcome of a call admitted with `admission`.
     pub fn record(&self, admission: Admission, success: bool) {
         match admission {

@@ -61,10 +61,14 @@ impl<S> Breaker<S> {
 }
 
 /// Records an outcome exactly once: explicitly, or as `on_drop` when dropped.
+/// A call dropped before its outcome is known (the client went away) records
+/// nothing: a cancelled request says nothing about the endpoint. Hung
+/// endpoints are still caught, because the per-try timeout sits *below* the
+/// breaker and fails the call with a `TimeoutError`.
 struct Guard {
     health: Option<Arc<EndpointHealth>>,
     admission: Admission,
-    on_drop: bool,
+    on_drop: Option<bool>,
 }
 
 impl Guard {
@@ -77,8 +81,14 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let on_drop = self.on_drop;
-        self.finish(on_drop);
+        match self.on_drop {
+            Some(success) => self.finish(success),
+            None => {
+                if let Some(h) = self.health.take() {
+                    h.abandon(self.admission);
+                }
+            }
+        }
     }
 }
 
@@ -108,7 +118,7 @@ where
             guard: Some(Guard {
                 health: Some(self.health.clone()),
                 admission,
-                on_drop: false,
+                on_drop: None,
             }),
         }
     }
@@ -158,7 +168,7 @@ where
                     None => {
                         // gRPC without a status yet: the trailers decide; a body
                         // dropped early counts as a success (the head was fine).
-                        guard.on_drop = true;
+                        guard.on_drop = Some(true);
                         Some(guard)
                     }
                 };

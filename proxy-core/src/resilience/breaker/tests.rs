@@ -222,7 +222,9 @@ async fn grpc_trailers_decide_when_the_body_ends() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn dropped_call_counts_as_failure() {
+async fn call_dropped_by_its_caller_records_no_outcome() {
+    // A client that goes away mid-call (wrk stopping, a user closing a tab)
+    // must not eject a healthy endpoint.
     let d = OutlierDetector::new(BreakerSettings {
         consecutive_failures: Some(1),
         ..settings()
@@ -233,5 +235,24 @@ async fn dropped_call_counts_as_failure() {
     }));
     let r = tokio::time::timeout(Duration::from_millis(10), svc.oneshot(())).await;
     assert!(r.is_err());
+    assert_eq!(h.state(), BreakerState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hung_call_cut_by_the_per_try_timeout_counts_as_failure() {
+    let d = OutlierDetector::new(BreakerSettings {
+        consecutive_failures: Some(1),
+        ..settings()
+    });
+    let h = d.endpoint(addr(1));
+    let hung = service_fn(|()| async {
+        std::future::pending::<Result<Response<Full<Bytes>>, BoxError>>().await
+    });
+    let per_try = crate::resilience::TimeoutLayer::new(
+        crate::resilience::TimeoutKind::PerTry,
+        Duration::from_millis(10),
+    );
+    let svc = BreakerLayer::new(h.clone()).layer(per_try.layer(hung));
+    assert!(svc.oneshot(()).await.is_err());
     assert_eq!(h.state(), BreakerState::Open);
 }
