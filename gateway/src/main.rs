@@ -7,11 +7,6 @@ use clap::{Parser, Subcommand};
 use proxy_core::process;
 use proxy_core::shutdown::{Shutdown, os_signal};
 
-/// mimalloc: fewer CPU cycles per request than the system allocator in our
-/// benchmarks (bench/README.md, "Levers").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "gateway", version, about = "Weir edge API gateway")]
 struct Cli {

@@ -10,11 +10,6 @@ use proxy_core::shutdown::{Shutdown, os_signal};
 use sidecar::SidecarConfig;
 use sidecar::iptables::{IptablesOptions, apply};
 
-/// mimalloc: fewer CPU cycles per request than the system allocator in our
-/// benchmarks (bench/README.md, "Levers").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "sidecar",
