@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use proxy_core::config::{
     AdminConfig, ConfigErrors, EndpointAddr, HealthCheckConfig, HumanDuration, LimitsConfig,
@@ -116,9 +116,10 @@ impl Default for PassiveEjectionConfig {
 }
 
 impl GatewayConfig {
-    /// Checks what serde cannot: names, references, files. Every problem is
-    /// reported, each with its field path.
-    pub fn validate(&self, base_dir: &Path) -> ConfigErrors {
+    /// Checks what serde cannot: names, addresses, sizes. Every problem is
+    /// reported, each with its field path. Certificate files are read (once)
+    /// by `snapshot::tls_configs`, routes by the route-table compiler.
+    pub fn validate(&self) -> ConfigErrors {
         let mut errors = ConfigErrors::new();
         if self.listeners.is_empty() {
             errors.push("listeners", "at least one listener is required");
@@ -140,22 +141,13 @@ impl GatewayConfig {
                     format!("address {} is used twice", l.address),
                 );
             }
-            if let Some(tls) = &l.tls {
-                if tls.certificates.is_empty() {
-                    errors.push(
-                        format!("listeners[{i}].tls.certificates"),
-                        "at least one certificate is required",
-                    );
-                }
-                for (j, c) in tls.certificates.iter().enumerate() {
-                    let path = format!("listeners[{i}].tls.certificates[{j}]");
-                    if let Err(e) = proxy_core::tls::load_certified_key(
-                        &base_dir.join(&c.cert),
-                        &base_dir.join(&c.key),
-                    ) {
-                        errors.push(path, e.to_string());
-                    }
-                }
+            if let Some(tls) = &l.tls
+                && tls.certificates.is_empty()
+            {
+                errors.push(
+                    format!("listeners[{i}].tls.certificates"),
+                    "at least one certificate is required",
+                );
             }
         }
         for (name, u) in &self.upstreams {

@@ -37,11 +37,13 @@ pub struct Snapshot {
     pub route_policies: Vec<RoutePolicy>,
 }
 
-/// Parses and validates a file without building anything (for `validate`).
+/// Parses and validates a file without building anything (for `validate`):
+/// the same checks a build makes, without starting background tasks.
 pub fn load_config(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
     let config: GatewayConfig = read_yaml_file(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let mut errors = config.validate(base);
+    let mut errors = config.validate();
+    errors.extend(tls_configs(&config, base).1);
     let paths: Vec<String> = (0..config.routes.len())
         .map(|i| format!("routes[{i}]"))
         .collect();
@@ -57,14 +59,56 @@ pub fn load_config(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
     ) {
         errors.extend(e);
     }
-    if let Err(route_errors) = RouteTable::compile(&config.routes, &config.versioning, &|name| {
+    if let Err(e) = compile_routes(&config) {
+        errors.extend(e);
+    }
+    errors.into_result(config)
+}
+
+fn compile_routes(config: &GatewayConfig) -> Result<RouteTable, ConfigErrors> {
+    RouteTable::compile(&config.routes, &config.versioning, &|name| {
         config.upstreams.contains_key(name)
-    }) {
+    })
+    .map_err(|route_errors| {
+        let mut errors = ConfigErrors::new();
         for e in route_errors {
             errors.push(e.field.clone(), e.kind.to_string());
         }
+        errors
+    })
+}
+
+/// The TLS settings of every TLS listener, by listener name, reading each
+/// certificate file once; problems name the certificate's field.
+fn tls_configs(
+    config: &GatewayConfig,
+    base_dir: &Path,
+) -> (HashMap<String, Arc<rustls::ServerConfig>>, ConfigErrors) {
+    let mut errors = ConfigErrors::new();
+    let mut tls = HashMap::new();
+    for (i, l) in config.listeners.iter().enumerate() {
+        let Some(t) = &l.tls else { continue };
+        let mut keys = Vec::new();
+        for (j, c) in t.certificates.iter().enumerate() {
+            match proxy_core::tls::load_certified_key(
+                &base_dir.join(&c.cert),
+                &base_dir.join(&c.key),
+            ) {
+                Ok(k) => keys.push(k),
+                Err(e) => errors.push(
+                    format!("listeners[{i}].tls.certificates[{j}]"),
+                    e.to_string(),
+                ),
+            }
+        }
+        match proxy_core::tls::server_config(keys, t.min_version) {
+            Ok(sc) => {
+                tls.insert(l.name.clone(), Arc::new(sc));
+            }
+            Err(e) => errors.push(format!("listeners[{i}].tls"), e.to_string()),
+        }
     }
-    errors.into_result(config)
+    (tls, errors)
 }
 
 impl Snapshot {
@@ -77,7 +121,7 @@ impl Snapshot {
         metrics: &GatewayMetrics,
         policy_state: &PolicyState,
     ) -> Result<Self, ConfigErrors> {
-        let config = load_config(path)?;
+        let config: GatewayConfig = read_yaml_file(path)?;
         Self::from_config(
             config,
             path.parent().unwrap_or(Path::new(".")),
@@ -94,44 +138,21 @@ impl Snapshot {
         metrics: &GatewayMetrics,
         policy_state: &PolicyState,
     ) -> Result<Self, ConfigErrors> {
-        let mut errors = ConfigErrors::new();
-        let routes = match RouteTable::compile(&config.routes, &config.versioning, &|n| {
-            config.upstreams.contains_key(n)
-        }) {
-            Ok(t) => t,
-            Err(route_errors) => {
-                for e in route_errors {
-                    errors.push(e.field.clone(), e.kind.to_string());
-                }
-                return Err(errors);
+        // Each check runs once here: this is the reload path, and a large
+        // route table should not be compiled twice per reload.
+        let mut errors = config.validate();
+        let (tls, tls_errors) = tls_configs(&config, base_dir);
+        errors.extend(tls_errors);
+        let routes = match compile_routes(&config) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                errors.extend(e);
+                None
             }
         };
-        let mut tls = HashMap::new();
-        for (i, l) in config.listeners.iter().enumerate() {
-            let Some(t) = &l.tls else { continue };
-            let mut keys = Vec::new();
-            for (j, c) in t.certificates.iter().enumerate() {
-                match proxy_core::tls::load_certified_key(
-                    &base_dir.join(&c.cert),
-                    &base_dir.join(&c.key),
-                ) {
-                    Ok(k) => keys.push(k),
-                    Err(e) => errors.push(
-                        format!("listeners[{i}].tls.certificates[{j}]"),
-                        e.to_string(),
-                    ),
-                }
-            }
-            match proxy_core::tls::server_config(keys, t.min_version) {
-                Ok(sc) => {
-                    tls.insert(l.name.clone(), Arc::new(sc));
-                }
-                Err(e) => errors.push(format!("listeners[{i}].tls"), e.to_string()),
-            }
-        }
-        if !errors.is_empty() {
+        let Some(routes) = routes.filter(|_| errors.is_empty()) else {
             return Err(errors);
-        }
+        };
         let policies = Policies::build(&config.auth, &config.rate_limits, base_dir, policy_state)?;
         let mut route_policies = Vec::with_capacity(routes.len());
         for (i, r) in config.routes.iter().enumerate() {
