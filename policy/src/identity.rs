@@ -6,12 +6,22 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::AuthMethod;
 
+/// Prefix of every consumer authenticated by API key: `apikey:<name>`.
+pub(crate) const API_KEY_PREFIX: &str = "apikey:";
+/// Prefix of every consumer authenticated by JWT: `jwt:<sub>`, or
+/// `jwt:<namespace>:<sub>` when the issuer has a `consumer_namespace`.
+pub(crate) const JWT_PREFIX: &str = "jwt:";
+
 /// The authenticated caller of one request.
 #[derive(Clone, Debug)]
 pub struct Identity {
     /// How the caller authenticated (`ApiKey` or `Jwt`).
     pub method: AuthMethod,
-    /// API key name, or the JWT's consumer claim (`sub` by default).
+    /// Namespaced, so no JWT subject can pass for an API key or for another
+    /// issuer's subject: `apikey:<name>`, `jwt:<sub>` or
+    /// `jwt:<namespace>:<sub>` (the consumer claim is `sub` by default).
+    /// This is the value of the consumer header and of `consumer` in
+    /// rate-limit keys.
     pub consumer: Option<String>,
     pub scopes: Vec<String>,
     /// The verified JWT claims (empty for API keys).

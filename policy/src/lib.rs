@@ -13,6 +13,7 @@
 //! `policies.rs` (the entry points), `state.rs`, `metrics.rs`.
 
 mod auth;
+mod auth_failures;
 pub mod config;
 mod cors;
 mod identity;

@@ -9,6 +9,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
 
 use crate::auth::Authenticator;
+use crate::auth_failures::{self, AuthFailureLimit};
 use crate::config::{AuthConfig, ConfigErrors, RateLimitsConfig, RouteAuthConfig};
 use crate::cors::CorsVerdict;
 use crate::identity::Identity;
@@ -30,6 +31,8 @@ struct Inner {
     default_auth: Option<RouteAuthConfig>,
     settings: Settings,
     limits: HashMap<String, Arc<LimitPolicy>>,
+    /// The failed-authentication throttle, unless turned off.
+    auth_failures: Option<AuthFailureLimit>,
     state: PolicyState,
 }
 
@@ -59,6 +62,7 @@ impl Policies {
         let mut errs = ConfigErrors::new();
         let authenticator = crate::auth::compile(auth, base_dir, Some(state), &mut errs);
         let settings = crate::ratelimit::compile(rate_limits, &mut errs);
+        let failure_quota = auth_failures::compile(&auth.failure_limit, &mut errs);
         if let Some(d) = &auth.default {
             let probe = RouteRef {
                 name: "",
@@ -116,6 +120,8 @@ impl Policies {
                 default_auth: auth.default.clone(),
                 settings,
                 limits,
+                auth_failures: failure_quota
+                    .map(|q| AuthFailureLimit::new(state, q, auth.failure_limit.max_keys)),
                 state: state.clone(),
             }),
         })
@@ -172,9 +178,11 @@ impl Policies {
 
     /// Applies the route's policies to a request, in this order: identity
     /// headers sent by the client are removed (on every route), CORS
-    /// (preflights answered here), authentication and scopes (identity
-    /// headers added, consumed credentials removed), then every rate limit of
-    /// the route (the strictest decides).
+    /// (preflights answered here), the failed-authentication throttle of the
+    /// client address (before any credential is looked at), authentication
+    /// and scopes (identity headers added, credentials removed unless
+    /// forwarded), then every rate limit of the route, checked together and
+    /// charged only if all admit (the strictest decides).
     ///
     /// `Err` means: do not forward, answer with
     /// [`Rejection::into_response`]. Call it for every request, also on
@@ -211,14 +219,45 @@ impl Policies {
         }
 
         let identity = match &route.auth {
-            None => None,
-            Some(ra) => match inner.auth.authenticate(ra, parts).await {
-                Ok(id) => id,
-                Err(e) => {
-                    metrics.auth_failure(&route.name, e.reason);
-                    return Err(Rejection::auth(e, &ra.scopes, request_id, response_headers));
+            None => {
+                // Nothing is verified on this route, so every credential
+                // is unused.
+                if !inner.auth.forward_unused {
+                    inner.auth.remove_credentials(parts);
                 }
-            },
+                None
+            }
+            Some(ra) => {
+                // A request that will be checked (it carries a credential,
+                // or the route requires one) first passes the failure
+                // throttle of its client address.
+                let checked = inner.auth.chosen(ra, parts).is_some()
+                    || !ra.allows(crate::config::AuthMethod::None);
+                let throttle = inner.auth_failures.as_ref().filter(|_| checked);
+                if let Some(t) = throttle
+                    && let Err(retry_after) = t.admits(client_ip)
+                {
+                    metrics.auth_failure(&route.name, "too_many_failures");
+                    return Err(Rejection::rate_limited(
+                        t.name.clone(),
+                        retry_after,
+                        request_id,
+                        response_headers,
+                    ));
+                }
+                match inner.auth.authenticate(ra, parts).await {
+                    Ok(id) => id,
+                    Err(e) => {
+                        if let Some(t) = throttle
+                            && e.kind == crate::AuthErrorKind::Unauthenticated
+                        {
+                            t.record_failure(client_ip);
+                        }
+                        metrics.auth_failure(&route.name, e.reason);
+                        return Err(Rejection::auth(e, &ra.scopes, request_id, response_headers));
+                    }
+                }
+            }
         };
 
         if route.limits.is_empty() {
@@ -234,13 +273,12 @@ impl Policies {
             identity: identity.as_ref(),
             headers: &parts.headers,
         };
-        let mut outcomes = Vec::with_capacity(route.limits.len());
-        for (i, policy) in route.limits.iter().enumerate() {
-            let outcome = policy.check(&input, &metrics.backend_errors).await;
+        // Check all, then commit: a request any limit refuses spends nothing.
+        let outcomes = crate::ratelimit::check_all(&route.limits, &input, &metrics.backend_errors).await;
+        for (i, outcome) in outcomes.iter().enumerate() {
             if let Some(c) = route.counters.get(i) {
                 c.0[outcome.result_index()].inc();
             }
-            outcomes.push(outcome);
         }
         let reported: Vec<Reported<'_>> = route
             .limits

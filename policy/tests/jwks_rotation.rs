@@ -84,6 +84,8 @@ fn config(url: &str, floor: &str, extra: &str) -> String {
     format!(
         r#"
 auth:
+  # The floor is what is tested here, not the failed-authentication throttle.
+  failure_limit: {{ enabled: false }}
   jwt:
     - issuer: {ISSUER}
       audiences: [{AUDIENCE}]

@@ -21,6 +21,10 @@ use crate::config::{
 use crate::identity::IdentityHeaders;
 use crate::state::PolicyState;
 
+/// Largest `leeway` accepted: it absorbs clock skew, and a bigger one would
+/// quietly extend every token's lifetime.
+const MAX_LEEWAY: Duration = Duration::from_secs(300);
+
 /// Builds the authenticator. With a `state`, remote JWK sets are shared with
 /// earlier config generations and their background refresh is started;
 /// without one (validation only) nothing is spawned or fetched.
@@ -89,6 +93,7 @@ pub(crate) fn compile(
             by_issuer.remove(&p.issuer);
         }
     }
+    check_namespaces(&cfg.jwt, errs);
     strip.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     strip.dedup();
 
@@ -103,6 +108,36 @@ pub(crate) fn compile(
             scopes,
             strip: strip.into(),
         },
+        forward_unused: cfg.forward_unused_credentials,
+    }
+}
+
+/// Consumers are `jwt:<sub>` or `jwt:<namespace>:<sub>`. With one issuer
+/// the namespace is optional; with several, each needs its own, and a
+/// namespace has no `:`, so no two issuers' consumers can ever be equal.
+fn check_namespaces(providers: &[JwtProviderConfig], errs: &mut ConfigErrors) {
+    let mut seen = HashMap::new();
+    for (i, p) in providers.iter().enumerate() {
+        let at = format!("auth.jwt[{i}].consumer_namespace");
+        match p.consumer_namespace.as_deref() {
+            None if providers.len() > 1 => errs.push(
+                at,
+                "several issuers are configured: give each a distinct consumer_namespace, so their subjects cannot name the same consumer",
+            ),
+            None => {}
+            Some(ns) => {
+                if ns.is_empty()
+                    || !ns
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                {
+                    errs.push(at.clone(), "use letters, digits and - _ . only");
+                }
+                if let Some(j) = seen.insert(ns, i) {
+                    errs.push(at, format!("already used by auth.jwt[{j}]"));
+                }
+            }
+        }
     }
 }
 
@@ -177,11 +212,33 @@ fn compile_provider(
         forward_claims.push((claim.clone(), name));
     }
 
+    let leeway = p.leeway.get();
+    if leeway > MAX_LEEWAY {
+        errs.push(
+            format!("{at}.leeway"),
+            format!("at most {}s: clock skew, not token lifetime", MAX_LEEWAY.as_secs()),
+        );
+    }
+    if let Some(typ) = &p.typ
+        && typ.trim().is_empty()
+    {
+        errs.push(format!("{at}.typ"), "must not be empty");
+    }
     let keys = if let Some(secret) = &p.secret {
-        if secret.len() < 32 {
+        // RFC 7518 §3.2: a key at least as long as the hash output.
+        let need = algorithms
+            .iter()
+            .map(|a| match a {
+                Algorithm::HS384 => 48,
+                Algorithm::HS512 => 64,
+                _ => 32,
+            })
+            .max()
+            .unwrap_or(32);
+        if secret.len() < need {
             errs.push(
                 format!("{at}.secret"),
-                "use at least 32 bytes for an HMAC secret",
+                format!("use at least {need} bytes for this HMAC secret (RFC 7518 §3.2)"),
             );
         }
         Some(KeySource::Static(Arc::new(KeySet {
@@ -219,7 +276,12 @@ fn compile_provider(
         audiences: p.audiences.clone(),
         algorithms,
         keys: keys?,
-        leeway_secs: p.leeway.get().as_secs(),
+        leeway_secs: leeway.as_secs(),
+        consumer_prefix: match &p.consumer_namespace {
+            Some(ns) => format!("{}{ns}:", crate::identity::JWT_PREFIX),
+            None => crate::identity::JWT_PREFIX.to_owned(),
+        },
+        typ: p.typ.as_deref().map(super::jwt::normalize_media_type),
         forward_claims,
         required_claims: p.required_claims.clone(),
         scope_claim: p.scope_claim.clone(),
@@ -339,6 +401,9 @@ pub(crate) fn route_auth(
         scopes: cfg.scopes.clone(),
         required_claims: cfg.required_claims.clone(),
         forward_authorization: cfg.forward_authorization,
+        forward_unused: cfg
+            .forward_unused_credentials
+            .unwrap_or(auth.forward_unused),
     }
 }
 

@@ -5,6 +5,7 @@ mod api_key;
 pub(crate) mod compile;
 pub(crate) mod error;
 pub(crate) mod fetch;
+mod json;
 mod jwks;
 mod jwt;
 mod keys;
@@ -31,10 +32,13 @@ pub(crate) struct RouteAuth {
     pub(crate) scopes: Vec<String>,
     pub(crate) required_claims: Vec<String>,
     pub(crate) forward_authorization: bool,
+    /// Forward credentials the route did not verify (resolved against the
+    /// global `auth.forward_unused_credentials`).
+    pub(crate) forward_unused: bool,
 }
 
 impl RouteAuth {
-    fn allows(&self, m: AuthMethod) -> bool {
+    pub(crate) fn allows(&self, m: AuthMethod) -> bool {
         self.methods.contains(&m)
     }
 }
@@ -47,6 +51,8 @@ pub(crate) struct Authenticator {
     pub(crate) providers: Vec<Provider>,
     pub(crate) by_issuer: HashMap<String, usize>,
     pub(crate) identity_headers: IdentityHeaders,
+    /// `auth.forward_unused_credentials`: the default of every route.
+    pub(crate) forward_unused: bool,
 }
 
 impl Authenticator {
@@ -56,55 +62,77 @@ impl Authenticator {
         self.identity_headers.strip_from(&mut parts.headers);
     }
 
+    /// The method whose credential this request will be checked with: the
+    /// first of the route's methods whose credential it carries.
+    pub(crate) fn chosen(&self, route: &RouteAuth, parts: &Parts) -> Option<AuthMethod> {
+        route.methods.iter().copied().find(|m| match m {
+            AuthMethod::Jwt => bearer_token(parts).is_some(),
+            AuthMethod::ApiKey => self.has_api_key(parts),
+            AuthMethod::None => false,
+        })
+    }
+
+    /// Removes every credential Weir knows (`Authorization`, the API key
+    /// header and query parameter), for a route that verified none of them
+    /// and does not forward unused credentials.
+    pub(crate) fn remove_credentials(&self, parts: &mut Parts) {
+        parts.headers.remove(AUTHORIZATION);
+        self.remove_api_keys(parts);
+    }
+
     /// Checks the route's requirements and, on success, writes the identity
-    /// headers. Credentials consumed here (API key header or query parameter,
-    /// and `Authorization` unless the route forwards it) are removed so they
-    /// never reach the upstream.
+    /// headers. The credential checked is removed (`Authorization` is kept
+    /// when the route says `forward_authorization`); the credentials not
+    /// checked are removed too unless the route forwards unused credentials,
+    /// so the upstream never receives a credential Weir did not vouch for.
     pub(crate) async fn authenticate(
         &self,
         route: &RouteAuth,
         parts: &mut Parts,
     ) -> Result<Option<Identity>, AuthError> {
-        let bearer = if route.allows(AuthMethod::Jwt) {
-            let b = bearer_token(parts);
-            if !route.forward_authorization {
-                parts.headers.remove(AUTHORIZATION);
-            }
-            b
-        } else {
-            None
-        };
-        let api_key = if route.allows(AuthMethod::ApiKey) {
-            self.take_api_key(parts)
-        } else {
-            None
-        };
-
-        let mut identity = None;
-        for method in &route.methods {
-            match method {
-                AuthMethod::Jwt if bearer.is_some() => {
-                    identity = Some(
-                        self.verify_jwt(bearer.as_deref().unwrap_or_default())
-                            .await?,
-                    );
-                    break;
-                }
-                AuthMethod::ApiKey if api_key.is_some() => {
-                    identity = Some(self.verify_api_key(api_key.as_deref().unwrap_or_default())?);
-                    break;
-                }
-                _ => {}
-            }
-        }
-        let Some(identity) = identity else {
-            if route.allows(AuthMethod::None) {
-                return Ok(None);
-            }
+        // Two values of one credential header: which one the upstream would
+        // read is anyone's guess, so neither is believed.
+        if parts.headers.get_all(AUTHORIZATION).iter().nth(1).is_some()
+            || parts.headers.get_all(&self.api_key_header).iter().nth(1).is_some()
+        {
             return Err(AuthError::invalid(
-                "missing_credentials",
-                "credentials required",
+                "ambiguous_credentials",
+                "more than one credential header",
             ));
+        }
+        let chosen = self.chosen(route, parts);
+        let bearer = match chosen {
+            Some(AuthMethod::Jwt) => bearer_token(parts),
+            _ => None,
+        };
+        let api_key = match chosen {
+            Some(AuthMethod::ApiKey) => self.take_api_key(parts),
+            _ => None,
+        };
+        let keep_authorization = if chosen == Some(AuthMethod::Jwt) {
+            route.forward_authorization
+        } else {
+            route.forward_unused
+        };
+        if !keep_authorization {
+            parts.headers.remove(AUTHORIZATION);
+        }
+        if !route.forward_unused {
+            self.remove_api_keys(parts);
+        }
+
+        let identity = match (chosen, bearer, api_key) {
+            (Some(AuthMethod::Jwt), Some(token), _) => self.verify_jwt(&token).await?,
+            (Some(AuthMethod::ApiKey), _, Some(key)) => self.verify_api_key(&key)?,
+            _ => {
+                if route.allows(AuthMethod::None) {
+                    return Ok(None);
+                }
+                return Err(AuthError::invalid(
+                    "missing_credentials",
+                    "credentials required",
+                ));
+            }
         };
 
         if let Some(missing) = route.scopes.iter().find(|s| !identity.has_scope(s)) {
@@ -144,7 +172,7 @@ impl Authenticator {
             .and_then(|iss| self.by_issuer.get(iss))
             .and_then(|&i| self.providers.get(i))
             .ok_or_else(|| AuthError::invalid("unknown_issuer", "issuer not accepted"))?;
-        provider.verify(unverified.token).await
+        provider.verify(unverified).await
     }
 
     fn verify_api_key(&self, key: &str) -> Result<Identity, AuthError> {
@@ -154,11 +182,33 @@ impl Authenticator {
             .ok_or_else(|| AuthError::invalid("unknown_api_key", "API key not valid"))?;
         Ok(Identity {
             method: AuthMethod::ApiKey,
-            consumer: Some(stored.name.to_string()),
+            consumer: Some(format!("{}{}", crate::identity::API_KEY_PREFIX, stored.name)),
             scopes: stored.scopes.to_vec(),
             claims: serde_json::Map::new(),
             issuer: None,
         })
+    }
+
+    fn has_api_key(&self, parts: &Parts) -> bool {
+        parts.headers.contains_key(&self.api_key_header)
+            || self.api_key_query.as_deref().is_some_and(|param| {
+                parts
+                    .uri
+                    .query()
+                    .is_some_and(|q| take_query_param(q, param).is_some())
+            })
+    }
+
+    /// Removes the API key header and every API key query parameter.
+    fn remove_api_keys(&self, parts: &mut Parts) {
+        parts.headers.remove(&self.api_key_header);
+        // One parameter goes per round: bounded by the parameters there are.
+        let params = parts.uri.query().map_or(0, |q| q.split('&').count());
+        for _ in 0..params {
+            if self.take_api_key(parts).is_none() {
+                break;
+            }
+        }
     }
 
     /// Takes the API key out of the request (header first, then query).

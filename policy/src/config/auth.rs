@@ -42,6 +42,14 @@ pub struct AuthConfig {
     /// Auth for routes that have no `auth:` block; none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<RouteAuthConfig>,
+    /// Throttle on failed authentications per client address.
+    #[serde(default)]
+    pub failure_limit: super::AuthFailureLimitConfig,
+    /// Forward credentials a route did not verify (`Authorization`, the API
+    /// key header and query parameter) to the upstream; removed by default.
+    /// A route's `auth.forward_unused_credentials` overrides it.
+    #[serde(default)]
+    pub forward_unused_credentials: bool,
 }
 
 impl Default for AuthConfig {
@@ -57,6 +65,8 @@ impl Default for AuthConfig {
             scopes_header: None,
             strip_headers: Vec::new(),
             default: None,
+            failure_limit: super::AuthFailureLimitConfig::default(),
+            forward_unused_credentials: false,
         }
     }
 }
@@ -120,6 +130,17 @@ pub struct JwtProviderConfig {
     /// Claim naming the consumer.
     #[serde(default = "default_consumer_claim")]
     pub consumer_claim: String,
+    /// Namespace of this issuer's consumers: the consumer is `jwt:<sub>`
+    /// without it, `jwt:<namespace>:<sub>` with it. Required (and distinct)
+    /// when several issuers are configured, so two issuers' subjects never
+    /// name the same consumer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_namespace: Option<String>,
+    /// Required `typ` header (RFC 8725 explicit typing), e.g. `at+jwt`;
+    /// compared case-insensitively, `application/` optional. Not checked when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typ: Option<String>,
 }
 
 fn default_leeway() -> HumanDuration {
@@ -206,4 +227,8 @@ pub struct RouteAuthConfig {
     /// Keep the `Authorization` header for the upstream (removed by default).
     #[serde(default)]
     pub forward_authorization: bool,
+    /// Forward credentials this route did not verify; `auth.forward_unused_credentials`
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_unused_credentials: Option<bool>,
 }

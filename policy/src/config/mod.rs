@@ -9,6 +9,7 @@
 //! and [`CorsConfig`] (`cors:`).
 
 mod auth;
+mod auth_failures;
 mod cors;
 mod ratelimit;
 mod validate;
@@ -16,6 +17,7 @@ mod validate;
 pub use auth::{
     ApiKeyConfig, AuthConfig, AuthMethod, JwksConfig, JwtProviderConfig, RouteAuthConfig,
 };
+pub use auth_failures::AuthFailureLimitConfig;
 pub use cors::CorsConfig;
 pub use ratelimit::{
     HeaderStyle, LocalConfig, OnError, RateLimitBackend, RateLimitPolicyConfig, RateLimitsConfig,

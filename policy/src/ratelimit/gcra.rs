@@ -90,6 +90,17 @@ pub fn decide(q: &Quota, tat: Option<u64>, now: u64) -> (Decision, u64) {
     (d, new_tat)
 }
 
+/// What an admitting decision looks like when the request was not recorded
+/// after all (another limit refused it): one more request remains, and the
+/// bucket is one emission interval closer to full.
+pub fn uncharged(q: &Quota, d: Decision) -> Decision {
+    Decision {
+        remaining: d.remaining.saturating_add(1).min(q.burst),
+        reset: d.reset.saturating_sub(Duration::from_nanos(q.emission_ns)),
+        ..d
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +142,10 @@ mod tests {
         assert!(!d.allowed);
         assert_eq!(t2, t, "a denied request costs nothing");
         assert_eq!(d.retry_after, Duration::from_secs(1));
+        // An admitting decision not recorded reads as the bucket before it.
+        let (first, _) = decide(&q, None, 0);
+        let u = uncharged(&q, first);
+        assert_eq!((u.remaining, u.reset), (3, Duration::ZERO));
         // After the retry-after, one passes.
         assert!(decide(&q, Some(t), SEC).0.allowed);
     }

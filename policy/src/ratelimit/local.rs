@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use tokio::time::Instant;
 
@@ -82,28 +82,37 @@ impl LocalLimiter {
         self.check_at(key, Instant::now())
     }
 
+    /// What a request for `key` would be told now, without recording it.
+    pub fn peek(&self, key: &str) -> Decision {
+        let now = Instant::now();
+        let (shard, h) = self.slot(key);
+        let stored = self.lock(shard).map.get(&h).copied();
+        gcra::decide(&self.quota, stored, self.now_ns(now)).0
+    }
+
     /// Decides one request for `key` at `now` (tests drive the clock).
     pub fn check_at(&self, key: &str, now: Instant) -> Decision {
+        check_all_at(&[(self, key)], now)[0]
+    }
+
+    fn slot(&self, key: &str) -> (usize, u64) {
         let h = self.seed.hash_one(key);
         // Middle bits pick the shard; the map uses the low bits for buckets
         // and the top bits for its tags.
-        let idx = ((h >> 32) as usize) & (self.shards.len() - 1);
-        let now_ns =
-            u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
-        let mut shard = match self.shards[idx].lock() {
+        ((((h >> 32) as usize) & (self.shards.len() - 1)), h)
+    }
+
+    fn now_ns(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
+        match self.shards[shard].lock() {
             Ok(g) => g,
             // A panic elsewhere while holding the lock cannot leave a TAT half
             // written (it is one u64): the data is still good.
             Err(poisoned) => poisoned.into_inner(),
-        };
-        let (decision, tat) = gcra::decide(&self.quota, shard.map.get(&h).copied(), now_ns);
-        if decision.allowed {
-            if shard.map.len() >= shard.next_sweep && !shard.map.contains_key(&h) {
-                sweep(&mut shard, now_ns, self.max_per_shard);
-            }
-            shard.map.insert(h, tat);
         }
-        decision
     }
 
     /// Keys currently held (for tests and metrics).
@@ -122,6 +131,79 @@ impl LocalLimiter {
     pub fn capacity(&self) -> usize {
         self.max_per_shard * self.shards.len()
     }
+}
+
+/// Decides one request against several limits at once: every key is checked,
+/// and the request is recorded in every limit only if all of them admit it,
+/// so a request one limit refuses spends nothing of the others.
+///
+/// Every shard involved is locked before anything is read, in one global
+/// order (limiter address, then shard), so concurrent calls neither deadlock
+/// nor see one another half way: the check and the commit are one step.
+pub fn check_all(entries: &[(&LocalLimiter, &str)]) -> Vec<Decision> {
+    check_all_at(entries, Instant::now())
+}
+
+/// [`check_all`] at a given instant (tests drive the clock).
+pub fn check_all_at(entries: &[(&LocalLimiter, &str)], now: Instant) -> Vec<Decision> {
+    // (limiter address, shard, entry index), sorted into the lock order.
+    let slots: Vec<(usize, u64)> = entries.iter().map(|(l, k)| l.slot(k)).collect();
+    let mut order: Vec<(usize, usize, usize)> = entries
+        .iter()
+        .zip(&slots)
+        .enumerate()
+        .map(|(i, ((l, _), (shard, _)))| (std::ptr::from_ref(*l) as usize, *shard, i))
+        .collect();
+    order.sort_unstable();
+    // One guard per distinct shard; `guard_of[i]` is entry i's guard.
+    let mut guards: Vec<MutexGuard<'_, Shard>> = Vec::with_capacity(order.len());
+    let mut guard_of = vec![0; entries.len()];
+    let mut last: Option<(usize, usize)> = None;
+    for &(addr, shard, i) in &order {
+        if last != Some((addr, shard)) {
+            guards.push(entries[i].0.lock(shard));
+            last = Some((addr, shard));
+        }
+        guard_of[i] = guards.len() - 1;
+    }
+    // Decide each entry; a key met twice sees its earlier tentative TAT.
+    let mut pending: Vec<(usize, u64, u64)> = Vec::with_capacity(entries.len());
+    let mut decisions = Vec::with_capacity(entries.len());
+    for (i, (limiter, _)) in entries.iter().enumerate() {
+        let (g, h) = (guard_of[i], slots[i].1);
+        let stored = pending
+            .iter()
+            .rev()
+            .find(|(pg, ph, _)| (*pg, *ph) == (g, h))
+            .map(|p| p.2)
+            .or_else(|| guards[g].map.get(&h).copied());
+        let (decision, tat) = gcra::decide(&limiter.quota, stored, limiter.now_ns(now));
+        if decision.allowed {
+            pending.push((g, h, tat));
+        }
+        decisions.push(decision);
+    }
+    if decisions.iter().all(|d| d.allowed) {
+        for (i, (limiter, _)) in entries.iter().enumerate() {
+            let (g, h) = (guard_of[i], slots[i].1);
+            let Some(&(_, _, tat)) = pending.iter().rev().find(|(pg, ph, _)| (*pg, *ph) == (g, h))
+            else {
+                continue;
+            };
+            let shard = &mut guards[g];
+            if shard.map.len() >= shard.next_sweep && !shard.map.contains_key(&h) {
+                sweep(shard, limiter.now_ns(now), limiter.max_per_shard);
+            }
+            shard.map.insert(h, tat);
+        }
+    } else {
+        for (d, (limiter, _)) in decisions.iter_mut().zip(entries) {
+            if d.allowed {
+                *d = gcra::uncharged(&limiter.quota, *d);
+            }
+        }
+    }
+    decisions
 }
 
 fn sweep(shard: &mut Shard, now_ns: u64, max: usize) {

@@ -187,28 +187,77 @@ impl Outcome {
     }
 }
 
-impl LimitPolicy {
-    pub(crate) async fn check(&self, input: &KeyInput<'_>, failures: &FailureLog) -> Outcome {
-        let key = key::build(&self.name, &self.spec.key, input);
-        match &self.backend {
-            Backend::Local(l) => Outcome::Decided(l.check(&key)),
-            Backend::Redis {
-                redis,
-                on_error,
-                fallback,
-                prefix,
-            } => {
-                let full = format!("{prefix}{key}");
-                match redis.check(&full, &self.spec.quota).await {
-                    Ok(d) => Outcome::Decided(d),
-                    Err(e) => {
-                        failures.record(&self.name, &e);
-                        match on_error {
-                            OnError::Open => Outcome::FailedOpen,
-                            OnError::Closed => Outcome::FailedClosed,
-                            OnError::Local => Outcome::Fallback(fallback.check(&key)),
-                        }
-                    }
+/// Decides one request against all of a route's limits: every limit is
+/// checked and the request is recorded only if all of them admit it (check
+/// all, then commit). Locally that is one multi-shard critical section
+/// ([`local::check_all`]); with Redis, one atomic script over every key. When
+/// Redis fails, the configured failure mode applies to the request as a
+/// whole (`local` falls back to the replica's own limiters, again all or
+/// nothing).
+///
+/// Every policy of one config generation has the same backend (the
+/// `rate_limits.backend` setting), so the limits of a route are all local or
+/// all Redis.
+pub(crate) async fn check_all(
+    limits: &[Arc<LimitPolicy>],
+    input: &KeyInput<'_>,
+    failures: &FailureLog,
+) -> Vec<Outcome> {
+    let keys: Vec<String> = limits
+        .iter()
+        .map(|p| key::build(&p.name, &p.spec.key, input))
+        .collect();
+    let mut redis_entries = Vec::new();
+    let mut shared = None;
+    for (p, k) in limits.iter().zip(&keys) {
+        if let Backend::Redis {
+            redis,
+            on_error,
+            prefix,
+            ..
+        } = &p.backend
+        {
+            redis_entries.push((format!("{prefix}{k}"), &p.spec.quota));
+            shared.get_or_insert((redis, *on_error));
+        }
+    }
+    let Some((redis, on_error)) = shared else {
+        let entries: Vec<(&LocalLimiter, &str)> = limits
+            .iter()
+            .zip(&keys)
+            .filter_map(|(p, k)| match &p.backend {
+                Backend::Local(l) => Some((&**l, k.as_str())),
+                Backend::Redis { .. } => None,
+            })
+            .collect();
+        return local::check_all(&entries)
+            .into_iter()
+            .map(Outcome::Decided)
+            .collect();
+    };
+    match redis.check_all(&redis_entries).await {
+        Ok(decisions) => decisions.into_iter().map(Outcome::Decided).collect(),
+        Err(e) => {
+            for p in limits {
+                failures.record(&p.name, &e);
+            }
+            match on_error {
+                OnError::Open => vec![Outcome::FailedOpen; limits.len()],
+                OnError::Closed => vec![Outcome::FailedClosed; limits.len()],
+                OnError::Local => {
+                    let entries: Vec<(&LocalLimiter, &str)> = limits
+                        .iter()
+                        .zip(&keys)
+                        .map(|(p, k)| match &p.backend {
+                            Backend::Local(l) | Backend::Redis { fallback: l, .. } => {
+                                (&**l, k.as_str())
+                            }
+                        })
+                        .collect();
+                    local::check_all(&entries)
+                        .into_iter()
+                        .map(Outcome::Fallback)
+                        .collect()
                 }
             }
         }

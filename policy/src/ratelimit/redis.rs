@@ -1,4 +1,4 @@
-//! The shared limiter: one atomic Lua script per decision, so N replicas
+//! The shared limiter: one atomic Lua script per request (all its limits), so N replicas
 //! together admit exactly what one would (no read-then-write race).
 //!
 //! The script reads Redis' own clock (`TIME`), so replicas with skewed clocks
@@ -12,20 +12,54 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::gcra::{Decision, Quota};
 
-/// GCRA in microseconds, the same steps as `gcra::decide`.
+/// GCRA in microseconds, the same steps as `gcra::decide`, over every key of
+/// one request: `KEYS[i]` with `ARGV[2i-1]` (emission) and `ARGV[2i]`
+/// (tolerance). Every key is checked first; the new TATs are written only if
+/// all of them admit, so a request one limit refuses spends nothing of the
+/// others, and no other replica's request can run in between (a script is
+/// atomic in Redis). Replies `{all_admitted, then per key: admitted,
+/// remaining, retry_us, reset_us}`; an admitting key of a refused request
+/// reports its bucket as it stays (nothing spent).
 const SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local emission = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]))
-if not tat or tat < now then tat = now end
-local new_tat = tat + emission
-if new_tat - now > tolerance then
-  return {0, 0, new_tat - tolerance - now, tat - now}
+local n = #KEYS
+local tats = {}
+local out = {1}
+for i = 1, n do
+  local emission = tonumber(ARGV[2 * i - 1])
+  local tolerance = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', KEYS[i]))
+  if not tat or tat < now then tat = now end
+  local new_tat = tat + emission
+  if new_tat - now > tolerance then
+    out[1] = 0
+    out[4 * i - 2] = 0
+    out[4 * i - 1] = 0
+    out[4 * i] = new_tat - tolerance - now
+    out[4 * i + 1] = tat - now
+  else
+    tats[i] = new_tat
+    out[4 * i - 2] = 1
+    out[4 * i - 1] = math.floor((tolerance - (new_tat - now)) / emission)
+    out[4 * i] = 0
+    out[4 * i + 1] = new_tat - now
+  end
 end
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
-return {1, math.floor((tolerance - (new_tat - now)) / emission), 0, new_tat - now}
+if out[1] == 1 then
+  for i = 1, n do
+    redis.call('SET', KEYS[i], string.format('%d', tats[i]), 'PX', math.ceil((tats[i] - now) / 1000))
+  end
+else
+  for i = 1, n do
+    if out[4 * i - 2] == 1 then
+      local emission = tonumber(ARGV[2 * i - 1])
+      out[4 * i - 1] = out[4 * i - 1] + 1
+      out[4 * i + 1] = math.max(out[4 * i + 1] - emission, 0)
+    end
+  end
+end
+return out
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +68,8 @@ pub(crate) enum RedisFailure {
     Timeout(Duration),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("redis script replied with {0} values")]
+    Reply(usize),
 }
 
 /// One Redis server, shared by every policy (and config generation) using it.
@@ -67,22 +103,33 @@ impl RedisBackend {
         })
     }
 
-    pub(crate) async fn check(&self, key: &str, q: &Quota) -> Result<Decision, RedisFailure> {
-        let emission_us = (q.emission_ns / 1000).max(1);
-        let tolerance_us = emission_us.saturating_mul(q.burst);
+    /// Decides one request against every `(key, quota)` at once, in one
+    /// script call (EVALSHA, loading the script on first use).
+    pub(crate) async fn check_all(
+        &self,
+        entries: &[(String, &Quota)],
+    ) -> Result<Vec<Decision>, RedisFailure> {
         let mut conn = self.conn.clone();
-        let mut call = self.script.key(key);
-        call.arg(emission_us).arg(tolerance_us);
-        let reply: (u8, u64, u64, u64) =
-            tokio::time::timeout(self.timeout, call.invoke_async(&mut conn))
-                .await
-                .map_err(|_| RedisFailure::Timeout(self.timeout))??;
-        let (allowed, remaining, retry_us, reset_us) = reply;
-        Ok(Decision {
-            allowed: allowed == 1,
-            remaining,
-            retry_after: Duration::from_micros(retry_us),
-            reset: Duration::from_micros(reset_us),
-        })
+        let mut call = self.script.prepare_invoke();
+        for (key, q) in entries {
+            let emission_us = (q.emission_ns / 1000).max(1);
+            let tolerance_us = emission_us.saturating_mul(q.burst);
+            call.key(key.as_str()).arg(emission_us).arg(tolerance_us);
+        }
+        let reply: Vec<u64> = tokio::time::timeout(self.timeout, call.invoke_async(&mut conn))
+            .await
+            .map_err(|_| RedisFailure::Timeout(self.timeout))??;
+        if reply.len() != 1 + 4 * entries.len() {
+            return Err(RedisFailure::Reply(reply.len()));
+        }
+        Ok(reply[1..]
+            .chunks_exact(4)
+            .map(|c| Decision {
+                allowed: c[0] == 1,
+                remaining: c[1],
+                retry_after: Duration::from_micros(c[2]),
+                reset: Duration::from_micros(c[3]),
+            })
+            .collect())
     }
 }
