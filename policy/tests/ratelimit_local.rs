@@ -24,6 +24,8 @@ rate_limits:
     each-route:  { rate: 2, per: 1m, burst: 2, per_route: true }
     per-consumer: { rate: 100, per: 1s, burst: 100, key: [consumer] }
     tiny-global: { rate: 3, per: 1m, burst: 3 }
+    wide:        { rate: 1, per: 1h, burst: 20 }
+    narrow-ip:   { rate: 1, per: 1h, burst: 2, key: [client_ip] }
 routes:
   - { name: a, rate_limit: [per-ip] }
   - { name: s1, rate_limit: [shared] }
@@ -31,6 +33,9 @@ routes:
   - { name: r1, rate_limit: [each-route] }
   - { name: r2, rate_limit: [each-route] }
   - { name: both, auth: { any_of: [api_key, none] }, rate_limit: [per-consumer, tiny-global] }
+  - { name: consumer-only, auth: { any_of: [api_key, none] }, rate_limit: [per-consumer] }
+  - { name: pair, rate_limit: [wide, narrow-ip] }
+  - { name: wide-only, rate_limit: [wide] }
 "#;
 
 async fn hit(
@@ -133,12 +138,53 @@ async fn the_strictest_limit_decides() {
     assert!(
         matches!(rej.kind(), weir_policy::RejectionKind::RateLimited { policy, .. } if &**policy == "tiny-global")
     );
-    assert!(
-        rej.headers()["ratelimit"]
-            .to_str()
-            .unwrap()
-            .contains("\"per-consumer\";r=9")
+    // The refused request spent nothing of per-consumer: 100 - 3 left.
+    assert_eq!(
+        rej.headers()["ratelimit"],
+        "\"per-consumer\";r=97;t=1, \"tiny-global\";r=0;t=20"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_one_limit_refuses_spends_nothing_of_the_others() {
+    let b = build(CONFIG, &PolicyState::new());
+    let key = [("x-api-key", "demo-key")];
+    let mut ok = 0;
+    for _ in 0..50 {
+        ok += usize::from(hit(&b, "both", PEER, &key).await.is_ok());
+    }
+    assert_eq!(ok, 3, "tiny-global admits 3");
+    // per-consumer paid for the 3 admitted requests only, not for the 47
+    // that tiny-global refused.
+    let admitted = hit(&b, "consumer-only", PEER, &key).await.unwrap();
+    assert_eq!(
+        admitted.response_headers["ratelimit"],
+        "\"per-consumer\";r=96;t=1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_check_all_then_commit_is_exact() {
+    // 4 clients x 25 requests at once on `pair`: narrow-ip admits 2 per
+    // client, so 8 pass, and wide (burst 20) must have paid for exactly
+    // those 8, whatever the interleaving across threads.
+    let b = build(CONFIG, &PolicyState::new());
+    let mut tasks = Vec::new();
+    for i in 0..100u8 {
+        let p = b.policies.clone();
+        let route = b.route("pair").clone();
+        let peer = IpAddr::from([198, 51, 100, i % 4]);
+        tasks.push(tokio::spawn(async move {
+            let mut parts = request("GET", "/", &[]);
+            p.check(&route, &mut parts, peer).await.is_ok()
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += usize::from(t.await.unwrap());
+    }
+    assert_eq!(ok, 8);
+    assert_eq!(admitted(&b, "wide-only", PEER, 30).await, 12);
 }
 
 #[tokio::test(start_paused = true)]

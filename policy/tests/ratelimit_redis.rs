@@ -281,3 +281,60 @@ async fn recovers_when_redis_returns() {
         "Redis decisions resume after it returns"
     );
 }
+
+/// Two limits on one route, shared through Redis: `narrow` (2 per client)
+/// refuses most requests, and `wide` (20 for everyone) must have paid only
+/// for the admitted ones, also with two gateways deciding concurrently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_one_limit_refuses_spends_nothing_of_the_others() {
+    let Some(_) = redis_addr().await else { return };
+    let prefix = unique_prefix("check-all");
+    let yaml = format!(
+        r#"
+rate_limits:
+  backend: redis
+  redis: {{ url: "{}", timeout: 2s, on_error: closed, key_prefix: "{prefix}" }}
+  policies:
+    wide: {{ rate: 1, per: 1h, burst: 20 }}
+    narrow: {{ rate: 1, per: 1h, burst: 2, key: [client_ip] }}
+routes:
+  - {{ name: pair, rate_limit: [wide, narrow] }}
+  - {{ name: wide-only, rate_limit: [wide] }}
+"#,
+        redis_url()
+    );
+    let g1 = build(&yaml, &PolicyState::new());
+    let g2 = build(&yaml, &PolicyState::new());
+    let mut tasks = Vec::new();
+    for i in 0..60u8 {
+        let g = if i % 2 == 0 { &g1 } else { &g2 };
+        let (p, route) = (g.policies.clone(), g.route("pair").clone());
+        let peer = std::net::IpAddr::from([198, 51, 100, i % 3]);
+        tasks.push(tokio::spawn(async move {
+            let mut parts = request("GET", "/", &[]);
+            p.check(&route, &mut parts, peer).await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(r) => assert_eq!(r.reason(), "rate_limited"),
+        }
+    }
+    assert_eq!(ok, 6, "2 for each of 3 clients");
+    // wide paid for 6: 14 left, and a refusal reports them as they stay.
+    let mut parts = request("GET", "/", &[]);
+    let rej = g1
+        .policies
+        .check(g1.route("pair"), &mut parts, "198.51.100.0".parse().unwrap())
+        .await
+        .unwrap_err();
+    let state = rej.headers()["ratelimit"].to_str().unwrap().to_owned();
+    assert!(state.starts_with("\"wide\";r=14;"), "{state}");
+    let mut left = 0;
+    for _ in 0..30 {
+        left += usize::from(check(&g1, g1.route("wide-only")).await.is_ok());
+    }
+    assert_eq!(left, 14);
+}
