@@ -20,6 +20,7 @@ pub fn validate<'a>(
     let mut errs = ConfigErrors::new();
     let authenticator = crate::auth::compile(auth, base_dir, None, &mut errs);
     let settings = crate::ratelimit::compile(rate_limits, &mut errs);
+    crate::auth_failures::compile(&auth.failure_limit, &mut errs);
     let default_auth = auth.default.as_ref();
     if default_auth.is_some() {
         // Checked once here, not once per route that inherits it.
