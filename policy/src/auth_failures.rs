@@ -62,7 +62,11 @@ impl AuthFailureLimit {
     /// how long until it may. Spends nothing.
     pub(crate) fn admits(&self, client: IpAddr) -> Result<(), Duration> {
         let d = self.limiter.peek(&key(client));
-        if d.allowed { Ok(()) } else { Err(d.retry_after) }
+        if d.allowed {
+            Ok(())
+        } else {
+            Err(d.retry_after)
+        }
     }
 
     /// Records one failed authentication of `client`.
@@ -114,6 +118,9 @@ mod tests {
         }
         let held = t.limiter().len();
         assert!(held <= t.limiter().capacity(), "{held}");
-        assert!(t.limiter().capacity() < 2 * 1000 + 16 * 256, "cap near max_keys");
+        assert!(
+            t.limiter().capacity() < 2 * 1000 + 16 * 256,
+            "cap near max_keys"
+        );
     }
 }

@@ -274,7 +274,8 @@ impl Policies {
             headers: &parts.headers,
         };
         // Check all, then commit: a request any limit refuses spends nothing.
-        let outcomes = crate::ratelimit::check_all(&route.limits, &input, &metrics.backend_errors).await;
+        let outcomes =
+            crate::ratelimit::check_all(&route.limits, &input, &metrics.backend_errors).await;
         for (i, outcome) in outcomes.iter().enumerate() {
             if let Some(c) = route.counters.get(i) {
                 c.0[outcome.result_index()].inc();

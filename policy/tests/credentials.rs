@@ -144,7 +144,10 @@ async fn forwarding_unused_credentials_is_configurable() {
         &b,
         "key-fwd",
         "/",
-        &[("x-api-key", "demo-key"), ("authorization", "Bearer upstream")],
+        &[
+            ("x-api-key", "demo-key"),
+            ("authorization", "Bearer upstream"),
+        ],
     )
     .await;
     r.unwrap();
@@ -182,7 +185,13 @@ async fn two_values_of_a_credential_header_are_refused() {
     let b = build(&config(false), &PolicyState::new());
     let good = bearer(&token("alice"));
     for (route, headers) in [
-        ("jwt", [("authorization", good.as_str()), ("authorization", "Bearer x")]),
+        (
+            "jwt",
+            [
+                ("authorization", good.as_str()),
+                ("authorization", "Bearer x"),
+            ],
+        ),
         ("key", [("x-api-key", "demo-key"), ("x-api-key", "other")]),
     ] {
         let (_, r) = call(&b, route, "/", &headers).await;
@@ -203,7 +212,10 @@ async fn consumers_are_namespaced_for_the_upstream_and_for_limits() {
         let auth = bearer(&token(sub));
         let (parts, r) = call(&b, "limited", "/", &[("authorization", &auth)]).await;
         r.unwrap_or_else(|e| panic!("{sub}: {}", e.reason()));
-        assert_eq!(parts.headers["x-weir-consumer"], format!("jwt:{sub}").as_str());
+        assert_eq!(
+            parts.headers["x-weir-consumer"],
+            format!("jwt:{sub}").as_str()
+        );
         assert_eq!(parts.headers["x-user-id"], sub, "forwarded claims stay raw");
     }
     let (_, r) = call(&b, "limited", "/", &[("x-api-key", "demo-key")]).await;
@@ -253,9 +265,7 @@ async fn forged_identity_headers_never_reach_the_upstream() {
 #[test]
 fn several_issuers_need_distinct_consumer_namespaces() {
     let provider = |iss: &str, ns: &str| {
-        format!(
-            "    - {{ issuer: {iss}, secret: \"{SECRET}\", algorithms: [HS256]{ns} }}\n"
-        )
+        format!("    - {{ issuer: {iss}, secret: \"{SECRET}\", algorithms: [HS256]{ns} }}\n")
     };
     let yaml = |a: &str, b: &str| {
         format!(
@@ -279,7 +289,10 @@ fn several_issuers_need_distinct_consumer_namespaces() {
         ["auth.jwt[1].consumer_namespace"]
     );
     assert_eq!(
-        paths(yaml(", consumer_namespace: \"a:b\"", ", consumer_namespace: b")),
+        paths(yaml(
+            ", consumer_namespace: \"a:b\"",
+            ", consumer_namespace: b"
+        )),
         ["auth.jwt[0].consumer_namespace"]
     );
     assert!(paths(yaml(", consumer_namespace: a", ", consumer_namespace: b")).is_empty());

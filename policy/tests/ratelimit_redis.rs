@@ -327,7 +327,11 @@ routes:
     let mut parts = request("GET", "/", &[]);
     let rej = g1
         .policies
-        .check(g1.route("pair"), &mut parts, "198.51.100.0".parse().unwrap())
+        .check(
+            g1.route("pair"),
+            &mut parts,
+            "198.51.100.0".parse().unwrap(),
+        )
         .await
         .unwrap_err();
     let state = rej.headers()["ratelimit"].to_str().unwrap().to_owned();

@@ -216,7 +216,10 @@ fn compile_provider(
     if leeway > MAX_LEEWAY {
         errs.push(
             format!("{at}.leeway"),
-            format!("at most {}s: clock skew, not token lifetime", MAX_LEEWAY.as_secs()),
+            format!(
+                "at most {}s: clock skew, not token lifetime",
+                MAX_LEEWAY.as_secs()
+            ),
         );
     }
     if let Some(typ) = &p.typ

@@ -75,7 +75,10 @@ mod tests {
         );
         assert_eq!(parse_object(b"[1]"), Err(ObjectError::NotAnObject));
         assert_eq!(parse_object(b"{} x"), Err(ObjectError::NotAnObject));
-        assert_eq!(parse_object(b"{\"a\":\"\xff\"}"), Err(ObjectError::NotAnObject));
+        assert_eq!(
+            parse_object(b"{\"a\":\"\xff\"}"),
+            Err(ObjectError::NotAnObject)
+        );
         // Escapes decode before comparing: "\u0061" is "a".
         assert_eq!(
             parse_object(br#"{"a":1,"\u0061":2}"#),

@@ -101,7 +101,10 @@ pub(crate) fn peek(token: &str) -> Result<Unverified<'_>, AuthError> {
     let segments: Vec<&str> = token.split('.').collect();
     let [header, payload, _signature] = segments[..] else {
         return Err(if segments.len() == 5 {
-            AuthError::invalid("unsupported_token", "encrypted tokens (JWE) are not accepted")
+            AuthError::invalid(
+                "unsupported_token",
+                "encrypted tokens (JWE) are not accepted",
+            )
         } else {
             malformed("not a JWT")
         });
@@ -138,6 +141,18 @@ pub(crate) fn peek(token: &str) -> Result<Unverified<'_>, AuthError> {
         .any(|name| header.get(*name).is_some_and(|v| !v.is_string()))
     {
         return Err(malformed("a header parameter is not a string"));
+    }
+    // RFC 7519 §2: a NumericDate is a number (fractions allowed).
+    for name in ["exp", "nbf", "iat"] {
+        if claims
+            .get(name)
+            .is_some_and(|v| v.as_f64().is_none_or(|t| !t.is_finite() || t < 0.0))
+        {
+            return Err(AuthError::invalid(
+                "invalid_claim",
+                format!("{name} is not a NumericDate"),
+            ));
+        }
     }
     let issuer = match claims.get("iss") {
         None => None,
@@ -269,7 +284,10 @@ impl Provider {
         // suspicious as one not yet valid. A NumericDate may have a fraction.
         if let Some(iat) = claims.get("iat") {
             let Some(iat) = iat.as_f64().filter(|t| t.is_finite() && *t >= 0.0) else {
-                return Err(AuthError::invalid("invalid_claim", "iat is not a NumericDate"));
+                return Err(AuthError::invalid(
+                    "invalid_claim",
+                    "iat is not a NumericDate",
+                ));
             };
             let now = jsonwebtoken::get_current_timestamp();
             if iat > (now + self.leeway_secs) as f64 {

@@ -123,13 +123,17 @@ fn from_jwk(jwk: &Jwk) -> Result<VerifyKey, String> {
                 .map(|n| bit_length(&n))
                 .map_err(|_| "RSA modulus is not base64url".to_owned())?;
             if bits < MIN_RSA_BITS {
-                return Err(format!("RSA key of {bits} bits; at least {MIN_RSA_BITS} are required"));
+                return Err(format!(
+                    "RSA key of {bits} bits; at least {MIN_RSA_BITS} are required"
+                ));
             }
         }
         AlgorithmParameters::OctetKey(p) => {
             let len = URL_SAFE_NO_PAD.decode(&p.value).map_or(0, |k| k.len());
             if len < MIN_OCT_BYTES {
-                return Err(format!("symmetric key of {len} bytes; at least {MIN_OCT_BYTES} are required"));
+                return Err(format!(
+                    "symmetric key of {len} bytes; at least {MIN_OCT_BYTES} are required"
+                ));
             }
         }
         _ => {}

@@ -93,7 +93,12 @@ impl Authenticator {
         // Two values of one credential header: which one the upstream would
         // read is anyone's guess, so neither is believed.
         if parts.headers.get_all(AUTHORIZATION).iter().nth(1).is_some()
-            || parts.headers.get_all(&self.api_key_header).iter().nth(1).is_some()
+            || parts
+                .headers
+                .get_all(&self.api_key_header)
+                .iter()
+                .nth(1)
+                .is_some()
         {
             return Err(AuthError::invalid(
                 "ambiguous_credentials",
@@ -182,7 +187,11 @@ impl Authenticator {
             .ok_or_else(|| AuthError::invalid("unknown_api_key", "API key not valid"))?;
         Ok(Identity {
             method: AuthMethod::ApiKey,
-            consumer: Some(format!("{}{}", crate::identity::API_KEY_PREFIX, stored.name)),
+            consumer: Some(format!(
+                "{}{}",
+                crate::identity::API_KEY_PREFIX,
+                stored.name
+            )),
             scopes: stored.scopes.to_vec(),
             claims: serde_json::Map::new(),
             issuer: None,

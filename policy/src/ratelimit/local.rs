@@ -186,7 +186,10 @@ pub fn check_all_at(entries: &[(&LocalLimiter, &str)], now: Instant) -> Vec<Deci
     if decisions.iter().all(|d| d.allowed) {
         for (i, (limiter, _)) in entries.iter().enumerate() {
             let (g, h) = (guard_of[i], slots[i].1);
-            let Some(&(_, _, tat)) = pending.iter().rev().find(|(pg, ph, _)| (*pg, *ph) == (g, h))
+            let Some(&(_, _, tat)) = pending
+                .iter()
+                .rev()
+                .find(|(pg, ph, _)| (*pg, *ph) == (g, h))
             else {
                 continue;
             };
