@@ -8,8 +8,9 @@
 //! passed into every build, so reloads keep it.
 //!
 //! Layout: `config/` (raw serde sections and validation), `auth/` (JWT, JWKS,
-//! API keys, errors), `identity.rs`, `ratelimit/` (GCRA, local and Redis
-//! backends, keys, headers), `cors.rs`, `rejection.rs` (problem+json),
+//! API keys, errors), `auth_failures.rs` (the failed-authentication
+//! throttle), `identity.rs`, `ratelimit/` (GCRA, local and Redis backends,
+//! keys, headers), `cors.rs`, `rejection.rs` (problem+json),
 //! `policies.rs` (the entry points), `state.rs`, `metrics.rs`.
 
 mod auth;

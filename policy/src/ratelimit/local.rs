@@ -92,7 +92,17 @@ impl LocalLimiter {
 
     /// Decides one request for `key` at `now` (tests drive the clock).
     pub fn check_at(&self, key: &str, now: Instant) -> Decision {
-        check_all_at(&[(self, key)], now)[0]
+        let (idx, h) = self.slot(key);
+        let now_ns = self.now_ns(now);
+        let mut shard = self.lock(idx);
+        let (decision, tat) = gcra::decide(&self.quota, shard.map.get(&h).copied(), now_ns);
+        if decision.allowed {
+            if shard.map.len() >= shard.next_sweep && !shard.map.contains_key(&h) {
+                sweep(&mut shard, now_ns, self.max_per_shard);
+            }
+            shard.map.insert(h, tat);
+        }
+        decision
     }
 
     fn slot(&self, key: &str) -> (usize, u64) {
@@ -146,6 +156,10 @@ pub fn check_all(entries: &[(&LocalLimiter, &str)]) -> Vec<Decision> {
 
 /// [`check_all`] at a given instant (tests drive the clock).
 pub fn check_all_at(entries: &[(&LocalLimiter, &str)], now: Instant) -> Vec<Decision> {
+    // One limit: check and commit are already one step under its lock.
+    if let [(limiter, key)] = entries {
+        return vec![limiter.check_at(key, now)];
+    }
     // (limiter address, shard, entry index), sorted into the lock order.
     let slots: Vec<(usize, u64)> = entries.iter().map(|(l, k)| l.slot(k)).collect();
     let mut order: Vec<(usize, usize, usize)> = entries
@@ -249,6 +263,33 @@ mod tests {
         assert_eq!((a, b), (3, 3));
         assert!(l.check_at("a", t + Duration::from_millis(100)).allowed);
         assert!(!l.check_at("a", t + Duration::from_millis(100)).allowed);
+    }
+
+    #[test]
+    fn several_limits_are_charged_together_or_not_at_all() {
+        let wide = LocalLimiter::new(Quota::new(1, Duration::from_secs(3600), 10).unwrap(), 100);
+        let narrow = LocalLimiter::new(Quota::new(1, Duration::from_secs(3600), 2).unwrap(), 100);
+        let t = Instant::now();
+        let both = [(&wide, "k"), (&narrow, "k")];
+        let admitted = (0..10)
+            .filter(|_| check_all_at(&both, t).iter().all(|d| d.allowed))
+            .count();
+        assert_eq!(admitted, 2);
+        // wide paid for the 2 admitted only.
+        let d = check_all_at(&both, t);
+        assert!(d[0].allowed && !d[1].allowed);
+        assert_eq!(d[0].remaining, 8, "reported as it stays");
+        assert_eq!((0..20).filter(|_| wide.check_at("k", t).allowed).count(), 8);
+        // The same limiter and key twice in one call: two requests' worth.
+        let l = LocalLimiter::new(Quota::new(1, Duration::from_secs(3600), 3).unwrap(), 100);
+        assert!(
+            check_all_at(&[(&l, "x"), (&l, "x")], t)
+                .iter()
+                .all(|d| d.allowed)
+        );
+        let d = check_all_at(&[(&l, "x"), (&l, "x")], t);
+        assert!(d[0].allowed && !d[1].allowed);
+        assert!(l.check_at("x", t).allowed, "the refused pair spent nothing");
     }
 
     #[test]
