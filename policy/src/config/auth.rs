@@ -27,8 +27,8 @@ pub struct AuthConfig {
     /// JWT issuers; the token's `iss` picks the provider.
     #[serde(default)]
     pub jwt: Vec<JwtProviderConfig>,
-    /// Header that carries the authenticated consumer (API key name, or the
-    /// JWT's `sub`) to the upstream.
+    /// Header that carries the authenticated consumer to the upstream,
+    /// namespaced: `apikey:<name>`, `jwt:<sub>` or `jwt:<namespace>:<sub>`.
     #[serde(default = "default_consumer_header")]
     pub consumer_header: String,
     /// Header that carries the granted scopes (space separated) upstream; off
