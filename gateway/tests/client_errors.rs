@@ -1,7 +1,8 @@
 //! Client errors are client errors: a malformed request body (chunk sizes,
 //! chunk extensions, bytes where the framing wants others) is answered
 //! `400 invalid-request-body`, never `502`, even though it surfaces while
-//! the gateway is sending to the upstream; an API version value that names
+//! the gateway is sending to the upstream, over HTTP/1.1 or HTTP/2 (and a
+//! body past the limit stays `413` on both); an API version value that names
 //! no version is `400 invalid-api-version`, not a silent default.
 
 mod support;
@@ -13,7 +14,12 @@ async fn setup() -> (Upstream, TestGateway) {
     let gw = TestGateway::start(&config(&format!(
         "upstreams:
   svc: {{ endpoints: [{}] }}
+  svc-h2: {{ endpoints: [{0}], protocol: http2 }}
 routes:
+  - name: h2
+    match: {{ path_prefix: /h2 }}
+    upstream: svc-h2
+    limits: {{ max_body_bytes: 64 }}
   - name: products
     match: {{ path_prefix: /products }}
     version: 1
@@ -30,6 +36,9 @@ routes:
 
 const HEAD: &[u8] =
     b"POST /upload HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+/// The same, to an upstream spoken to in HTTP/2.
+const HEAD_H2: &[u8] =
+    b"POST /h2/upload HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
 
 #[tokio::test]
 async fn malformed_chunked_bodies_are_400_not_502() {
@@ -49,9 +58,9 @@ async fn malformed_chunked_bodies_are_400_not_502() {
             b"5\r\nhelloXX0\r\n\r\n".to_vec(),
         ),
     ];
-    for (what, body) in bodies {
-        let mut request = HEAD.to_vec();
-        request.extend_from_slice(&body);
+    for ((what, body), head) in bodies.iter().flat_map(|b| [(b, HEAD), (b, HEAD_H2)]) {
+        let mut request = head.to_vec();
+        request.extend_from_slice(body);
         let r = raw_request(gw.addr(), &request).await;
         assert_eq!(
             r.status,
@@ -71,9 +80,24 @@ async fn malformed_chunked_bodies_are_400_not_502() {
 }
 
 #[tokio::test]
+async fn a_body_past_the_limit_is_413_on_an_http2_upstream_too() {
+    let (_up, gw) = setup().await;
+    let mut request = HEAD_H2.to_vec();
+    request.extend_from_slice(format!("64\r\n{}\r\n0\r\n\r\n", "x".repeat(100)).as_bytes());
+    let r = raw_request(gw.addr(), &request).await;
+    assert_eq!(r.status, 413, "{}", r.head);
+    assert_eq!(r.problem_slug(), "payload-too-large");
+}
+
+#[tokio::test]
 async fn a_well_formed_chunked_body_still_passes() {
     let (_up, gw) = setup().await;
     let mut request = HEAD.to_vec();
+    request.extend_from_slice(b"5;name=value\r\nhello\r\n0\r\n\r\n");
+    let r = raw_request(gw.addr(), &request).await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(r.json()["body_len"], 5);
+    let mut request = HEAD_H2.to_vec();
     request.extend_from_slice(b"5;name=value\r\nhello\r\n0\r\n\r\n");
     let r = raw_request(gw.addr(), &request).await;
     assert_eq!(r.status, 200, "{}", r.head);

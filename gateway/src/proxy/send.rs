@@ -38,6 +38,7 @@ pub(super) async fn send<'s>(
         endpoint,
         client_upgrade,
         body_limit,
+        body_outcome,
     } = outgoing;
     let endpoint_label = endpoint.authority().as_str();
     let mut client_span = telemetry.client_span(
@@ -65,6 +66,12 @@ pub(super) async fn send<'s>(
         Ok(r) => r,
         Err(err) => {
             drop(in_flight);
+            // An HTTP/2 upstream client saw only the reset its own side sent
+            // when the client's body failed.
+            let err = match body_outcome.as_ref().and_then(|o| o.failure(body_limit)) {
+                Some(client_fault) if !err.is_client_fault() && !err.is_connect() => client_fault,
+                _ => err,
+            };
             if err.is_connect() {
                 let cfg = &upstream.config.passive_ejection;
                 let d = endpoint.eject(cfg.base.get(), cfg.max.get());
@@ -131,7 +138,7 @@ async fn exchange(
         })
 }
 
-/// A future already under way, as a service called once, so the deadline
+/// A future not yet polled, as a service called once, so the deadline
 /// is the same [`Timeout`] the sidecar's stacks use. (A `service_fn` closure
 /// borrowing the client does not pass the `Send` check of the handler's
 /// future: its higher-ranked lifetimes are not general enough.)

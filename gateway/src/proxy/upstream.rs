@@ -12,13 +12,14 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderName};
 use http::uri::PathAndQuery;
-use http::{Request, Uri};
+use http::{Request, Uri, Version};
 use http_body_util::Limited;
 use hyper::upgrade::OnUpgrade;
 use proxy_core::balance::Endpoint;
 use proxy_core::body::{self as pbody, Body};
+use proxy_core::config::Protocol;
 use proxy_core::forward::{
-    ClientBody, ForwardError, ForwardedInfo, is_upgrade_request, set_forwarded_headers,
+    BodyOutcome, ClientBody, ForwardError, ForwardedInfo, is_upgrade_request, set_forwarded_headers,
 };
 use proxy_core::server::ConnInfo;
 
@@ -40,6 +41,8 @@ pub(super) struct Outgoing<'s> {
     /// was taken apart.
     pub(super) client_upgrade: Option<OnUpgrade>,
     pub(super) body_limit: u64,
+    /// How the client's body failed, for upstreams that may speak HTTP/2.
+    pub(super) body_outcome: Option<Arc<BodyOutcome>>,
 }
 
 /// Chooses upstream and endpoint and builds the upstream request; answers
@@ -120,11 +123,22 @@ pub(super) fn prepare<'s>(
         parts.headers.insert(header::HOST, h);
     }
 
+    // An HTTP/2 upstream client reports a failed body only as a reset
+    // stream, so the body tells the send phase itself (one allocation, on
+    // those upstreams only).
+    let may_be_h2 = match upstream.config.protocol {
+        Protocol::Http1 => false,
+        Protocol::Http2 => true,
+        Protocol::Auto => parts.version == Version::HTTP_2,
+    };
+    let body_outcome = may_be_h2.then(|| Arc::new(BodyOutcome::default()));
     let limit = usize::try_from(body_limit).unwrap_or(usize::MAX);
-    let body = ClientBody::new(body);
     let body = match &ctx.bytes_in {
-        Some(counter) => pbody::boxed(Limited::new(Counted::new(body, counter.clone()), limit)),
-        None => pbody::boxed(Limited::new(body, limit)),
+        Some(counter) => client_body(
+            Limited::new(Counted::new(body, counter.clone()), limit),
+            &body_outcome,
+        ),
+        None => client_body(Limited::new(body, limit), &body_outcome),
     };
     Flow::Continue(Outgoing {
         req: Request::from_parts(parts, body),
@@ -132,7 +146,21 @@ pub(super) fn prepare<'s>(
         endpoint,
         client_upgrade,
         body_limit,
+        body_outcome,
     })
+}
+
+/// The client's body as the upstream gets it: limited, errors marked as the
+/// client's, trailers dropped (see [`ClientBody`]).
+fn client_body<B>(limited: B, outcome: &Option<Arc<BodyOutcome>>) -> Body
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<proxy_core::body::BoxError>,
+{
+    match outcome {
+        Some(o) => pbody::boxed(ClientBody::watched(limited, o.clone())),
+        None => pbody::boxed(ClientBody::new(limited)),
+    }
 }
 
 /// Counts a failure against the upstream (`weir_upstream_errors_total`).

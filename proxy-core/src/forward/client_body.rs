@@ -15,15 +15,23 @@
 //!   framework. No client needs request trailers through an edge proxy (gRPC
 //!   sends its trailers on responses only), so they end the body instead.
 //!
-//! The wrapper holds no state and allocates nothing; errors are boxed only
-//! when they happen.
+//! An HTTP/1 upstream client reports the body's error in its own error's
+//! causes. An HTTP/2 one only resets the stream and reports the reset, so
+//! for those the proxy shares a [`BodyOutcome`] with the body
+//! ([`ClientBody::watched`]) and reads it when the exchange fails.
+//!
+//! Unwatched, the wrapper holds no state and allocates nothing; errors are
+//! boxed only when they happen.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
+use super::ForwardError;
 use crate::body::BoxError;
 
 /// A failure reading the client's request body (see the module docs).
@@ -31,18 +39,52 @@ use crate::body::BoxError;
 #[error("{0}")]
 pub struct ClientBodyError(#[source] pub BoxError);
 
+/// How a watched client body failed, if it did: shared between the body
+/// (which the upstream client owns) and the proxy.
+#[derive(Debug, Default)]
+pub struct BodyOutcome(AtomicU8);
+
+const MALFORMED: u8 = 1;
+const TOO_LARGE: u8 = 2;
+
+impl BodyOutcome {
+    /// The client's failure, if its body failed: `BodyTooLarge` past
+    /// `limit`, else `ClientBody`.
+    pub fn failure(&self, limit: u64) -> Option<ForwardError> {
+        match self.0.load(Ordering::Acquire) {
+            MALFORMED => Some(ForwardError::ClientBody(ClientBodyError(
+                "the request body is malformed or was cut off".into(),
+            ))),
+            TOO_LARGE => Some(ForwardError::BodyTooLarge { limit }),
+            _ => None,
+        }
+    }
+}
+
 pin_project_lite::pin_project! {
     /// The client's body: errors marked as the client's, trailers dropped.
     #[derive(Debug)]
     pub struct ClientBody<B> {
         #[pin]
         inner: B,
+        outcome: Option<Arc<BodyOutcome>>,
     }
 }
 
 impl<B> ClientBody<B> {
     pub fn new(inner: B) -> Self {
-        Self { inner }
+        Self {
+            inner,
+            outcome: None,
+        }
+    }
+
+    /// Also records a failure in `outcome` (for HTTP/2 upstreams).
+    pub fn watched(inner: B, outcome: Arc<BodyOutcome>) -> Self {
+        Self {
+            inner,
+            outcome: Some(outcome),
+        }
     }
 }
 
@@ -58,10 +100,22 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
-        match ready!(self.project().inner.poll_frame(cx)) {
+        let this = self.project();
+        match ready!(this.inner.poll_frame(cx)) {
             Some(Ok(frame)) if frame.is_trailers() => Poll::Ready(None),
             Some(Ok(frame)) => Poll::Ready(Some(Ok(frame))),
-            Some(Err(e)) => Poll::Ready(Some(Err(ClientBodyError(e.into())))),
+            Some(Err(e)) => {
+                let e: BoxError = e.into();
+                if let Some(outcome) = this.outcome {
+                    let kind = if e.is::<http_body_util::LengthLimitError>() {
+                        TOO_LARGE
+                    } else {
+                        MALFORMED
+                    };
+                    outcome.0.store(kind, Ordering::Release);
+                }
+                Poll::Ready(Some(Err(ClientBodyError(e))))
+            }
             None => Poll::Ready(None),
         }
     }
@@ -103,5 +157,35 @@ mod tests {
         let err = body.collect().await.unwrap_err();
         assert_eq!(err.to_string(), "invalid chunk size");
         assert!(std::error::Error::source(&err).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_watched_body_records_how_it_failed() {
+        let outcome = Arc::new(BodyOutcome::default());
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> =
+            vec![Ok(Frame::data(Bytes::from_static(b"abc")))];
+        let body = ClientBody::watched(
+            StreamBody::new(futures_util::stream::iter(frames)),
+            outcome.clone(),
+        );
+        body.collect().await.unwrap();
+        assert!(outcome.failure(10).is_none());
+
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![Err("bad chunk".into())];
+        let body = ClientBody::watched(
+            StreamBody::new(futures_util::stream::iter(frames)),
+            outcome.clone(),
+        );
+        body.collect().await.unwrap_err();
+        assert_eq!(outcome.failure(10).unwrap().kind(), "invalid-request-body");
+
+        let outcome = Arc::new(BodyOutcome::default());
+        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
+            vec![Ok(Frame::data(Bytes::from_static(b"0123456789ab")))];
+        let limited =
+            http_body_util::Limited::new(StreamBody::new(futures_util::stream::iter(frames)), 10);
+        let body = ClientBody::watched(limited, outcome.clone());
+        body.collect().await.unwrap_err();
+        assert_eq!(outcome.failure(10).unwrap().kind(), "payload-too-large");
     }
 }

@@ -55,16 +55,15 @@ impl ForwardError {
                 source: err,
             };
         }
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = err.source();
-        while let Some(c) = cause {
-            if c.is::<LengthLimitError>() {
-                return ForwardError::BodyTooLarge { limit };
-            }
+        // A breached limit may sit inside a `ClientBodyError`: look for it
+        // through the whole chain first.
+        let causes = || std::iter::successors(err.source(), |c| (*c).source());
+        if causes().any(|c| c.is::<LengthLimitError>()) {
+            return ForwardError::BodyTooLarge { limit };
+        }
+        if let Some(body) = causes().find_map(|c| c.downcast_ref::<ClientBodyError>()) {
             // Described, not kept: `err` also names the upstream connection.
-            if let Some(body) = c.downcast_ref::<ClientBodyError>() {
-                return ForwardError::ClientBody(ClientBodyError(body.0.to_string().into()));
-            }
-            cause = c.source();
+            return ForwardError::ClientBody(ClientBodyError(body.0.to_string().into()));
         }
         ForwardError::Upstream {
             endpoint,

@@ -10,7 +10,7 @@ mod request_id;
 mod upgrade;
 
 pub use client::{ClientOptions, UpstreamClient};
-pub use client_body::{ClientBody, ClientBodyError};
+pub use client_body::{BodyOutcome, ClientBody, ClientBodyError};
 pub use error::ForwardError;
 pub use headers::{
     ForwardedInfo, is_upgrade_request, prepare_request_headers, set_forwarded_headers,
