@@ -6,7 +6,8 @@
 //! - [`routing`]: the compiled route table (matching, versioning, rewrites).
 //! - [`snapshot`]: the runtime state built from one config, swapped on reload.
 //! - [`upstream`]: endpoints, balancer and connection pool of an upstream.
-//! - [`proxy`]: the request path, in request order.
+//! - [`proxy`]: the request path as phases (admit, policy, upstream, send,
+//!   respond), one file each, called in request order.
 //! - [`metrics`]: Prometheus families.
 //! - [`run`](mod@run): binds listeners and the admin port and serves until shutdown.
 

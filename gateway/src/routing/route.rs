@@ -244,4 +244,10 @@ pub enum RouteMatch<'r> {
     },
     /// No route: answer `404`.
     NotFound,
+    /// The version header that decides is not a version number
+    /// (`Api-Version: abc`): answer `400` rather than guess.
+    BadVersion {
+        /// The header with the bad value.
+        header: http::HeaderName,
+    },
 }

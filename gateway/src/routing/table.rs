@@ -153,7 +153,21 @@ impl RouteTable {
             .host()
             .or_else(|| headers.get(HOST).and_then(|h| h.to_str().ok()))
             .unwrap_or("");
-        let host = normalize_host(raw_host);
+        self.lookup_at(raw_host, method, uri, headers, now)
+    }
+
+    /// [`lookup`](Self::lookup) for a request whose authority was already
+    /// settled (`host`, port allowed): the gateway checks that the target URI
+    /// and `Host` agree, then routes by that one authority.
+    pub fn lookup_at(
+        &self,
+        host: &str,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        now: SystemTime,
+    ) -> RouteMatch<'_> {
+        let host = normalize_host(host);
         let path = uri.path();
         if !path.starts_with('/') {
             return RouteMatch::NotFound;
@@ -183,7 +197,10 @@ impl RouteTable {
             // Nothing serves the path without `/vN`: it may be a literal
             // segment of an unversioned route, so match the full path.
         }
-        let (version, source) = self.versioning.header_version(headers);
+        let (version, source) = match self.versioning.header_version(headers) {
+            Ok(v) => v,
+            Err(header) => return RouteMatch::BadVersion { header },
+        };
         let req = Request {
             method,
             headers,

@@ -4,10 +4,14 @@
 //! 1. a leading `/vN` path segment (when `versioning.path_prefix` is on); the
 //!    route is then matched against the path without it;
 //! 2. the configured headers in order (`Api-Version: 2`, `Accept-Version: v2`);
-//!    a value that is not a version number is ignored;
 //! 3. a media type in `Accept` shaped like `versioning.media_type`
 //!    (`application/vnd.weir.v2+json`), first match in header order;
 //! 4. `versioning.default`.
+//!
+//! A value that names a version badly (`Api-Version: abc`, `Accept-Version:
+//! 1.x`, `application/vnd.weir.vx+json`) is an error, answered with `400`:
+//! falling back to the default would serve the client a version it did not
+//! ask for, silently.
 
 use http::header::{ACCEPT, HeaderMap, HeaderName};
 
@@ -112,15 +116,24 @@ impl Versioning {
     }
 
     /// The version named by headers or the media type, else the default.
-    pub(crate) fn header_version(&self, headers: &HeaderMap) -> (u32, VersionSource) {
+    /// `Err` names the header whose value is not a version.
+    pub(crate) fn header_version(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<(u32, VersionSource), HeaderName> {
         for name in &self.headers {
-            for value in headers.get_all(name) {
-                let Ok(v) = value.to_str() else { continue };
-                let v = v.trim();
-                let v = v.strip_prefix(['v', 'V']).unwrap_or(v);
-                if let Some(n) = parse_number(v) {
-                    return (n, VersionSource::Header);
+            let mut values = headers.get_all(name).iter();
+            if let Some(value) = values.next() {
+                if values.next().is_some() {
+                    // Two versions named: neither can be picked silently.
+                    return Err(name.clone());
                 }
+                let v = value.to_str().map_err(|_| name.clone())?.trim();
+                let v = v.strip_prefix(['v', 'V']).unwrap_or(v);
+                return match parse_number(v) {
+                    Some(n) => Ok((n, VersionSource::Header)),
+                    None => Err(name.clone()),
+                };
             }
         }
         if let Some((pre, suf)) = &self.media {
@@ -128,19 +141,23 @@ impl Versioning {
                 let Ok(v) = value.to_str() else { continue };
                 for range in v.split(',') {
                     let media = range.split(';').next().unwrap_or("").trim();
-                    if let Some(n) = media_version(media, pre, suf) {
-                        return (n, VersionSource::MediaType);
+                    match media_version(media, pre, suf) {
+                        Some(Some(n)) => return Ok((n, VersionSource::MediaType)),
+                        Some(None) => return Err(ACCEPT),
+                        None => {}
                     }
                 }
             }
         }
-        (self.default, VersionSource::Default)
+        Ok((self.default, VersionSource::Default))
     }
 }
 
-/// `N` if `media` is `pre` + digits + `suf`, compared case-insensitively.
-fn media_version(media: &str, pre: &str, suf: &str) -> Option<u32> {
-    if media.len() <= pre.len() + suf.len()
+/// When `media` is `pre` + something + `suf` (compared case-insensitively):
+/// `Some(Some(N))` if the something is a version number, `Some(None)` if not.
+/// `None` for other media types.
+fn media_version(media: &str, pre: &str, suf: &str) -> Option<Option<u32>> {
+    if media.len() < pre.len() + suf.len()
         || !media.is_char_boundary(pre.len())
         || !media.is_char_boundary(media.len() - suf.len())
     {
@@ -151,7 +168,7 @@ fn media_version(media: &str, pre: &str, suf: &str) -> Option<u32> {
     if !head.eq_ignore_ascii_case(pre) || !tail.eq_ignore_ascii_case(suf) {
         return None;
     }
-    parse_number(digits)
+    Some(parse_number(digits))
 }
 
 /// A positive version number of at most 9 digits.
@@ -203,33 +220,61 @@ mod tests {
         let v = Versioning::default();
         assert_eq!(
             v.header_version(&headers(&[("accept-version", "3"), ("api-version", "2")])),
-            (2, VersionSource::Header)
+            Ok((2, VersionSource::Header))
         );
         assert_eq!(
             v.header_version(&headers(&[("accept-version", "v3")])),
-            (3, VersionSource::Header)
-        );
-        assert_eq!(
-            v.header_version(&headers(&[
-                ("api-version", "latest"),
-                ("accept-version", "4")
-            ])),
-            (4, VersionSource::Header)
+            Ok((3, VersionSource::Header))
         );
         assert_eq!(
             v.header_version(&headers(&[(
                 "accept",
                 "text/html, Application/VND.weir.v5+JSON;q=0.9"
             )])),
-            (5, VersionSource::MediaType)
+            Ok((5, VersionSource::MediaType))
         );
         assert_eq!(
-            v.header_version(&headers(&[("accept", "application/vnd.weir.v+json")])),
-            (1, VersionSource::Default)
+            v.header_version(&headers(&[("accept", "application/json, text/html")])),
+            Ok((1, VersionSource::Default))
         );
         assert_eq!(
             v.header_version(&HeaderMap::new()),
-            (1, VersionSource::Default)
+            Ok((1, VersionSource::Default))
+        );
+    }
+
+    #[test]
+    fn values_that_name_no_version_are_errors_not_the_default() {
+        let v = Versioning::default();
+        for (name, value) in [
+            ("api-version", "abc"),
+            ("api-version", "latest"),
+            ("api-version", ""),
+            ("api-version", "0"),
+            ("api-version", "2, 3"),
+            ("accept-version", "1.x"),
+            ("accept-version", "v"),
+            ("accept", "application/vnd.weir.v+json"),
+            ("accept", "text/html, application/vnd.weir.vx+json"),
+        ] {
+            assert_eq!(
+                v.header_version(&headers(&[(name, value)])),
+                Err(HeaderName::from_static(name)),
+                "{name}: {value}"
+            );
+        }
+        assert_eq!(
+            v.header_version(&headers(&[("api-version", "2"), ("api-version", "3")])),
+            Err(HeaderName::from_static("api-version"))
+        );
+        // The first configured header present decides; a bad one is not
+        // skipped in favour of the next.
+        assert_eq!(
+            v.header_version(&headers(&[
+                ("api-version", "latest"),
+                ("accept-version", "4")
+            ])),
+            Err(HeaderName::from_static("api-version"))
         );
     }
 
@@ -246,19 +291,19 @@ mod tests {
         );
         assert_eq!(
             v.header_version(&headers(&[("api-version", "2")])),
-            (3, VersionSource::Default)
+            Ok((3, VersionSource::Default))
         );
         assert_eq!(
             v.header_version(&headers(&[("x-api", "2")])),
-            (2, VersionSource::Header)
+            Ok((2, VersionSource::Header))
         );
         assert_eq!(
             v.header_version(&headers(&[("accept", "application/x.shop-v7+json")])),
-            (7, VersionSource::MediaType)
+            Ok((7, VersionSource::MediaType))
         );
         assert_eq!(
             v.header_version(&headers(&[("accept", "application/vnd.weir.v2+json")])),
-            (3, VersionSource::Default)
+            Ok((3, VersionSource::Default))
         );
     }
 

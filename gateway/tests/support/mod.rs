@@ -554,3 +554,105 @@ pub(crate) fn proc_status_kib(field: &str) -> u64 {
         })
         .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
 }
+
+// ---------------------------------------------------------------- raw HTTP/1.1
+
+/// A response read off a raw socket.
+#[derive(Debug)]
+pub(crate) struct RawReply {
+    pub(crate) status: u16,
+    /// The head as sent, lowercased (status line and header lines).
+    pub(crate) head: String,
+    pub(crate) body: Vec<u8>,
+}
+
+impl RawReply {
+    pub(crate) fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {}\n{}",
+                self.head,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The problem `type` slug of a problem+json reply.
+    pub(crate) fn problem_slug(&self) -> String {
+        assert!(
+            self.head.contains("content-type: application/problem+json"),
+            "{}",
+            self.head
+        );
+        self.json()["type"]
+            .as_str()
+            .and_then(|t| t.strip_prefix("https://weir.dev/problems/"))
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// For echo replies: the values the upstream saw for `name`.
+    pub(crate) fn seen(&self, name: &str) -> Vec<String> {
+        self.json()["headers"][name]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Writes `request` as is on a new connection and reads one response until
+/// the gateway closes the connection (send `Connection: close`, or a request
+/// the gateway refuses). Bounded by [`POLL_CAP`].
+pub(crate) async fn raw_request(addr: SocketAddr, request: &[u8]) -> RawReply {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(request).await.expect("write request");
+    let mut got = Vec::new();
+    within("the raw response", async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let end = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(&got)));
+    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head}"));
+    let mut body = got[end + 4..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    RawReply { status, head, body }
+}
+
+/// The data of a chunked body (trailers ignored).
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&raw[..line_end]);
+        let size_text = size_text.split(';').next().unwrap_or("").trim().to_owned();
+        let Ok(size) = usize::from_str_radix(&size_text, 16) else {
+            break;
+        };
+        if size == 0 || raw.len() < line_end + 2 + size {
+            break;
+        }
+        out.extend_from_slice(&raw[line_end + 2..line_end + 2 + size]);
+        raw = &raw[(line_end + 4 + size).min(raw.len())..];
+    }
+    out
+}

@@ -83,9 +83,20 @@ pub struct ForwardedInfo<'a> {
 }
 
 /// Strips hop-by-hop headers and records the hop in `X-Forwarded-For/Proto/Host`.
+///
+/// For a proxy that adds nothing of its own before forwarding. One that does
+/// (identity headers, request ids) strips the client's hop-by-hop headers
+/// with [`strip_hop_by_hop`] first, adds its own, and ends with
+/// [`set_forwarded_headers`]: stripping after adding would let a client name
+/// the proxy's own headers in `Connection` and have them removed.
 pub fn prepare_request_headers(headers: &mut HeaderMap, info: ForwardedInfo<'_>) {
     let upgrade = is_upgrade_request(headers);
     strip_hop_by_hop(headers, upgrade);
+    set_forwarded_headers(headers, info);
+}
+
+/// Records the hop in `X-Forwarded-For/Proto/Host`, removing nothing else.
+pub fn set_forwarded_headers(headers: &mut HeaderMap, info: ForwardedInfo<'_>) {
     let prev = headers
         .get(&X_FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
@@ -185,5 +196,26 @@ mod tests {
             },
         );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+    }
+
+    #[test]
+    fn set_forwarded_headers_removes_nothing_a_connection_header_names() {
+        let mut h = map(&[
+            ("connection", "x-consumer, x-request-id"),
+            ("x-consumer", "alice"),
+            ("x-request-id", "abc"),
+        ]);
+        set_forwarded_headers(
+            &mut h,
+            ForwardedInfo {
+                client_ip: "10.0.0.1".parse().unwrap(),
+                proto: "http",
+                host: Some(&HeaderValue::from_static("api.example.com")),
+                client_ip_header: None,
+            },
+        );
+        assert_eq!(h["x-consumer"], "alice");
+        assert_eq!(h["x-request-id"], "abc");
+        assert_eq!(h["x-forwarded-host"], "api.example.com");
     }
 }

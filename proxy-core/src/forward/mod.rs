@@ -1,14 +1,20 @@
-//! One proxy hop: header hygiene, request ids, the pooled upstream client and
-//! protocol upgrades (WebSocket and friends).
+//! One proxy hop: header hygiene, request ids, the pooled upstream client,
+//! the client's body on its way upstream and protocol upgrades (WebSocket
+//! and friends).
 
 mod client;
+mod client_body;
 mod error;
 mod headers;
 mod request_id;
 mod upgrade;
 
 pub use client::{ClientOptions, UpstreamClient};
+pub use client_body::{BodyOutcome, ClientBody, ClientBodyError};
 pub use error::ForwardError;
-pub use headers::{ForwardedInfo, is_upgrade_request, prepare_request_headers, strip_hop_by_hop};
+pub use headers::{
+    ForwardedInfo, is_upgrade_request, prepare_request_headers, set_forwarded_headers,
+    strip_hop_by_hop,
+};
 pub use request_id::{REQUEST_ID, ensure_request_id, new_request_id};
 pub use upgrade::tunnel_upgrade;

@@ -38,10 +38,21 @@ impl Extractor for HeaderExtractor<'_> {
 
 /// Writes propagation headers into an [`http::HeaderMap`], replacing old values.
 /// Keys or values that are not valid header text are skipped.
+///
+/// An empty value removes the header instead: the W3C propagator writes
+/// `tracestate` even when the trace state is empty, and an empty header tells
+/// the next hop nothing while some servers reject it. Removing (rather than
+/// skipping) also drops a stale value the request came in with.
 pub struct HeaderInjector<'a>(pub &'a mut HeaderMap);
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
+        if value.is_empty() {
+            if let Ok(name) = HeaderName::from_bytes(key.as_bytes()) {
+                self.0.remove(name);
+            }
+            return;
+        }
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(key.as_bytes()),
             HeaderValue::try_from(value),
@@ -335,6 +346,20 @@ mod tests {
         p.inject(&cx, &mut out);
         assert_eq!(out["traceparent"], TP);
         assert!(!out.contains_key("b3"));
+    }
+
+    #[test]
+    fn empty_trace_state_writes_no_tracestate_header() {
+        let p = Propagation::new(B3Output::None);
+        let cx = p.extract(&headers(&[("traceparent", TP)]));
+        let mut out = headers(&[("tracestate", "stale=1")]);
+        p.inject(&cx, &mut out);
+        assert_eq!(out["traceparent"], TP);
+        assert!(!out.contains_key("tracestate"), "{out:?}");
+        assert!(
+            out.values().all(|v| !v.is_empty()),
+            "no empty header goes out: {out:?}"
+        );
     }
 
     #[test]

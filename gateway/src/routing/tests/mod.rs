@@ -69,6 +69,7 @@ pub(super) fn hit_at(
         }
         RouteMatch::Gone { route } => format!("410 {}", route.name()),
         RouteMatch::NotFound => "404".to_owned(),
+        RouteMatch::BadVersion { header } => format!("400 {header}"),
     }
 }
 
