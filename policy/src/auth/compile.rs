@@ -111,7 +111,7 @@ fn add_keys(list: &[ApiKeyConfig], at: &str, out: &mut Vec<StoredKey>, errs: &mu
         if k.name.is_empty() {
             errs.push(format!("{at}[{i}].name"), "must not be empty");
         }
-        match api_key::parse_hash(&k.sha256) {
+        match api_key::parse_hash(k.sha256.expose()) {
             Ok(hash) => out.push(StoredKey {
                 hash,
                 name: k.name.as_str().into(),
@@ -178,14 +178,14 @@ fn compile_provider(
     }
 
     let keys = if let Some(secret) = &p.secret {
-        if secret.len() < 32 {
+        if secret.expose().len() < 32 {
             errs.push(
                 format!("{at}.secret"),
                 "use at least 32 bytes for an HMAC secret",
             );
         }
         Some(KeySource::Static(Arc::new(KeySet {
-            keys: vec![keys::from_secret(secret.as_bytes())],
+            keys: vec![keys::from_secret(secret.expose().as_bytes())],
         })))
     } else if let Some(pem) = &p.pem {
         let path = base_dir.join(pem);
