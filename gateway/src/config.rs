@@ -9,8 +9,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use proxy_core::config::{
-    AdminConfig, ConfigErrors, changed_fields, changed_values, EndpointAddr, HealthCheckConfig, HumanDuration, LimitsConfig,
-    LoadBalancerKind, PoolConfig, Protocol, ShutdownConfig, UpstreamTimeouts,
+    AdminConfig, ConfigErrors, EndpointAddr, HealthCheckConfig, HumanDuration, LimitsConfig,
+    LoadBalancerKind, PoolConfig, Protocol, ShutdownConfig, UpstreamTimeouts, changed_fields,
+    changed_values,
 };
 use proxy_core::telemetry::TelemetryConfig;
 use proxy_core::tls::MinTlsVersion;
@@ -220,7 +221,12 @@ pub fn restart_required(running: &GatewayConfig, new: &GatewayConfig) -> Vec<Str
             }
             v
         };
-        changed_values("limits", &fixed(&running.limits), &fixed(&new.limits), &mut out);
+        changed_values(
+            "limits",
+            &fixed(&running.limits),
+            &fixed(&new.limits),
+            &mut out,
+        );
     }
     out.extend(changed_fields(
         "telemetry",

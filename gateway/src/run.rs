@@ -85,11 +85,8 @@ impl Gateway {
         let reloader = Arc::new(reloader.with_restart_check(move |s: &Snapshot| {
             crate::config::restart_required(&running, &s.config)
         }));
-        let admin_access = AdminAccess::resolve(
-            &config.admin,
-            path.parent().unwrap_or(Path::new(".")),
-            &env,
-        )?;
+        let admin_access =
+            AdminAccess::resolve(&config.admin, path.parent().unwrap_or(Path::new(".")), &env)?;
 
         let settings =
             config

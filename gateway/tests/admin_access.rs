@@ -113,7 +113,13 @@ async fn cross_site_requests_cannot_reload() {
     }
     // Reading stays open to a cross-site GET: the browser keeps the answer
     // from the other site, and the Host check already applies.
-    let r = request("GET", admin, "/healthz", &[("origin", "http://attacker.example")]).await;
+    let r = request(
+        "GET",
+        admin,
+        "/healthz",
+        &[("origin", "http://attacker.example")],
+    )
+    .await;
     assert_eq!(r.status, 200);
 }
 

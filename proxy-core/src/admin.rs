@@ -97,7 +97,7 @@ impl Handler for AdminHandler {
                 refused = problem.slug(),
                 "admin request refused"
             );
-            return problem.into_response();
+            return (*problem).into_response();
         }
         if req.method() == Method::POST
             && req.uri().path() == "/reload"

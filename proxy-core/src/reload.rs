@@ -313,7 +313,11 @@ mod tests {
         let file = dir.join("n.txt");
         std::fs::write(&file, "1").unwrap();
         let build = |p: &Path, _prev: Option<&u32>| {
-            Ok(std::fs::read_to_string(p).unwrap().trim().parse::<u32>().unwrap())
+            Ok(std::fs::read_to_string(p)
+                .unwrap()
+                .trim()
+                .parse::<u32>()
+                .unwrap())
         };
         // The "process" started with 1; a value above 10 would need a restart.
         let r = Reloader::new(&file, build, ReloadMetrics::default())

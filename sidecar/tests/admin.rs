@@ -71,11 +71,22 @@ async fn admin_redacts_checks_host_and_token_and_names_restart_fields() {
         assert_clean(p, &r.body);
     }
     let doc = send(&c, admin, "GET", &own, "/config", "").await.json();
-    assert_eq!(doc["telemetry"]["otlp"]["headers"]["x-api-key"], "<redacted>");
+    assert_eq!(
+        doc["telemetry"]["otlp"]["headers"]["x-api-key"],
+        "<redacted>"
+    );
 
     // DNS rebinding: a foreign name is refused on every endpoint.
     for p in ["/config", "/state", "/healthz"] {
-        let r = send(&c, admin, "GET", &format!("evil.example:{}", admin.port()), p, "").await;
+        let r = send(
+            &c,
+            admin,
+            "GET",
+            &format!("evil.example:{}", admin.port()),
+            p,
+            "",
+        )
+        .await;
         assert_eq!(r.status, 421, "{p}: {}", r.body);
     }
 
@@ -90,7 +101,10 @@ async fn admin_redacts_checks_host_and_token_and_names_restart_fields() {
                 req = req.header("authorization", a);
             }
             let resp = c
-                .request(req.body(http_body_util::Full::new(bytes::Bytes::new())).unwrap())
+                .request(
+                    req.body(http_body_util::Full::new(bytes::Bytes::new()))
+                        .unwrap(),
+                )
                 .await
                 .unwrap();
             let status = resp.status();
@@ -104,7 +118,11 @@ async fn admin_redacts_checks_host_and_token_and_names_restart_fields() {
     assert_eq!(reload(None).await.0, 401);
     let bearer = format!("Bearer {ADMIN_TOKEN}");
     let (status, body) = reload(Some(&bearer)).await;
-    assert_eq!((status.as_u16(), body.contains("\"reloaded\"")), (200, true), "{body}");
+    assert_eq!(
+        (status.as_u16(), body.contains("\"reloaded\"")),
+        (200, true),
+        "{body}"
+    );
 
     // Telemetry and the drain time are set up once: the answer says so.
     std::fs::write(&path, yaml(app.addr, up.addr, "7s", "off")).unwrap();
@@ -118,10 +136,11 @@ async fn admin_redacts_checks_host_and_token_and_names_restart_fields() {
     );
 
     // A bad header list in the environment is reported without its value.
-    let bad_env = |k: &str| {
-        (k == "OTEL_EXPORTER_OTLP_HEADERS").then(|| format!("x-key={HEADER_SECRET}%zz"))
-    };
-    let err = SidecarConfig::load(&path, &bad_env).unwrap_err().to_string();
+    let bad_env =
+        |k: &str| (k == "OTEL_EXPORTER_OTLP_HEADERS").then(|| format!("x-key={HEADER_SECRET}%zz"));
+    let err = SidecarConfig::load(&path, &bad_env)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("OTEL_EXPORTER_OTLP_HEADERS"), "{err}");
     assert_clean("config error", &err);
 

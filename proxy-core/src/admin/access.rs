@@ -76,7 +76,9 @@ impl HostPattern {
         let host = host.strip_suffix('.').unwrap_or(host);
         let name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':');
         if host.is_empty() || !host.chars().all(name_char) {
-            return Err("expected a host name or IP, optionally with :port (no scheme or path)".into());
+            return Err(
+                "expected a host name or IP, optionally with :port (no scheme or path)".into(),
+            );
         }
         Ok(Self {
             host: host.to_ascii_lowercase(),
@@ -151,7 +153,10 @@ impl AdminAccess {
         let (token, field) = if let Some(t) = env(TOKEN_ENV).and_then(token_from) {
             (Some(AdminToken::Value(t)), TOKEN_ENV)
         } else if let Some(f) = env(TOKEN_FILE_ENV).filter(|f| !f.trim().is_empty()) {
-            (Some(AdminToken::File(PathBuf::from(f.trim()))), TOKEN_FILE_ENV)
+            (
+                Some(AdminToken::File(PathBuf::from(f.trim()))),
+                TOKEN_FILE_ENV,
+            )
         } else if let Some(f) = &config.token_file {
             (Some(AdminToken::File(base_dir.join(f))), "admin.token_file")
         } else {
@@ -198,7 +203,7 @@ impl AdminAccess {
         uri: &Uri,
         headers: &HeaderMap,
         local: SocketAddr,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), Box<Problem>> {
         let authority = self.check_host(uri, headers, local)?;
         if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
             return Ok(());
@@ -213,16 +218,18 @@ impl AdminAccess {
         uri: &Uri,
         headers: &HeaderMap,
         local: SocketAddr,
-    ) -> Result<Option<String>, Problem> {
+    ) -> Result<Option<String>, Box<Problem>> {
         let misdirected = || {
-            Problem::new(
-                StatusCode::MISDIRECTED_REQUEST,
-                "admin-host-refused",
-                "Host not served here",
-            )
-            .detail(
-                "the admin listener answers only to its own address, localhost, \
+            Box::new(
+                Problem::new(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "admin-host-refused",
+                    "Host not served here",
+                )
+                .detail(
+                    "the admin listener answers only to its own address, localhost, \
                  and the names in admin.allowed_hosts",
+                ),
             )
         };
         let mut hosts = headers.get_all(HOST).iter();
@@ -262,17 +269,17 @@ impl AdminAccess {
             .any(|p| p.host == req.host && p.port.is_none_or(|port| Some(port) == req.port))
     }
 
-    async fn check_token(&self, headers: &HeaderMap) -> Result<(), Problem> {
+    async fn check_token(&self, headers: &HeaderMap) -> Result<(), Box<Problem>> {
         let Some(source) = &self.token else {
             return Ok(());
         };
         let expected = source.current().await.map_err(|e| {
             tracing::error!(error = %e, "admin token unavailable; refusing mutating admin requests");
-            Problem::new(
+            Box::new(Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "admin-token-unavailable",
                 "Admin token unavailable",
-            )
+            ))
         })?;
         let presented = headers
             .get(AUTHORIZATION)
@@ -286,15 +293,17 @@ impl AdminAccess {
                 Some(e) => format!("Bearer realm=\"weir-admin\", error=\"{e}\""),
                 None => "Bearer realm=\"weir-admin\"".to_owned(),
             };
-            Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "admin-unauthorized",
-                "Admin token required",
-            )
-            .detail("mutating admin endpoints need Authorization: Bearer <admin token>")
-            .header(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("Bearer")),
+            Box::new(
+                Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "admin-unauthorized",
+                    "Admin token required",
+                )
+                .detail("mutating admin endpoints need Authorization: Bearer <admin token>")
+                .header(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("Bearer")),
+                ),
             )
         };
         let Some(presented) = presented else {
@@ -313,14 +322,16 @@ impl AdminAccess {
 }
 
 /// Refuses a mutating request a browser sent from another site.
-fn check_same_origin(headers: &HeaderMap, authority: Option<&str>) -> Result<(), Problem> {
+fn check_same_origin(headers: &HeaderMap, authority: Option<&str>) -> Result<(), Box<Problem>> {
     let refuse = || {
-        Problem::new(
-            StatusCode::FORBIDDEN,
-            "admin-cross-site-refused",
-            "Cross-site admin request refused",
+        Box::new(
+            Problem::new(
+                StatusCode::FORBIDDEN,
+                "admin-cross-site-refused",
+                "Cross-site admin request refused",
+            )
+            .detail("mutating admin endpoints accept only same-origin requests"),
         )
-        .detail("mutating admin endpoints accept only same-origin requests")
     };
     if let Some(site) = headers.get("sec-fetch-site") {
         let site = site.to_str().unwrap_or_default();
@@ -356,7 +367,10 @@ mod tests {
 
     fn access(hosts: &[&str]) -> AdminAccess {
         AdminAccess {
-            allowed_hosts: hosts.iter().map(|h| HostPattern::parse(h).unwrap()).collect(),
+            allowed_hosts: hosts
+                .iter()
+                .map(|h| HostPattern::parse(h).unwrap())
+                .collect(),
             token: None,
         }
     }
@@ -432,10 +446,12 @@ mod tests {
         let env = |k: &str| (k == TOKEN_FILE_ENV).then(|| dir.join("empty").display().to_string());
         let err = AdminAccess::resolve(&cfg, &dir, &env).unwrap_err();
         assert_eq!(err.0[0].path, TOKEN_FILE_ENV);
-        assert!(AdminAccess::resolve(&AdminConfig::at(local()), &dir, &none)
-            .unwrap()
-            .token
-            .is_none());
+        assert!(
+            AdminAccess::resolve(&AdminConfig::at(local()), &dir, &none)
+                .unwrap()
+                .token
+                .is_none()
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -78,10 +78,9 @@ mod tests {
 
     #[test]
     fn rejects_hosts_that_are_not_names() {
-        let a: AdminConfig = parse_yaml(
-            "address: 0.0.0.0:9901\nallowed_hosts: ['http://x', 'a b', 'u@h', '']\n",
-        )
-        .unwrap();
+        let a: AdminConfig =
+            parse_yaml("address: 0.0.0.0:9901\nallowed_hosts: ['http://x', 'a b', 'u@h', '']\n")
+                .unwrap();
         let paths: Vec<String> = a.validate("admin").iter().map(|e| e.path.clone()).collect();
         assert_eq!(
             paths,

@@ -84,7 +84,10 @@ mod tests {
             changed_fields("x", &old, &s(2, vec![1, 3], "k", Some(1))),
             ["x.a", "x.extra", "x.list[1]"]
         );
-        assert_eq!(changed_fields("x", &old, &s(1, vec![1], "k", None)), ["x.list"]);
+        assert_eq!(
+            changed_fields("x", &old, &s(1, vec![1], "k", None)),
+            ["x.list"]
+        );
     }
 
     #[test]

@@ -65,7 +65,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Secret<T> {
         T::deserialize(d).map(Secret).map_err(|_| {
             de::Error::custom(format!(
                 "invalid value (not shown: this field holds a secret); expected {}",
-                std::any::type_name::<T>().rsplit("::").next().unwrap_or("?")
+                std::any::type_name::<T>()
+                    .rsplit("::")
+                    .next()
+                    .unwrap_or("?")
             ))
         })
     }

@@ -428,7 +428,10 @@ mod tests {
         let e = s.exporter.unwrap();
         assert_eq!(e.endpoint.expose(), "http://collector:4318");
         assert_eq!(e.protocol, OtlpProtocol::Http);
-        assert_eq!(e.headers, vec![("x-key".to_owned(), Secret::new("abc".to_owned()))]);
+        assert_eq!(
+            e.headers,
+            vec![("x-key".to_owned(), Secret::new("abc".to_owned()))]
+        );
         assert_eq!(e.timeout, Duration::from_secs(2));
         assert_eq!(s.service_name, "order-sidecar");
         assert_eq!(s.sampling_ratio, 0.25);
@@ -546,10 +549,7 @@ mod tests {
             .unwrap();
         let e = s.exporter.clone().unwrap();
         assert_eq!(e.headers[0].1.expose(), "env-secret-3");
-        let shown = format!(
-            "{c:?} {s:?} {}",
-            serde_json::to_string(&c).unwrap()
-        );
+        let shown = format!("{c:?} {s:?} {}", serde_json::to_string(&c).unwrap());
         for secret in ["pw-in-url-1", "header-secret-2", "env-secret-3"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
@@ -567,7 +567,10 @@ mod tests {
             .to_string();
         assert!(err.contains("telemetry.otlp.endpoint"), "{err}");
         assert!(err.contains("OTEL_EXPORTER_OTLP_HEADERS"), "{err}");
-        assert!(!err.contains("pw-in-url-4") && !err.contains("secret-5"), "{err}");
+        assert!(
+            !err.contains("pw-in-url-4") && !err.contains("secret-5"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -258,9 +258,11 @@ fn build_otlp_exporter(
                         source: e.into(),
                     }
                 })?;
-                let v = http::HeaderValue::from_str(value.expose()).map_err(|e| TelemetryError::Header {
-                    name: name.clone(),
-                    source: e.into(),
+                let v = http::HeaderValue::from_str(value.expose()).map_err(|e| {
+                    TelemetryError::Header {
+                        name: name.clone(),
+                        source: e.into(),
+                    }
                 })?;
                 headers.insert(n, v);
             }
