@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 use proxy_core::config::{
     AdminConfig, ConfigErrors, EndpointAddr, HealthCheckConfig, HumanDuration, LimitsConfig,
-    LoadBalancerKind, PoolConfig, Protocol, ShutdownConfig, UpstreamTimeouts,
+    LoadBalancerKind, PoolConfig, Protocol, ShutdownConfig, UpstreamTimeouts, changed_fields,
+    changed_values,
 };
 use proxy_core::telemetry::TelemetryConfig;
 use proxy_core::tls::MinTlsVersion;
@@ -178,6 +179,60 @@ impl GatewayConfig {
         if self.limits.max_header_bytes.get() < 1024 {
             errors.push("limits.max_header_bytes", "must be at least 1KiB");
         }
+        errors.extend(self.admin.validate("admin"));
         errors
     }
+}
+
+/// `limits` fields every request reads from the current snapshot, so a
+/// reload applies them; every other limit is fixed when the listeners start
+/// serving (a limit added later is reported as needing a restart until it is
+/// listed here, which errs on the side of telling the operator).
+const LIVE_LIMITS: &[&str] = &["max_body_bytes"];
+
+/// Field paths whose value in `new` differs from the config the gateway
+/// `running` started with and that only a restart applies: listeners (their
+/// set, names, addresses, and whether they speak TLS; certificates and
+/// `min_version` reload), `admin`, `limits` but [`LIVE_LIMITS`], `telemetry`
+/// (the exporter and log format are built once) and `shutdown`.
+pub fn restart_required(running: &GatewayConfig, new: &GatewayConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    if running.listeners.len() != new.listeners.len() {
+        out.push("listeners".to_owned());
+    } else {
+        for (i, (a, b)) in running.listeners.iter().zip(&new.listeners).enumerate() {
+            if a.name != b.name {
+                out.push(format!("listeners[{i}].name"));
+            }
+            if a.address != b.address {
+                out.push(format!("listeners[{i}].address"));
+            }
+            if a.tls.is_some() != b.tls.is_some() {
+                out.push(format!("listeners[{i}].tls"));
+            }
+        }
+    }
+    out.extend(changed_fields("admin", &running.admin, &new.admin));
+    if running.limits != new.limits {
+        let fixed = |l: &LimitsConfig| {
+            let mut v = serde_json::to_value(l).unwrap_or_default();
+            if let Some(map) = v.as_object_mut() {
+                map.retain(|k, _| !LIVE_LIMITS.contains(&k.as_str()));
+            }
+            v
+        };
+        changed_values(
+            "limits",
+            &fixed(&running.limits),
+            &fixed(&new.limits),
+            &mut out,
+        );
+    }
+    out.extend(changed_fields(
+        "telemetry",
+        &running.telemetry,
+        &new.telemetry,
+    ));
+    out.extend(changed_fields("shutdown", &running.shutdown, &new.shutdown));
+    out
 }

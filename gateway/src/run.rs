@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use arc_swap::ArcSwap;
 use prometheus_client::registry::Registry;
-use proxy_core::admin::{AdminState, serve_admin};
+use proxy_core::admin::{AdminAccess, AdminState, serve_admin};
 use proxy_core::config::ConfigErrors;
 use proxy_core::reload::Reloader;
 use proxy_core::server::{ConnLimits, ServeOptions, serve};
@@ -45,6 +45,7 @@ pub struct Gateway {
     telemetry: Arc<Telemetry>,
     listeners: Vec<(String, TcpListener, Option<proxy_core::server::TlsSource>)>,
     admin: TcpListener,
+    admin_access: AdminAccess,
     tls_sources: Arc<HashMap<String, proxy_core::server::TlsSource>>,
 }
 
@@ -76,9 +77,16 @@ impl Gateway {
             },
             metrics.reloads.clone(),
         )?;
-        let reloader = Arc::new(reloader);
         let snapshot = reloader.current().load_full();
         let config = snapshot.config.clone();
+        // Listeners, limits, admin and telemetry are set up once, below, from
+        // this first config; a reload that changes them must say so.
+        let running = config.clone();
+        let reloader = Arc::new(reloader.with_restart_check(move |s: &Snapshot| {
+            crate::config::restart_required(&running, &s.config)
+        }));
+        let admin_access =
+            AdminAccess::resolve(&config.admin, path.parent().unwrap_or(Path::new(".")), &env)?;
 
         let settings =
             config
@@ -130,6 +138,7 @@ impl Gateway {
             telemetry,
             listeners,
             admin,
+            admin_access,
             tls_sources,
         })
     }
@@ -168,8 +177,9 @@ impl Gateway {
         });
         let reloader = self.reloader.clone();
         admin_state.reload = Some(Arc::new(move || {
-            reloader.reload().map_err(|e| e.to_string())
+            reloader.reload_report().map_err(|e| e.to_string())
         }));
+        admin_state.access = self.admin_access;
         let ready = admin_state.ready.clone();
 
         self.reloader.spawn_watchers(shutdown.clone());

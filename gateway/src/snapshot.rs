@@ -197,8 +197,10 @@ impl Snapshot {
         })
     }
 
-    /// The effective config as JSON for `GET /config` (no secrets live in the
-    /// gateway core config; policy sections redact their own).
+    /// The effective config as JSON for `GET /config`. Secrets (API-key
+    /// hashes, HMAC secrets, collector headers, Redis passwords) are typed
+    /// `Secret`/`SecretUrl` wherever they are declared and serialize as
+    /// `<redacted>`.
     pub fn effective_config(&self) -> Value {
         serde_json::to_value(&*self.config).unwrap_or(Value::Null)
     }

@@ -1,7 +1,8 @@
 //! Hot reload: no request fails while the config is swapped repeatedly under
 //! load, an invalid file keeps the old config serving (and is counted), a
-//! thousand reloads do not grow resident memory, and a table of 5,000 routes
-//! reloads while another route keeps answering.
+//! thousand reloads do not grow resident memory, a table of 5,000 routes
+//! reloads while another route keeps answering, and a change that needs a
+//! restart is named as such instead of being reported as reloaded.
 
 mod support;
 
@@ -276,4 +277,159 @@ async fn unchanged_upstreams_keep_their_pool_across_reloads() {
     gw.replace_config(&variant(&up, "b")).await.expect("reload");
     assert_eq!(ask().await.header("x-config"), Some("b"));
     assert_eq!(up.connections(), pooled + 1);
+}
+
+/// Collects what the log subscriber writes.
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// A config whose restart-only parts (`listener`, `admin_extra`, `limits`,
+/// `drain`) and live parts (`tag`, `max_body`) vary independently.
+fn restart_variant(
+    up: &Upstream,
+    listener: &str,
+    admin_extra: &str,
+    limits: &str,
+    drain: &str,
+    tag: &str,
+) -> String {
+    format!(
+        "listeners:\n  - name: public\n    address: {listener}\nadmin:\n  address: 127.0.0.1:0\n{admin_extra}\
+         limits: {{ {limits} }}\nshutdown: {{ drain: {drain} }}\n\
+         upstreams:\n  svc: {{ endpoints: [{}] }}\n\
+         routes:\n  - name: api\n    match: {{ path_prefix: /api }}\n    upstream: svc\n    rewrite: {{ response_headers: {{ set: {{ x-config: {tag} }} }} }}\n",
+        up.addr
+    )
+}
+
+// A current-thread runtime with a thread-local subscriber: the log lines of
+// the reload run on this thread are captured.
+#[tokio::test(flavor = "current_thread")]
+async fn a_change_that_needs_a_restart_is_named_in_the_answer_and_the_log() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(capture.clone())
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let up = echo_upstream("svc").await;
+    let started = "idle_timeout: 60s, max_body_bytes: 1MiB";
+    let gw = TestGateway::start(&restart_variant(
+        &up,
+        "127.0.0.1:0",
+        "",
+        started,
+        "30s",
+        "a",
+    ))
+    .await;
+    let reload_over_http = || async {
+        let r = send(
+            Request::post(format!("http://{}/reload", gw.admin()))
+                .body(empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    };
+
+    // Live changes only (a route, the body limit): a full reload.
+    gw.write_config(&restart_variant(
+        &up,
+        "127.0.0.1:0",
+        "",
+        "idle_timeout: 60s, max_body_bytes: 16B",
+        "30s",
+        "b",
+    ));
+    assert!(gw.reloader.reload_report().unwrap().fully_applied());
+    assert_eq!(reload_over_http().await["status"], "reloaded");
+    assert_eq!(get(&gw.url("/api")).await.header("x-config"), Some("b"));
+    let r = send(
+        Request::post(gw.url("/api"))
+            .body(full(vec![b'x'; 100]))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 413, "the body limit applies without a restart");
+
+    // Restart-only changes next to a live one: the live one applies, each
+    // other one is named, in the answer and in the log.
+    gw.write_config(&restart_variant(
+        &up,
+        "127.0.0.1:1",
+        "  allowed_hosts: [admin.weir.test]\n",
+        "idle_timeout: 5s, max_connections: 10, max_body_bytes: 16B",
+        "5s",
+        "c",
+    ));
+    let expected = [
+        "listeners[0].address",
+        "admin.allowed_hosts",
+        "limits.idle_timeout",
+        "limits.max_connections",
+        "shutdown.drain",
+    ];
+    capture.0.lock().unwrap().clear();
+    let report = gw.reloader.reload_report().unwrap();
+    assert_eq!(report.restart_required, expected);
+    let answer = reload_over_http().await;
+    assert_eq!(answer["status"], "restart-required", "{answer}");
+    assert_eq!(answer["restart_required"], serde_json::json!(expected));
+    assert_eq!(get(&gw.url("/api")).await.header("x-config"), Some("c"));
+    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    for field in expected {
+        assert!(
+            logs.lines()
+                .any(|l| l.contains("needs a restart") && l.contains(&format!("\"{field}\""))),
+            "no log line names {field}:\n{logs}"
+        );
+    }
+    assert!(
+        !logs.contains("\"configuration reloaded\""),
+        "a partial reload must not be logged as a plain reload:\n{logs}"
+    );
+    assert_eq!(
+        metric(&gw.metrics().await, "weir_config_restart_pending_fields"),
+        Some(5.0)
+    );
+
+    // Back to what the process runs with: fully applied again.
+    gw.write_config(&restart_variant(
+        &up,
+        "127.0.0.1:0",
+        "",
+        started,
+        "30s",
+        "d",
+    ));
+    assert_eq!(reload_over_http().await["status"], "reloaded");
+    assert_eq!(
+        metric(&gw.metrics().await, "weir_config_restart_pending_fields"),
+        Some(0.0)
+    );
 }

@@ -88,7 +88,7 @@ impl Policies {
             let backend = match &settings.redis {
                 None => Backend::Local(state.local_limiter(name, spec.quota, settings.max_keys)),
                 Some(r) => {
-                    let redis = state.redis(&r.url, r.timeout).map_err(|e| {
+                    let redis = state.redis(r.url.expose(), r.timeout).map_err(|e| {
                         ConfigErrors::from(crate::config::ConfigError::new(
                             "rate_limits.redis.url",
                             e,

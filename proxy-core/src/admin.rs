@@ -1,7 +1,13 @@
 //! The admin listener: probes, metrics, effective config, operations.
 //!
 //! It runs on its own address so that probes and scrapes never compete with
-//! traffic, and so it can be kept off the public network.
+//! traffic, and so it can be kept off the public network. Every request first
+//! passes [`AdminAccess`] (its `Host`, and for mutating endpoints its origin
+//! and bearer token; see `access.rs`).
+
+mod access;
+
+pub use access::{AdminAccess, AdminToken, HostPattern, TOKEN_ENV, TOKEN_FILE_ENV};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,14 +21,16 @@ use tokio::net::TcpListener;
 
 use crate::body::{self, Body};
 use crate::problem::Problem;
+use crate::reload::ReloadReport;
 use crate::server::{ConnInfo, Handler, ServeOptions};
 use crate::shutdown::Shutdown;
 
 /// Produces a JSON document on demand (effective config, breaker state…).
 pub type JsonSource = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
-/// Runs a reload; `Err` carries the reasons the new config was refused.
-pub type ReloadHook = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+/// Runs a reload; `Ok` names the changes that wait for a restart, `Err`
+/// carries the reasons the new config was refused.
+pub type ReloadHook = Arc<dyn Fn() -> Result<ReloadReport, String> + Send + Sync>;
 
 /// What the admin endpoints read.
 #[derive(Clone)]
@@ -36,6 +44,8 @@ pub struct AdminState {
     pub reload: Option<ReloadHook>,
     /// Further `GET` endpoints returning JSON, by path (e.g. `/state`).
     pub extra: BTreeMap<&'static str, JsonSource>,
+    /// Which hosts, origins and tokens are accepted.
+    pub access: AdminAccess,
 }
 
 impl AdminState {
@@ -46,6 +56,7 @@ impl AdminState {
             config,
             reload: None,
             extra: BTreeMap::new(),
+            access: AdminAccess::local_only(),
         }
     }
 }
@@ -72,7 +83,22 @@ fn text(status: StatusCode, content_type: &'static str, s: String) -> Response<B
 struct AdminHandler(Arc<AdminState>);
 
 impl Handler for AdminHandler {
-    async fn handle(self, req: Request<Incoming>, _conn: Arc<ConnInfo>) -> Response<Body> {
+    async fn handle(self, req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Body> {
+        if let Err(problem) = self
+            .0
+            .access
+            .check(req.method(), req.uri(), req.headers(), conn.local)
+            .await
+        {
+            tracing::warn!(
+                remote = %conn.remote,
+                method = %req.method(),
+                path = req.uri().path(),
+                refused = problem.slug(),
+                "admin request refused"
+            );
+            return (*problem).into_response();
+        }
         if req.method() == Method::POST
             && req.uri().path() == "/reload"
             && let Some(hook) = self.0.reload.clone()
@@ -127,9 +153,23 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Body> {
     }
 }
 
-fn reload_response(outcome: Result<(), String>) -> Response<Body> {
+/// `{"status": "reloaded"}` when the whole file is in effect; otherwise
+/// `{"status": "restart-required", "restart_required": [fields…]}`: the rest
+/// of the file is in effect, but those fields keep their running value until
+/// a restart, which must not be mistaken for a full reload.
+fn reload_response(outcome: Result<ReloadReport, String>) -> Response<Body> {
     match outcome {
-        Ok(()) => json(StatusCode::OK, &serde_json::json!({"status": "reloaded"})),
+        Ok(report) if report.fully_applied() => {
+            json(StatusCode::OK, &serde_json::json!({"status": "reloaded"}))
+        }
+        Ok(report) => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "status": "restart-required",
+                "detail": "the new configuration is in effect except for these fields, which keep their running value until the process restarts",
+                "restart_required": report.restart_required,
+            }),
+        ),
         Err(reason) => Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "config-invalid",

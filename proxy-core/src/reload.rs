@@ -25,6 +25,26 @@ use crate::shutdown::Shutdown;
 /// state that must survive reloads (connection pools, health, rate limits).
 pub type BuildFn<S> = dyn Fn(&Path, Option<&S>) -> Result<S, ConfigErrors> + Send + Sync;
 
+/// Names the fields of a new snapshot whose value differs from what the
+/// process runs with and that only a restart applies (listener addresses,
+/// connection limits…), as field paths (`limits.idle_timeout`).
+pub type RestartCheck<S> = dyn Fn(&S) -> Vec<String> + Send + Sync;
+
+/// What a reload that was accepted did not apply.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadReport {
+    /// Field paths whose new value waits for a restart; empty when the whole
+    /// file is in effect.
+    pub restart_required: Vec<String>,
+}
+
+impl ReloadReport {
+    /// Whether everything in the file is now in effect.
+    pub fn fully_applied(&self) -> bool {
+        self.restart_required.is_empty()
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
@@ -36,6 +56,7 @@ struct ResultLabel {
 pub struct ReloadMetrics {
     reloads: Family<ResultLabel, Counter>,
     last_ok: Gauge,
+    restart_pending: Gauge,
 }
 
 impl ReloadMetrics {
@@ -49,6 +70,11 @@ impl ReloadMetrics {
             "weir_config_last_reload_success",
             "1 when the last reload attempt succeeded, 0 when it was refused",
             self.last_ok.clone(),
+        );
+        registry.register(
+            "weir_config_restart_pending_fields",
+            "Changed config fields that the last accepted reload could not apply without a restart",
+            self.restart_pending.clone(),
         );
     }
 
@@ -70,6 +96,7 @@ pub struct Reloader<S> {
     path: PathBuf,
     current: Arc<ArcSwap<S>>,
     build: Box<BuildFn<S>>,
+    restart_check: Option<Box<RestartCheck<S>>>,
     metrics: ReloadMetrics,
     /// Serialises reloads (file events, SIGHUP and the admin endpoint may race);
     /// never touched by requests.
@@ -90,9 +117,21 @@ impl<S: Send + Sync + 'static> Reloader<S> {
             path,
             current: Arc::new(ArcSwap::from_pointee(first)),
             build: Box::new(build),
+            restart_check: None,
             metrics,
             building: Mutex::new(()),
         })
+    }
+
+    /// Sets how a reload finds the changes it cannot apply: `check` compares
+    /// a new snapshot with what the process started with. Without it every
+    /// accepted reload counts as fully applied.
+    pub fn with_restart_check(
+        mut self,
+        check: impl Fn(&S) -> Vec<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.restart_check = Some(Box::new(check));
+        self
     }
 
     /// The swap cell requests read from.
@@ -109,15 +148,39 @@ impl<S: Send + Sync + 'static> Reloader<S> {
     }
 
     /// Re-reads the file and swaps the new snapshot in, or keeps the old one.
+    /// Changes that need a restart are logged (see [`reload_report`](Self::reload_report)).
     pub fn reload(&self) -> Result<(), ConfigErrors> {
+        self.reload_report().map(drop)
+    }
+
+    /// [`reload`](Self::reload), also naming each changed field that stays at
+    /// its running value until a restart. Such a reload still applies the
+    /// rest of the file; it is logged as a warning per field, not as
+    /// "reloaded", and `weir_config_restart_pending_fields` counts the fields.
+    pub fn reload_report(&self) -> Result<ReloadReport, ConfigErrors> {
         let _guard = self.building.lock().unwrap_or_else(|p| p.into_inner());
         let previous = self.current.load_full();
         match (self.build)(&self.path, Some(&previous)) {
             Ok(next) => {
+                let restart_required = self
+                    .restart_check
+                    .as_ref()
+                    .map(|check| check(&next))
+                    .unwrap_or_default();
                 self.current.store(Arc::new(next));
                 self.metrics.record(true);
-                tracing::info!(path = %self.path.display(), "configuration reloaded");
-                Ok(())
+                self.metrics
+                    .restart_pending
+                    .set(i64::try_from(restart_required.len()).unwrap_or(i64::MAX));
+                if restart_required.is_empty() {
+                    tracing::info!(path = %self.path.display(), "configuration reloaded");
+                } else {
+                    for field in &restart_required {
+                        tracing::warn!(path = %self.path.display(), %field, "configuration change not applied: it needs a restart; the running value stays until then");
+                    }
+                    tracing::warn!(path = %self.path.display(), fields = ?restart_required, "configuration reloaded except for fields that need a restart");
+                }
+                Ok(ReloadReport { restart_required })
             }
             Err(errors) => {
                 self.metrics.record(false);
@@ -240,6 +303,42 @@ mod tests {
         assert_eq!(**r.current().load(), 3);
         assert_eq!(r.metrics().count(true), 1);
         assert_eq!(r.metrics().count(false), 1);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_change_that_needs_a_restart_is_reported_not_hidden() {
+        let dir = std::env::temp_dir().join(format!("weir-reload-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("n.txt");
+        std::fs::write(&file, "1").unwrap();
+        let build = |p: &Path, _prev: Option<&u32>| {
+            Ok(std::fs::read_to_string(p)
+                .unwrap()
+                .trim()
+                .parse::<u32>()
+                .unwrap())
+        };
+        // The "process" started with 1; a value above 10 would need a restart.
+        let r = Reloader::new(&file, build, ReloadMetrics::default())
+            .unwrap()
+            .with_restart_check(|n: &u32| {
+                if *n > 10 {
+                    vec!["n".to_owned()]
+                } else {
+                    Vec::new()
+                }
+            });
+        std::fs::write(&file, "2").unwrap();
+        assert!(r.reload_report().unwrap().fully_applied());
+        std::fs::write(&file, "20").unwrap();
+        let report = r.reload_report().unwrap();
+        assert_eq!(report.restart_required, ["n"]);
+        assert_eq!(r.metrics().restart_pending.get(), 1);
+        assert_eq!(**r.current().load(), 20, "the snapshot is still swapped in");
+        std::fs::write(&file, "3").unwrap();
+        r.reload().unwrap();
+        assert_eq!(r.metrics().restart_pending.get(), 0);
         std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -17,6 +17,7 @@
 //! | `WEIR_MODE` | `outbound.transparent` (`transparent` or `explicit`, as the injector sets it) |
 //! | `WEIR_OUTBOUND_TRANSPARENT` | `outbound.transparent` (`true`/`false`) |
 //! | `WEIR_ADMIN_ADDRESS` | `admin.address` |
+//! | `WEIR_ADMIN_TOKEN`, `WEIR_ADMIN_TOKEN_FILE` | `admin.token_file` (the bearer token `POST /reload` requires) |
 //! | `OTEL_*` | `telemetry` (see `proxy_core::telemetry::config`) |
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use proxy_core::admin::AdminAccess;
 use proxy_core::config::{
     AdminConfig, ConfigError, ConfigErrors, EndpointAddr, HumanDuration, LoadBalancerKind,
     PoolConfig, Protocol, ShutdownConfig, parse_yaml,
@@ -187,6 +189,8 @@ pub struct SidecarConfig {
     pub outbound: OutboundSettings,
     pub services: BTreeMap<String, ServiceSettings>,
     pub admin: SocketAddr,
+    /// Who may use the admin listener (`admin.allowed_hosts`, the token).
+    pub admin_access: AdminAccess,
     pub telemetry: TelemetrySettings,
     pub drain: Duration,
     /// The file after environment overrides (served on `/config`).
@@ -205,7 +209,15 @@ impl SidecarConfig {
                 format!("cannot read {}: {e}", path.display()),
             ))
         })?;
-        Self::from_yaml(&text, env)
+        let mut file: SidecarFile = parse_yaml(&text)?;
+        apply_env(&mut file, env)?;
+        // A relative token file is next to the config file, like every path in it.
+        if let (Some(tf), Some(dir)) = (&mut file.admin.token_file, path.parent())
+            && tf.is_relative()
+        {
+            *tf = dir.join(&*tf);
+        }
+        file.validate(env)
     }
 
     /// A configuration from the environment alone (a pod injected without a
@@ -225,9 +237,7 @@ impl SidecarConfig {
             },
             outbound: OutboundFile::default(),
             services: BTreeMap::new(),
-            admin: AdminConfig {
-                address: SocketAddr::from(([0, 0, 0, 0], 4191)),
-            },
+            admin: AdminConfig::at(SocketAddr::from(([0, 0, 0, 0], 4191))),
             telemetry: TelemetryConfig::default(),
             shutdown: ShutdownConfig::default(),
         };
@@ -340,6 +350,14 @@ impl SidecarFile {
             );
         }
 
+        // `load` has made a relative `admin.token_file` relative to the file.
+        let admin_access = match AdminAccess::resolve(&self.admin, Path::new("."), env) {
+            Ok(a) => a,
+            Err(e) => {
+                errs.extend(e);
+                AdminAccess::local_only()
+            }
+        };
         let default_name = format!("{}-sidecar", self.service);
         let telemetry =
             match self
@@ -373,6 +391,7 @@ impl SidecarFile {
             },
             services,
             admin: self.admin.address,
+            admin_access,
             telemetry,
             drain: self.shutdown.drain.get(),
             effective: self,
@@ -381,8 +400,10 @@ impl SidecarFile {
 }
 
 mod env;
+mod restart;
 
 pub use env::apply_env;
+pub use restart::restart_required;
 
 #[cfg(test)]
 mod tests;

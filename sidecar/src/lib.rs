@@ -121,6 +121,7 @@ impl Sidecar {
         let metrics = SidecarMetrics::default();
         let reload_metrics = ReloadMetrics::default();
         let (m, t) = (metrics.clone(), telemetry.clone());
+        let running = first.effective.clone();
         let reloader = Reloader::new(
             path,
             move |p: &Path, prev: Option<&Runtime>| {
@@ -128,7 +129,10 @@ impl Sidecar {
                 Runtime::build(cfg, prev, &m, &t)
             },
             reload_metrics.clone(),
-        )?;
+        )?
+        .with_restart_check(move |rt: &Runtime| {
+            config::restart_required(&running, &rt.config.effective)
+        });
         let reloader = Arc::new(reloader);
         let runtime = reloader.current().clone();
         Self::bind_runtime(
@@ -215,9 +219,12 @@ impl Sidecar {
             .insert("/state", Arc::new(move || state::state_json(&state_rt)));
         if let Some(r) = &self.reloader {
             let hook = r.clone();
-            admin.reload = Some(Arc::new(move || hook.reload().map_err(|e| e.to_string())));
+            admin.reload = Some(Arc::new(move || {
+                hook.reload_report().map_err(|e| e.to_string())
+            }));
             r.spawn_watchers(shutdown.clone());
         }
+        admin.access = runtime.load().config.admin_access.clone();
         let ready = admin.ready.clone();
         let (admin_trigger, admin_shutdown) = shutdown::channel();
         let admin_task = tokio::spawn(serve_admin(self.admin, admin, admin_shutdown));

@@ -139,13 +139,14 @@ async fn config_file_hot_reload_swaps_destinations() {
 
     // An invalid file is refused and the running config keeps serving.
     std::fs::write(&path, "service: test\nbogus: 1\n").unwrap();
-    let refused = send(&c, admin_addr, "POST", "admin", "/reload", "").await;
+    let admin_host = admin_addr.to_string();
+    let refused = send(&c, admin_addr, "POST", &admin_host, "/reload", "").await;
     assert_eq!(refused.status, 422, "{}", refused.body);
     assert_eq!(get(&c, outbound, "svc").await.status, 200);
     assert_eq!(a.hits(), 2);
 
     std::fs::write(&path, config(app.addr, &[b.addr], "")).unwrap();
-    let ok = send(&c, admin_addr, "POST", "admin", "/reload", "").await;
+    let ok = send(&c, admin_addr, "POST", &admin_host, "/reload", "").await;
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert_eq!(get(&c, outbound, "svc").await.status, 200);
     assert_eq!(b.hits(), 1, "the new endpoint serves after reload");

@@ -345,7 +345,7 @@ fn redirected_connections_reach_the_sidecar_with_their_original_destination() {
         drop(db);
 
         let _ = pod_ip;
-        http_get(admin, "admin", "/metrics")
+        http_get(admin, &admin.to_string(), "/metrics")
     });
 
     let line = |prefix: &str| -> f64 {

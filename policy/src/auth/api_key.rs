@@ -52,8 +52,9 @@ impl ApiKeys {
 
 /// Parses a lowercase or uppercase 64-digit hex SHA-256.
 pub(crate) fn parse_hash(hex_str: &str) -> Result<[u8; 32], String> {
+    // The decoder's message quotes the offending character: keep it out.
     let bytes = hex::decode(hex_str.trim())
-        .map_err(|e| format!("not hex ({e}); write the SHA-256 of the key as 64 hex digits"))?;
+        .map_err(|_| "not hex; write the SHA-256 of the key as 64 hex digits".to_owned())?;
     <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
         format!(
             "{} bytes; a SHA-256 is 32 bytes (64 hex digits)",

@@ -146,7 +146,7 @@ fn add_keys(list: &[ApiKeyConfig], at: &str, out: &mut Vec<StoredKey>, errs: &mu
         if k.name.is_empty() {
             errs.push(format!("{at}[{i}].name"), "must not be empty");
         }
-        match api_key::parse_hash(&k.sha256) {
+        match api_key::parse_hash(k.sha256.expose()) {
             Ok(hash) => out.push(StoredKey {
                 hash,
                 name: k.name.as_str().into(),
@@ -238,14 +238,14 @@ fn compile_provider(
             })
             .max()
             .unwrap_or(32);
-        if secret.len() < need {
+        if secret.expose().len() < need {
             errs.push(
                 format!("{at}.secret"),
                 format!("use at least {need} bytes for this HMAC secret (RFC 7518 §3.2)"),
             );
         }
         Some(KeySource::Static(Arc::new(KeySet {
-            keys: vec![keys::from_secret(secret.as_bytes())],
+            keys: vec![keys::from_secret(secret.expose().as_bytes())],
         })))
     } else if let Some(pem) = &p.pem {
         let path = base_dir.join(pem);

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize, Serializer};
+use proxy_core::config::Secret;
+use serde::{Deserialize, Serialize};
 
 use super::HumanDuration;
 
@@ -79,13 +80,14 @@ fn default_consumer_header() -> String {
     "x-weir-consumer".to_owned()
 }
 
-/// One API key: `sha256` is the lowercase hex SHA-256 of the key.
+/// One API key: `sha256` is the lowercase hex SHA-256 of the key (a secret:
+/// a leaked hash of a short key can be brute-forced, so it is never shown).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyConfig {
     /// The consumer this key belongs to (forwarded, used in rate-limit keys).
     pub name: String,
-    pub sha256: String,
+    pub sha256: Secret<String>,
     #[serde(default)]
     pub scopes: Vec<String>,
 }
@@ -105,13 +107,9 @@ pub struct JwtProviderConfig {
     /// A PEM file with one public key (RSA, EC or Ed25519).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pem: Option<String>,
-    /// A shared secret for HS256/384/512 (redacted when the config is shown).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "redact"
-    )]
-    pub secret: Option<String>,
+    /// A shared secret for HS256/384/512 (redacted wherever it is shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret<String>>,
     /// Accepted `alg` values, e.g. `[RS256]`. Required: there is no default,
     /// so nobody accepts an algorithm they did not choose.
     pub algorithms: Vec<String>,
@@ -153,13 +151,6 @@ fn default_scope_claim() -> String {
 
 fn default_consumer_claim() -> String {
     "sub".to_owned()
-}
-
-fn redact<S: Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
-    match value {
-        Some(_) => s.serialize_str("<redacted>"),
-        None => s.serialize_none(),
-    }
 }
 
 /// Where a JWK set comes from: exactly one of `file`, `url`, `inline`.

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use proxy_core::config::SecretUrl;
 use serde::{Deserialize, Serialize};
 
 use super::HumanDuration;
@@ -44,7 +45,8 @@ pub enum RateLimitBackend {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    pub url: String,
+    /// `redis://[:password@]host:port/db`; shown without the password.
+    pub url: SecretUrl,
     /// Longest a request waits for a decision before `on_error` applies.
     #[serde(default = "default_timeout")]
     pub timeout: HumanDuration,

@@ -30,7 +30,7 @@ pub(crate) struct PolicySpec {
 
 #[derive(Clone, Debug)]
 pub(crate) struct RedisSettings {
-    pub(crate) url: String,
+    pub(crate) url: proxy_core::config::SecretUrl,
     pub(crate) timeout: Duration,
     pub(crate) on_error: OnError,
     pub(crate) replicas: u32,
@@ -58,7 +58,7 @@ pub(crate) fn compile(cfg: &RateLimitsConfig, errs: &mut ConfigErrors) -> Settin
             None
         }
         (RateLimitBackend::Redis, Some(r)) => {
-            if let Err(e) = ::redis::Client::open(r.url.as_str()) {
+            if let Err(e) = ::redis::Client::open(r.url.expose()) {
                 errs.push("rate_limits.redis.url", e.to_string());
             }
             if r.replicas == 0 {

@@ -8,13 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{ByteSize, HumanDuration};
 
-/// `admin:` the separate listener for probes, metrics and operations.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct AdminConfig {
-    pub address: SocketAddr,
-}
-
 /// `shutdown:` how long in-flight work may take after SIGTERM.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigErrors, HumanDuration};
+use crate::config::{ConfigErrors, HumanDuration, Secret, SecretUrl};
 
 /// Default OTLP/gRPC collector address (the port every collector listens on).
 pub const DEFAULT_GRPC_ENDPOINT: &str = "http://127.0.0.1:4317";
@@ -38,10 +38,12 @@ pub struct TelemetryConfig {
 pub struct OtlpConfig {
     /// `http://host:4317` for gRPC, `http://host:4318` for HTTP (the `/v1/traces`
     /// path is appended for HTTP). Defaults to localhost on the protocol's port.
-    pub endpoint: Option<String>,
+    /// Shown without user information or query, which may hold credentials.
+    pub endpoint: Option<SecretUrl>,
     pub protocol: OtlpProtocol,
-    /// Extra request headers (e.g. an API key of a hosted collector).
-    pub headers: BTreeMap<String, String>,
+    /// Extra request headers (e.g. an API key of a hosted collector); their
+    /// values are secrets, shown as `<redacted>`.
+    pub headers: BTreeMap<String, Secret<String>>,
     /// Deadline of one export call; a slower collector loses that batch.
     pub timeout: Option<HumanDuration>,
 }
@@ -140,9 +142,9 @@ pub struct TelemetrySettings {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExporterSettings {
     /// Base endpoint (`http://host:port`), without `/v1/traces`.
-    pub endpoint: String,
+    pub endpoint: SecretUrl,
     pub protocol: OtlpProtocol,
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(String, Secret<String>)>,
     pub timeout: Duration,
 }
 
@@ -287,26 +289,33 @@ impl TelemetryConfig {
                 file.protocol
             }
         };
-        let endpoint = env_endpoint.or(file.endpoint).unwrap_or_else(|| {
-            match protocol {
-                OtlpProtocol::Grpc => DEFAULT_GRPC_ENDPOINT,
-                OtlpProtocol::Http => DEFAULT_HTTP_ENDPOINT,
-            }
-            .to_owned()
-        });
-        match endpoint.parse::<http::Uri>() {
+        let endpoint = env_endpoint
+            .map(SecretUrl::new)
+            .or(file.endpoint)
+            .unwrap_or_else(|| {
+                SecretUrl::from(match protocol {
+                    OtlpProtocol::Grpc => DEFAULT_GRPC_ENDPOINT,
+                    OtlpProtocol::Http => DEFAULT_HTTP_ENDPOINT,
+                })
+            });
+        match endpoint.expose().parse::<http::Uri>() {
             Ok(uri)
                 if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {}
+            // The redacted form: user information in the URL stays private.
             _ => errors.push(
                 field("otlp.endpoint"),
-                format!("{endpoint:?} is not an http(s)://host:port URL"),
+                format!("\"{endpoint}\" is not an http(s)://host:port URL"),
             ),
         }
-        let mut headers: BTreeMap<String, String> = file.headers;
+        let mut headers: BTreeMap<String, Secret<String>> = file.headers;
         if let Some(raw) = env("OTEL_EXPORTER_OTLP_HEADERS") {
             match parse_key_values(&raw) {
-                Ok(pairs) => headers.extend(pairs),
-                Err(e) => errors.push("OTEL_EXPORTER_OTLP_HEADERS", e),
+                Ok(pairs) => headers.extend(pairs.into_iter().map(|(k, v)| (k, Secret::new(v)))),
+                // The list holds credentials: say what is wrong, not what was written.
+                Err(_) => errors.push(
+                    "OTEL_EXPORTER_OTLP_HEADERS",
+                    "is not a comma-separated name=value list with %-escapes (value not shown: it holds credentials)",
+                ),
             }
         }
         for name in headers.keys() {
@@ -318,7 +327,7 @@ impl TelemetryConfig {
             }
         }
         Some(ExporterSettings {
-            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            endpoint: SecretUrl::new(endpoint.expose().trim_end_matches('/')),
             protocol,
             headers: headers.into_iter().collect(),
             timeout: file
@@ -417,9 +426,12 @@ mod tests {
         .unwrap();
         let s = c.resolve("telemetry", "x", "1.0", env_of(&[])).unwrap();
         let e = s.exporter.unwrap();
-        assert_eq!(e.endpoint, "http://collector:4318");
+        assert_eq!(e.endpoint.expose(), "http://collector:4318");
         assert_eq!(e.protocol, OtlpProtocol::Http);
-        assert_eq!(e.headers, vec![("x-key".to_owned(), "abc".to_owned())]);
+        assert_eq!(
+            e.headers,
+            vec![("x-key".to_owned(), Secret::new("abc".to_owned()))]
+        );
         assert_eq!(e.timeout, Duration::from_secs(2));
         assert_eq!(s.service_name, "order-sidecar");
         assert_eq!(s.sampling_ratio, 0.25);
@@ -452,11 +464,14 @@ mod tests {
             .unwrap();
         assert_eq!(s.service_name, "b");
         let e = s.exporter.unwrap();
-        assert_eq!(e.endpoint, "http://env:4318");
+        assert_eq!(e.endpoint.expose(), "http://env:4318");
         assert_eq!(e.protocol, OtlpProtocol::Http);
         assert_eq!(
             e.headers,
-            vec![("api-key".into(), "a b".into()), ("k".into(), "env".into())]
+            vec![
+                ("api-key".into(), Secret::new("a b".into())),
+                ("k".into(), Secret::new("env".into()))
+            ]
         );
         assert_eq!(
             s.resource_attributes,
@@ -489,7 +504,7 @@ mod tests {
             .unwrap();
         assert_eq!(s.exporter, None);
         let s = c.resolve("t", "x", "1", env_of(&[])).unwrap();
-        assert_eq!(s.exporter.unwrap().endpoint, DEFAULT_GRPC_ENDPOINT);
+        assert_eq!(s.exporter.unwrap().endpoint.expose(), DEFAULT_GRPC_ENDPOINT);
     }
 
     #[test]
@@ -515,6 +530,46 @@ mod tests {
                 "OTEL_EXPORTER_OTLP_PROTOCOL",
                 "telemetry.otlp.endpoint"
             ]
+        );
+    }
+
+    #[test]
+    fn headers_and_endpoint_credentials_never_show() {
+        let c: TelemetryConfig = parse_yaml(
+            "otlp: { endpoint: 'http://user:pw-in-url-1@c:4318', headers: { x-key: header-secret-2 } }\n",
+        )
+        .unwrap();
+        let s = c
+            .resolve(
+                "telemetry",
+                "x",
+                "1",
+                env_of(&[("OTEL_EXPORTER_OTLP_HEADERS", "api-key=env-secret-3")]),
+            )
+            .unwrap();
+        let e = s.exporter.clone().unwrap();
+        assert_eq!(e.headers[0].1.expose(), "env-secret-3");
+        let shown = format!("{c:?} {s:?} {}", serde_json::to_string(&c).unwrap());
+        for secret in ["pw-in-url-1", "header-secret-2", "env-secret-3"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        // Bad values are reported without echoing them.
+        let bad: TelemetryConfig =
+            parse_yaml("otlp: { endpoint: 'ftp://user:pw-in-url-4@c' }\n").unwrap();
+        let err = bad
+            .resolve(
+                "telemetry",
+                "x",
+                "1",
+                env_of(&[("OTEL_EXPORTER_OTLP_HEADERS", "api-key=%zzsecret-5")]),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("telemetry.otlp.endpoint"), "{err}");
+        assert!(err.contains("OTEL_EXPORTER_OTLP_HEADERS"), "{err}");
+        assert!(
+            !err.contains("pw-in-url-4") && !err.contains("secret-5"),
+            "{err}"
         );
     }
 

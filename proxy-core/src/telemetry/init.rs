@@ -29,6 +29,7 @@ pub enum TelemetryError {
     /// The export task and the gRPC channel need a tokio runtime.
     #[error("telemetry must be initialised inside a tokio runtime")]
     NoRuntime(#[source] tokio::runtime::TryCurrentError),
+    /// `endpoint` is shown without credentials (see `SecretUrl`).
     #[error("cannot build the OTLP exporter for {endpoint}")]
     Exporter {
         endpoint: String,
@@ -257,15 +258,17 @@ fn build_otlp_exporter(
                         source: e.into(),
                     }
                 })?;
-                let v = http::HeaderValue::from_str(value).map_err(|e| TelemetryError::Header {
-                    name: name.clone(),
-                    source: e.into(),
+                let v = http::HeaderValue::from_str(value.expose()).map_err(|e| {
+                    TelemetryError::Header {
+                        name: name.clone(),
+                        source: e.into(),
+                    }
                 })?;
                 headers.insert(n, v);
             }
             opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
-                .with_endpoint(exp.endpoint.clone())
+                .with_endpoint(exp.endpoint.expose())
                 .with_timeout(exp.timeout)
                 .with_metadata(
                     opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers),
@@ -275,23 +278,29 @@ fn build_otlp_exporter(
                 .build()
         }
         OtlpProtocol::Http => {
-            let endpoint = if exp.endpoint.ends_with("/v1/traces") {
-                exp.endpoint.clone()
+            let base = exp.endpoint.expose();
+            let endpoint = if base.ends_with("/v1/traces") {
+                base.to_owned()
             } else {
-                format!("{}/v1/traces", exp.endpoint)
+                format!("{base}/v1/traces")
             };
             opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_protocol(Protocol::HttpBinary)
                 .with_endpoint(endpoint)
                 .with_timeout(exp.timeout)
-                .with_headers(exp.headers.iter().cloned().collect::<HashMap<_, _>>())
+                .with_headers(
+                    exp.headers
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.expose().clone()))
+                        .collect::<HashMap<_, _>>(),
+                )
                 .with_retry_policy(RetryPolicy::disabled())
                 .build()
         }
     };
     built.map_err(|source| TelemetryError::Exporter {
-        endpoint: exp.endpoint.clone(),
+        endpoint: exp.endpoint.to_string(),
         source,
     })
 }

@@ -323,9 +323,10 @@ pub async fn get(c: &HttpClient, to: SocketAddr, host: &str) -> Got {
     send(c, to, "GET", host, "/", "").await
 }
 
-/// `GET` an admin path.
+/// `GET` an admin path (naming the admin listener itself in `Host`, as the
+/// admin listener requires).
 pub async fn admin(c: &HttpClient, admin: SocketAddr, path: &str) -> Got {
-    send(c, admin, "GET", "admin", path, "").await
+    send(c, admin, "GET", &admin.to_string(), path, "").await
 }
 
 /// The value of a metric line starting with `prefix` in `/metrics`.
