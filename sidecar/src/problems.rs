@@ -9,7 +9,7 @@ use proxy_core::problem::Problem;
 use proxy_core::resilience::retry::RetriesExhausted;
 use proxy_core::resilience::{ATTEMPTS_HEADER, ErrorClass, TimeoutError, classify_error};
 
-use crate::destination::NoEndpoints;
+use proxy_core::balance::NoEndpoints;
 
 /// A header map holding only the request id: what the problem builders read,
 /// built on the error path only so the happy path copies no headers.

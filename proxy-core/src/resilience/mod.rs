@@ -32,6 +32,7 @@ mod window;
 
 pub use breaker::{
     Admission, Breaker, BreakerHook, BreakerLayer, BreakerSettings, BreakerState, CircuitOpen,
+    EjectionBackoff,
     EndpointHealth, EndpointSnapshot, OutlierDetector, SuccessRate,
 };
 pub use budget::{BudgetSettings, RetryBudget};
