@@ -12,7 +12,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use proxy_core::balance::Endpoint;
 use proxy_core::body::{self, Body, BoxError};
-use proxy_core::resilience::{Attempt, ReplayBody};
+use proxy_core::resilience::{Attempt, EndpointHealth, ReplayBody};
 use proxy_core::telemetry::{ActiveSpan, ClientSpanInfo, Telemetry};
 use tower::{Layer, Service};
 
@@ -36,6 +36,7 @@ impl TracedLayer {
         EndpointTraced {
             shared: self.clone(),
             endpoint: endpoint.authority().as_str().into(),
+            ejection: endpoint.ejection().clone(),
         }
     }
 }
@@ -45,6 +46,7 @@ impl TracedLayer {
 pub(crate) struct EndpointTraced {
     shared: TracedLayer,
     endpoint: Arc<str>,
+    ejection: Arc<EndpointHealth>,
 }
 
 impl<S> Layer<S> for EndpointTraced {
@@ -55,6 +57,7 @@ impl<S> Layer<S> for EndpointTraced {
             inner,
             shared: self.shared.clone(),
             endpoint: self.endpoint.clone(),
+            ejection: self.ejection.clone(),
         }
     }
 }
@@ -65,6 +68,8 @@ pub(crate) struct Traced<S> {
     inner: S,
     shared: TracedLayer,
     endpoint: Arc<str>,
+    /// The endpoint's breaker, for `weir.breaker.state`.
+    ejection: Arc<EndpointHealth>,
 }
 
 impl<S, ResB> Service<Request<ReplayBody<Body>>> for Traced<S>
@@ -86,7 +91,7 @@ where
             let attempt = parts.extensions.get::<Attempt>().copied();
             let reason = attempt.and_then(|a| a.reason).map(|r| r.to_string());
             let parent = telemetry.propagation().extract(&parts.headers);
-            telemetry.client_span(
+            let mut span = telemetry.client_span(
                 &parent,
                 &mut parts,
                 ClientSpanInfo {
@@ -95,7 +100,9 @@ where
                     upstream: Some(&self.shared.destination),
                     endpoint: Some(&self.endpoint),
                 },
-            )
+            );
+            span.set_breaker_state(self.ejection.state().as_str());
+            span
         });
         TracedFuture {
             inner: self
