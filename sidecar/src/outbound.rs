@@ -120,7 +120,7 @@ async fn handle(
                     resp
                 }
                 Err(e) => {
-                    tracing::debug!(destination = %dest.settings.name, error = %problems::chain(&*e), "outbound call failed");
+                    tracing::debug!(destination = %dest.settings.name, error = %proxy_core::problem::error_chain(&*e), "outbound call failed");
                     problems::outbound_error(
                         &dest.settings.name,
                         &*e,

@@ -134,7 +134,7 @@ where
         if let Some(span) = this.span.as_mut() {
             match &result {
                 Ok(resp) => span.record_response(resp.status()),
-                Err(e) => span.record_error(crate::problems::error_kind(&**e)),
+                Err(e) => span.record_error(proxy_core::problem::upstream_error_kind(&**e)),
             }
         }
         Poll::Ready(result)
