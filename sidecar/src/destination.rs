@@ -74,6 +74,8 @@ pub(crate) type StackFuture = proxy_core::resilience::timeout::ResponseFuture<
 
 /// A destination: its settings, endpoints, breaker, budget, pool and stack.
 pub(crate) struct Destination {
+    /// The service name, shared by the stack, metrics and access lines.
+    pub(crate) name: Arc<str>,
     pub(crate) settings: ServiceSettings,
     pub(crate) discovery: Discovery,
     pub(crate) budget: Arc<RetryBudget>,
@@ -91,7 +93,9 @@ impl Destination {
     ) -> Arc<Destination> {
         let discovery = Discovery::new(&settings, metrics);
         let budget = Arc::new(RetryBudget::new(settings.budget));
+        let name: Arc<str> = settings.name.as_str().into();
         let stack = build_stack(
+            &name,
             &settings,
             discovery.group(),
             budget.clone(),
@@ -99,6 +103,7 @@ impl Destination {
             telemetry,
         );
         Arc::new(Destination {
+            name,
             traffic: metrics.traffic("outbound", &settings.name),
             settings,
             discovery,
@@ -136,19 +141,21 @@ impl Destination {
 /// Runs once per destination when its config section is loaded; the closure
 /// passed to `Balance` runs once per endpoint when it joins the set.
 fn build_stack(
+    name: &Arc<str>,
     settings: &ServiceSettings,
     group: &Arc<EndpointGroup>,
     budget: Arc<RetryBudget>,
     metrics: &SidecarMetrics,
     telemetry: &Telemetry,
 ) -> Stack {
-    let name: Arc<str> = settings.name.as_str().into();
+    let name = name.clone();
     metrics.stack_built(&name, "destination");
 
     let retry_metrics = metrics.clone();
     let retry_name = name.clone();
-    let retry = RetryLayer::new(settings.retry.clone(), budget)
-        .with_hook(Arc::new(move |ev| retry_metrics.retry_event(&retry_name, ev)));
+    let retry = RetryLayer::new(settings.retry.clone(), budget).with_hook(Arc::new(move |ev| {
+        retry_metrics.retry_event(&retry_name, ev)
+    }));
 
     let client = Arc::new(UpstreamClient::new(&ClientOptions {
         protocol: settings.protocol,

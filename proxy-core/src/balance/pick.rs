@@ -104,10 +104,11 @@ mod tests {
     use std::time::Duration;
 
     fn eps(n: usize) -> Vec<Arc<Endpoint>> {
-        let d = crate::resilience::OutlierDetector::new(crate::resilience::BreakerSettings::passive(
-            Duration::from_secs(10),
-            Duration::from_secs(10),
-        ));
+        let d =
+            crate::resilience::OutlierDetector::new(crate::resilience::BreakerSettings::passive(
+                Duration::from_secs(10),
+                Duration::from_secs(10),
+            ));
         (0..n)
             .map(|i| {
                 let a = format!("127.0.0.1:{}", 1000 + i).parse().unwrap();

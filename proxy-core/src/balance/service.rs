@@ -105,12 +105,12 @@ impl<S: Clone> Balance<S> {
         }
         let services = endpoints
             .iter()
-            .map(|ep| {
-                match old.endpoints.iter().position(|o| Arc::ptr_eq(o, ep)) {
+            .map(
+                |ep| match old.endpoints.iter().position(|o| Arc::ptr_eq(o, ep)) {
                     Some(i) => old.services[i].clone(),
                     None => (self.shared.make)(ep),
-                }
-            })
+                },
+            )
             .collect();
         self.shared.stacks.store(Arc::new(Stacks {
             endpoints: endpoints.clone(),

@@ -103,15 +103,24 @@ mod tests {
     fn each_stack_error_has_its_status_and_type() {
         let open: Box<dyn StdError + Send + Sync> = Box::new(CircuitOpen::new());
         let p = upstream_error("svc", &*open);
-        assert_eq!((p.status(), p.slug()), (StatusCode::SERVICE_UNAVAILABLE, "circuit-open"));
+        assert_eq!(
+            (p.status(), p.slug()),
+            (StatusCode::SERVICE_UNAVAILABLE, "circuit-open")
+        );
         let t = TimeoutError::new(TimeoutKind::PerTry, Duration::from_secs(1));
         let p = upstream_error("svc", &t);
-        assert_eq!((p.status(), p.slug()), (StatusCode::GATEWAY_TIMEOUT, "upstream-timeout"));
+        assert_eq!(
+            (p.status(), p.slug()),
+            (StatusCode::GATEWAY_TIMEOUT, "upstream-timeout")
+        );
         let none = NoEndpoints("svc".into());
         assert_eq!(upstream_error("svc", &none).slug(), "no-endpoints");
         let other = std::io::Error::other("reset");
         let p = upstream_error("svc", &other);
-        assert_eq!((p.status(), p.slug()), (StatusCode::BAD_GATEWAY, "upstream-error"));
+        assert_eq!(
+            (p.status(), p.slug()),
+            (StatusCode::BAD_GATEWAY, "upstream-error")
+        );
         assert_eq!(p.to_json()["destination"], "svc");
     }
 }

@@ -34,8 +34,7 @@ mod window;
 
 pub use breaker::{
     Admission, Breaker, BreakerHook, BreakerLayer, BreakerSettings, BreakerState, CircuitOpen,
-    EjectionBackoff,
-    EndpointHealth, EndpointSnapshot, OutlierDetector, SuccessRate,
+    EjectionBackoff, EndpointHealth, EndpointSnapshot, OutlierDetector, SuccessRate,
 };
 pub use budget::{BudgetSettings, RetryBudget};
 pub use classify::{ErrorClass, classify_error, error_status};

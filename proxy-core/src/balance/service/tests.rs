@@ -53,7 +53,11 @@ async fn a_changed_set_builds_only_the_new_endpoints() {
         seen.insert(svc.clone().oneshot(()).await.unwrap());
     }
     assert_eq!(seen, [2, 3].into());
-    assert_eq!(built.load(Ordering::Relaxed), 3, "endpoint 2's stack was kept");
+    assert_eq!(
+        built.load(Ordering::Relaxed),
+        3,
+        "endpoint 2's stack was kept"
+    );
 }
 
 #[tokio::test(start_paused = true)]
