@@ -31,7 +31,6 @@ mod traced;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -52,9 +51,6 @@ use crate::metrics::{SidecarMetrics, TrafficMetrics};
 
 use self::send::SendTo;
 use self::traced::{Traced, TracedLayer};
-
-/// Used when a timeout is not configured: far enough to never fire.
-const NO_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The response body of a destination's stack.
 pub(crate) type StackBody = PeekBody<ObservedBody<Incoming>>;
@@ -163,10 +159,7 @@ fn build_stack(
         pool: settings.pool.clone(),
     }));
     let traced = TracedLayer::new(telemetry.clone(), name.clone());
-    let per_try = TimeoutLayer::new(
-        TimeoutKind::PerTry,
-        settings.per_try_timeout.unwrap_or(NO_TIMEOUT),
-    );
+    let per_try = TimeoutLayer::optional(TimeoutKind::PerTry, settings.per_try_timeout);
     let endpoint_metrics = metrics.clone();
     let endpoint: MakeEndpoint<EndpointStack> = Box::new(move |ep: &Arc<Endpoint>| {
         endpoint_metrics.stack_built(&name, "endpoint");
@@ -178,9 +171,9 @@ fn build_stack(
     });
 
     ServiceBuilder::new()
-        .layer(TimeoutLayer::new(
+        .layer(TimeoutLayer::optional(
             TimeoutKind::Overall,
-            settings.overall_timeout.unwrap_or(NO_TIMEOUT),
+            settings.overall_timeout,
         ))
         .layer(retry)
         .service(Balance::new(group.clone(), endpoint))
