@@ -33,21 +33,28 @@ impl TracedLayer {
 
     /// The layer for one endpoint (its address formatted once, here).
     pub(crate) fn for_endpoint(&self, endpoint: &Endpoint) -> EndpointTraced {
-        EndpointTraced {
-            shared: self.clone(),
+        EndpointTraced(Arc::new(TracedEndpoint {
+            telemetry: self.telemetry.clone(),
+            destination: self.destination.clone(),
             endpoint: endpoint.authority().as_str().into(),
             ejection: endpoint.ejection().clone(),
-        }
+        }))
     }
+}
+
+/// What one endpoint's spans say, behind one `Arc` so that a try clones one
+/// reference count.
+struct TracedEndpoint {
+    telemetry: Telemetry,
+    destination: Arc<str>,
+    endpoint: Arc<str>,
+    /// The endpoint's breaker, for `weir.breaker.state`.
+    ejection: Arc<EndpointHealth>,
 }
 
 /// [`TracedLayer`] bound to one endpoint.
 #[derive(Clone)]
-pub(crate) struct EndpointTraced {
-    shared: TracedLayer,
-    endpoint: Arc<str>,
-    ejection: Arc<EndpointHealth>,
-}
+pub(crate) struct EndpointTraced(Arc<TracedEndpoint>);
 
 impl<S> Layer<S> for EndpointTraced {
     type Service = Traced<S>;
@@ -55,9 +62,7 @@ impl<S> Layer<S> for EndpointTraced {
     fn layer(&self, inner: S) -> Traced<S> {
         Traced {
             inner,
-            shared: self.shared.clone(),
-            endpoint: self.endpoint.clone(),
-            ejection: self.ejection.clone(),
+            endpoint: self.0.clone(),
         }
     }
 }
@@ -66,10 +71,7 @@ impl<S> Layer<S> for EndpointTraced {
 #[derive(Clone)]
 pub(crate) struct Traced<S> {
     inner: S,
-    shared: TracedLayer,
-    endpoint: Arc<str>,
-    /// The endpoint's breaker, for `weir.breaker.state`.
-    ejection: Arc<EndpointHealth>,
+    endpoint: Arc<TracedEndpoint>,
 }
 
 impl<S, ResB> Service<Request<ReplayBody<Body>>> for Traced<S>
@@ -86,7 +88,8 @@ where
 
     fn call(&mut self, req: Request<ReplayBody<Body>>) -> Self::Future {
         let (mut parts, replay) = req.into_parts();
-        let telemetry = &self.shared.telemetry;
+        let ep = &*self.endpoint;
+        let telemetry = &ep.telemetry;
         let span = telemetry.is_enabled().then(|| {
             let attempt = parts.extensions.get::<Attempt>().copied();
             let reason = attempt.and_then(|a| a.reason).map(|r| r.to_string());
@@ -97,11 +100,11 @@ where
                 ClientSpanInfo {
                     attempt: attempt.map_or(1, |a| a.number),
                     retry_reason: reason.as_deref(),
-                    upstream: Some(&self.shared.destination),
-                    endpoint: Some(&self.endpoint),
+                    upstream: Some(&ep.destination),
+                    endpoint: Some(&ep.endpoint),
                 },
             );
-            span.set_breaker_state(self.ejection.state().as_str());
+            span.set_breaker_state(ep.ejection.state().as_str());
             span
         });
         TracedFuture {
