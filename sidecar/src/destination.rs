@@ -133,9 +133,10 @@ impl Destination {
     }
 }
 
-/// The stack of one destination, in request order (see the module docs).
-/// Runs once per destination when its config section is loaded; the closure
-/// passed to `Balance` runs once per endpoint when it joins the set.
+/// The stack of one destination, in request order (see the module docs): the
+/// layers are made top to bottom, then stacked in that order. Runs once per
+/// destination when its config section is loaded; the per-endpoint closure
+/// runs once per endpoint when it joins the set.
 fn build_stack(
     name: &Arc<str>,
     settings: &ServiceSettings,
@@ -144,37 +145,34 @@ fn build_stack(
     metrics: &SidecarMetrics,
     telemetry: &Telemetry,
 ) -> Stack {
-    let name = name.clone();
-    metrics.stack_built(&name, "destination");
-
+    metrics.stack_built(name, "destination");
+    let overall = TimeoutLayer::optional(TimeoutKind::Overall, settings.overall_timeout);
     let retry_metrics = metrics.clone();
     let retry_name = name.clone();
     let retry = RetryLayer::new(settings.retry.clone(), budget).with_hook(Arc::new(move |ev| {
         retry_metrics.retry_event(&retry_name, ev)
     }));
-
+    // Balance: `group`'s policy (P2C-EWMA by default) over the stacks below.
+    let traced = TracedLayer::new(telemetry.clone(), name.clone());
+    // Breaker: the endpoint's own ejection state, `ep.ejection()`.
+    let per_try = TimeoutLayer::optional(TimeoutKind::PerTry, settings.per_try_timeout);
     let client = Arc::new(UpstreamClient::new(&ClientOptions {
         protocol: settings.protocol,
         connect_timeout: settings.connect_timeout,
         pool: settings.pool.clone(),
     }));
-    let traced = TracedLayer::new(telemetry.clone(), name.clone());
-    let per_try = TimeoutLayer::optional(TimeoutKind::PerTry, settings.per_try_timeout);
-    let endpoint_metrics = metrics.clone();
+
+    let (endpoint_metrics, endpoint_name) = (metrics.clone(), name.clone());
     let endpoint: MakeEndpoint<EndpointStack> = Box::new(move |ep: &Arc<Endpoint>| {
-        endpoint_metrics.stack_built(&name, "endpoint");
+        endpoint_metrics.stack_built(&endpoint_name, "endpoint");
         ServiceBuilder::new()
             .layer(traced.for_endpoint(ep))
             .layer(BreakerLayer::new(ep.ejection().clone()))
             .layer(per_try)
             .service(SendTo::new(client.clone(), ep))
     });
-
     ServiceBuilder::new()
-        .layer(TimeoutLayer::optional(
-            TimeoutKind::Overall,
-            settings.overall_timeout,
-        ))
+        .layer(overall)
         .layer(retry)
         .service(Balance::new(group.clone(), endpoint))
 }
