@@ -11,7 +11,6 @@
 //! - [`metrics`]: Prometheus families.
 //! - [`run`](mod@run): binds listeners and the admin port and serves until shutdown.
 
-mod access_log;
 pub mod config;
 pub mod metrics;
 pub mod proxy;

@@ -1,9 +1,15 @@
 //! An upstream at run time: its endpoints, balancer and connection pool.
+//!
+//! Passive ejection (`passive_ejection`) is proxy-core's one ejection
+//! mechanism with [`BreakerSettings::passive`]: the request path reports a
+//! refused connection with `Endpoint::record_failure` and a response with
+//! `Endpoint::mark_success`; the balancer skips ejected endpoints.
 
 use std::sync::Arc;
 
 use proxy_core::balance::{EndpointGroup, GroupOptions};
 use proxy_core::forward::{ClientOptions, UpstreamClient};
+use proxy_core::resilience::BreakerSettings;
 
 use crate::config::UpstreamConfig;
 
@@ -26,6 +32,11 @@ impl Upstream {
             load_balancer: config.load_balancer,
             health_check: config.health_check.clone(),
             dns_refresh: config.dns_refresh.get(),
+            ejection: BreakerSettings::passive(
+                config.passive_ejection.base.get(),
+                config.passive_ejection.max.get(),
+            ),
+            ejection_hook: None,
         });
         let client = UpstreamClient::new(&ClientOptions {
             protocol: config.protocol,

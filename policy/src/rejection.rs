@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
-use proxy_core::problem::{GENERATED_BY, TYPE_BASE};
+use proxy_core::problem::Problem;
 
 use crate::auth::error::{AuthError, AuthErrorKind};
 use crate::ratelimit::headers::ceil_secs;
@@ -119,39 +119,29 @@ impl Rejection {
         })
     }
 
-    /// The response: `application/problem+json` (RFC 9457) with `type`,
-    /// `title`, `status`, `detail` and `request_id`, plus `x-weir-error:
-    /// <slug>` and `x-request-id`, the same shape as `proxy_core::problem`;
-    /// an empty 204 for a preflight.
+    /// The response: `application/problem+json` (RFC 9457) rendered by
+    /// `proxy_core::problem` like every error Weir generates (`type`, `title`,
+    /// `status`, `detail`, `request_id`, `x-weir-error: <slug>`,
+    /// `x-request-id`) with this rejection's headers; an empty 204 for a
+    /// preflight.
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let status = self.status();
-        let problem = self.problem();
-        let body = match &problem {
-            Some((slug, title, detail)) => {
-                let mut doc = serde_json::json!({
-                    "type": format!("{TYPE_BASE}{slug}"),
-                    "title": title,
-                    "status": status.as_u16(),
-                    "detail": detail,
-                });
-                if let Some(id) = self.request_id.as_ref().and_then(|v| v.to_str().ok()) {
-                    doc["request_id"] = id.into();
-                }
-                Bytes::from(doc.to_string())
+        let Some((slug, title, detail)) = self.problem() else {
+            let mut resp = Response::new(Full::new(Bytes::new()));
+            *resp.status_mut() = status;
+            *resp.headers_mut() = self.headers;
+            if let Some(id) = self.request_id {
+                resp.headers_mut().insert("x-request-id", id);
             }
-            None => Bytes::new(),
+            return resp;
         };
-        let mut resp = Response::new(Full::new(body));
-        *resp.status_mut() = status;
-        *resp.headers_mut() = self.headers;
-        if let Some((slug, _, _)) = problem {
-            let h = resp.headers_mut();
-            h.insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/problem+json"),
-            );
-            h.insert(GENERATED_BY, HeaderValue::from_static(slug));
+        let mut problem = Problem::new(status, slug, title)
+            .detail(detail)
+            .headers(self.headers);
+        if let Some(id) = self.request_id.as_ref().and_then(|v| v.to_str().ok()) {
+            problem = problem.request_id(id);
         }
+        let mut resp = problem.into_bytes_response().map(Full::new);
         if let Some(id) = self.request_id {
             resp.headers_mut().insert("x-request-id", id);
         }

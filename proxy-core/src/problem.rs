@@ -3,13 +3,25 @@
 //! Every response that Weir (not the upstream) produces for a failure goes
 //! through [`Problem`], so clients see one shape: `application/problem+json`
 //! with a stable `type` URI they can switch on, and the request id that ties
-//! it to the access log and the trace.
+//! it to the access log and the trace. This is the one renderer: the gateway,
+//! the sidecar and the policies (`policy::Rejection`) all answer through it.
+//!
+//! # Layout
+//!
+//! - this file: [`Problem`], the document and its response;
+//! - `upstream.rs`: [`upstream_error`], the problem for an error of a
+//!   resilience stack (circuit open, timeouts, connect failures, retries spent).
 
+mod upstream;
+
+use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 use serde_json::{Map, Value};
 
 use crate::body::{self, Body};
+
+pub use upstream::{error_chain, upstream_error, upstream_error_kind};
 
 /// Base of every problem `type` URI.
 pub const TYPE_BASE: &str = "https://weir.dev/problems/";
@@ -76,6 +88,16 @@ impl Problem {
         self
     }
 
+    /// Adds every header of `headers` (a policy's rate-limit or CORS headers).
+    pub fn headers(mut self, headers: HeaderMap) -> Self {
+        if self.headers.is_empty() {
+            self.headers = headers;
+        } else {
+            self.headers.extend(headers);
+        }
+        self
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }
@@ -102,9 +124,17 @@ impl Problem {
         Value::Object(doc)
     }
 
+    /// The response with the proxies' body type.
     pub fn into_response(self) -> Response<Body> {
+        self.into_bytes_response().map(body::full)
+    }
+
+    /// The response with the document as plain bytes, for callers with their
+    /// own body type: `application/problem+json`, `x-request-id` and
+    /// `x-weir-error: <slug>`, then the added headers.
+    pub fn into_bytes_response(self) -> Response<Bytes> {
         let bytes = serde_json::to_vec(&self.to_json()).unwrap_or_default();
-        let mut resp = Response::new(body::full(bytes));
+        let mut resp = Response::new(Bytes::from(bytes));
         *resp.status_mut() = self.status;
         let headers = resp.headers_mut();
         headers.insert(

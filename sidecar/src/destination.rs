@@ -1,54 +1,65 @@
-//! One outbound destination (a logical service) and its resilience stack, in
-//! request order:
+//! One outbound destination (a logical service) and its resilience stack.
+//!
+//! [`build_stack`] assembles the stack once, when the config loads, top to
+//! bottom in request order; it is the one place that order is written (the
+//! docs draw this function):
 //!
 //! ```text
-//! overall Timeout            (timeouts.overall: the caller's whole wait)
-//!   → Retry + RetryBudget    (retry: which failures, how often, bounded replay)
-//!     → Pick                 (balancer over endpoints the breaker lets through;
-//!                             none left: CircuitOpen, a fast 503)
-//!       → Breaker            (records the endpoint's outcome, half-open probes)
-//!         → per-try Timeout  (timeouts.per_try: a hung try becomes a retryable
-//!                             504 that the breaker counts as a failure)
-//!           → UpstreamClient (pooled h1/h2 connection to the endpoint)
+//! Timeout (overall)            timeouts.overall: the caller's whole wait
+//! └ Retry + RetryBudget        retry: which failures, how often, bounded replay
+//!   └ Balance (P2C-EWMA)       picks an available endpoint; none: CircuitOpen (503)
+//!     └ per endpoint, built once when it joins the set:
+//!       Traced                 one client span per try (when tracing is on)
+//!       └ Breaker              records the endpoint's outcome, half-open probes
+//!         └ Timeout (per try)  timeouts.per_try: a hung try fails with a
+//!           │                  retryable 504 that the breaker counts
+//!           └ SendTo           pooled h1/h2 connection to the endpoint
 //! ```
 //!
 //! The per-try timeout sits under the breaker on purpose: a try cut by it is
 //! an endpoint failure, while a try dropped because the caller went away says
 //! nothing about the endpoint and records no outcome.
 //!
-//! A destination outlives config reloads that leave its section unchanged, so
-//! its pools, EWMA latencies, breaker states and budget carry over.
+//! A request clones the stack's handles (reference counts) and calls it:
+//! nothing is built per request. A destination outlives config reloads that
+//! leave its section unchanged, so its pools, EWMA latencies, breaker states,
+//! budget and stacks carry over.
+
+mod send;
+mod traced;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use proxy_core::balance::EndpointGroup;
-use proxy_core::body::{self, Body, BoxError};
+use proxy_core::balance::{Balance, Endpoint, EndpointGroup, MakeEndpoint};
+use proxy_core::body::{Body, BoxError};
 use proxy_core::forward::{ClientOptions, UpstreamClient};
 use proxy_core::resilience::breaker::ObservedBody;
 use proxy_core::resilience::{
-    Attempt, BreakerLayer, CircuitOpen, OutlierDetector, PeekBody, ReplayBody, Retry, RetryBudget,
-    RetryLayer, Timeout, TimeoutKind, TimeoutLayer,
+    Breaker, BreakerLayer, PeekBody, Retry, RetryBudget, RetryLayer, Timeout, TimeoutKind,
+    TimeoutLayer,
 };
-use proxy_core::telemetry::{ClientSpanInfo, Telemetry};
-use tower::{Layer, Service};
+use proxy_core::telemetry::Telemetry;
+use tower::{Service, ServiceBuilder};
 
 use crate::config::ServiceSettings;
 use crate::discovery::Discovery;
 use crate::metrics::{SidecarMetrics, TrafficMetrics};
 
-/// Used when a timeout is not configured: far enough to never fire.
-const NO_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+use self::send::SendTo;
+use self::traced::{Traced, TracedLayer};
 
 /// The response body of a destination's stack.
 pub(crate) type StackBody = PeekBody<ObservedBody<Incoming>>;
 
+/// One endpoint's part of the stack.
+type EndpointStack = Traced<Breaker<Timeout<SendTo>>>;
+
 /// The complete stack of one destination.
-pub(crate) type Stack = Timeout<Retry<Pick>>;
+pub(crate) type Stack = Timeout<Retry<Balance<EndpointStack>>>;
 
 /// The future of [`Stack`], spelled out.
 pub(crate) type StackFuture = proxy_core::resilience::timeout::ResponseFuture<
@@ -57,13 +68,10 @@ pub(crate) type StackFuture = proxy_core::resilience::timeout::ResponseFuture<
     >,
 >;
 
-/// No endpoint is known (empty DNS answer or empty list).
-#[derive(Debug, thiserror::Error)]
-#[error("destination {0} has no endpoints")]
-pub(crate) struct NoEndpoints(pub(crate) String);
-
 /// A destination: its settings, endpoints, breaker, budget, pool and stack.
 pub(crate) struct Destination {
+    /// The service name, shared by the stack, metrics and access lines.
+    pub(crate) name: Arc<str>,
     pub(crate) settings: ServiceSettings,
     pub(crate) discovery: Discovery,
     pub(crate) budget: Arc<RetryBudget>,
@@ -81,34 +89,17 @@ impl Destination {
     ) -> Arc<Destination> {
         let discovery = Discovery::new(&settings, metrics);
         let budget = Arc::new(RetryBudget::new(settings.budget));
-        let client = UpstreamClient::new(&ClientOptions {
-            protocol: settings.protocol,
-            connect_timeout: settings.connect_timeout,
-            pool: settings.pool.clone(),
-        });
-        let pick = Pick {
-            inner: Arc::new(PickInner {
-                name: settings.name.clone(),
-                group: discovery.group().clone(),
-                detector: discovery.detector().clone(),
-                client,
-                telemetry: telemetry.clone(),
-                per_try: settings.per_try_timeout.unwrap_or(NO_TIMEOUT),
-            }),
-        };
-        let hook_metrics = metrics.clone();
-        let hook_name = settings.name.clone();
-        let retry = RetryLayer::new(settings.retry.clone(), budget.clone())
-            .with_hook(Arc::new(move |ev| hook_metrics.retry_event(&hook_name, ev)));
-        let overall = TimeoutLayer::new(
-            TimeoutKind::Overall,
-            settings.overall_timeout.unwrap_or(NO_TIMEOUT),
+        let name: Arc<str> = settings.name.as_str().into();
+        let stack = build_stack(
+            &name,
+            &settings,
+            discovery.group(),
+            budget.clone(),
+            metrics,
+            telemetry,
         );
-        // The per-try timeout sits under each endpoint's breaker (see
-        // `PickInner`), so a hung endpoint fails with a timeout the breaker
-        // counts, while a caller going away records nothing.
-        let stack = overall.layer(retry.layer(pick));
         Arc::new(Destination {
+            name,
             traffic: metrics.traffic("outbound", &settings.name),
             settings,
             discovery,
@@ -142,120 +133,46 @@ impl Destination {
     }
 }
 
-struct PickInner {
-    name: String,
-    group: Arc<EndpointGroup>,
-    detector: Arc<OutlierDetector>,
-    client: UpstreamClient,
-    telemetry: Telemetry,
-    /// Per-try timeout, applied under the endpoint's breaker.
-    per_try: Duration,
-}
+/// The stack of one destination, in request order (see the module docs): the
+/// layers are made top to bottom, then stacked in that order. Runs once per
+/// destination when its config section is loaded; the per-endpoint closure
+/// runs once per endpoint when it joins the set.
+fn build_stack(
+    name: &Arc<str>,
+    settings: &ServiceSettings,
+    group: &Arc<EndpointGroup>,
+    budget: Arc<RetryBudget>,
+    metrics: &SidecarMetrics,
+    telemetry: &Telemetry,
+) -> Stack {
+    metrics.stack_built(name, "destination");
+    let overall = TimeoutLayer::optional(TimeoutKind::Overall, settings.overall_timeout);
+    let retry_metrics = metrics.clone();
+    let retry_name = name.clone();
+    let retry = RetryLayer::new(settings.retry.clone(), budget).with_hook(Arc::new(move |ev| {
+        retry_metrics.retry_event(&retry_name, ev)
+    }));
+    // Balance: `group`'s policy (P2C-EWMA by default) over the stacks below.
+    let traced = TracedLayer::new(telemetry.clone(), name.clone());
+    // Breaker: the endpoint's own ejection state, `ep.ejection()`.
+    let per_try = TimeoutLayer::optional(TimeoutKind::PerTry, settings.per_try_timeout);
+    let client = Arc::new(UpstreamClient::new(&ClientOptions {
+        protocol: settings.protocol,
+        connect_timeout: settings.connect_timeout,
+        pool: settings.pool.clone(),
+    }));
 
-/// Picks an endpoint the breaker lets through and sends one try to it.
-#[derive(Clone)]
-pub(crate) struct Pick {
-    inner: Arc<PickInner>,
-}
-
-impl Service<Request<ReplayBody<Body>>> for Pick {
-    type Response = Response<ObservedBody<Incoming>>;
-    type Error = BoxError;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>,
-    >;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<ReplayBody<Body>>) -> Self::Future {
-        // Everything up to the send happens here, synchronously: the async block
-        // below only awaits concrete futures (see `Destination::call`).
-        let inner = &self.inner;
-        let detector = &inner.detector;
-        let Some(endpoint) = inner
-            .group
-            .pick_where(|e| e.is_healthy() && detector.is_available(e.addr))
-        else {
-            let err: BoxError = if inner.group.endpoints().is_empty() {
-                NoEndpoints(inner.name.clone()).into()
-            } else {
-                CircuitOpen::new().into()
-            };
-            return Box::pin(std::future::ready(Err(err)));
-        };
-        let addr = endpoint.addr;
-        let (mut parts, body) = req.into_parts();
-        // Spans (and the strings they need) only when tracing is on: the hot
-        // path allocates nothing for telemetry otherwise.
-        let mut span = inner.telemetry.is_enabled().then(|| {
-            let attempt = parts.extensions.get::<Attempt>().copied();
-            let reason = attempt.and_then(|a| a.reason).map(|r| r.to_string());
-            let parent = inner.telemetry.propagation().extract(&parts.headers);
-            let endpoint = addr.to_string();
-            inner.telemetry.client_span(
-                &parent,
-                &mut parts,
-                ClientSpanInfo {
-                    attempt: attempt.map_or(1, |a| a.number),
-                    retry_reason: reason.as_deref(),
-                    upstream: Some(&inner.name),
-                    endpoint: Some(&endpoint),
-                },
-            )
-        });
-        let req = Request::from_parts(parts, body::boxed(body));
-        let in_flight = endpoint.start();
-        let mut breaker = BreakerLayer::new(detector.endpoint(addr)).layer(
-            TimeoutLayer::new(TimeoutKind::PerTry, inner.per_try).layer(SendTo {
-                client: inner.client.clone(),
-                addr,
-            }),
-        );
-        let sent = breaker.call(req);
-        Box::pin(async move {
-            let result = sent.await;
-            match &result {
-                Ok(resp) => {
-                    in_flight.finish();
-                    if let Some(span) = &mut span {
-                        span.record_response(resp.status());
-                    }
-                }
-                Err(e) => {
-                    drop(in_flight);
-                    if let Some(span) = &mut span {
-                        span.record_error(crate::problems::error_kind(&**e));
-                    }
-                }
-            }
-            result
-        })
-    }
-}
-
-/// One try to one endpoint over the destination's pool.
-#[derive(Clone)]
-struct SendTo {
-    client: UpstreamClient,
-    addr: SocketAddr,
-}
-
-impl Service<Request<Body>> for SendTo {
-    type Response = Response<Incoming>;
-    type Error = hyper_util::client::legacy::Error;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
-    >;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let client = self.client.clone();
-        let addr = self.addr;
-        Box::pin(async move { client.send(req, addr).await })
-    }
+    let (endpoint_metrics, endpoint_name) = (metrics.clone(), name.clone());
+    let endpoint: MakeEndpoint<EndpointStack> = Box::new(move |ep: &Arc<Endpoint>| {
+        endpoint_metrics.stack_built(&endpoint_name, "endpoint");
+        ServiceBuilder::new()
+            .layer(traced.for_endpoint(ep))
+            .layer(BreakerLayer::new(ep.ejection().clone()))
+            .layer(per_try)
+            .service(SendTo::new(client.clone(), ep))
+    });
+    ServiceBuilder::new()
+        .layer(overall)
+        .layer(retry)
+        .service(Balance::new(group.clone(), endpoint))
 }

@@ -2,12 +2,12 @@
 //! re-resolved on an interval (a Kubernetes headless Service answers with every
 //! pod IP), so balancing and ejection work per endpoint.
 //!
-//! The endpoint set and its DNS refresh live in `proxy_core::balance`'s
-//! [`EndpointGroup`]; what this module adds is keeping the destination's
-//! [`OutlierDetector`] in step with that set (new endpoints get a breaker, gone
-//! ones stop counting against `max_percent`) and the endpoint gauges.
+//! The endpoint set, its DNS refresh and every endpoint's ejection state live
+//! in `proxy_core::balance`'s [`EndpointGroup`] (built with the destination's
+//! `circuit_breaker` settings); what this module adds is the metrics: breaker
+//! transitions, and the endpoint and ejection gauges kept in step with the set.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use proxy_core::balance::{EndpointGroup, GroupOptions};
 use proxy_core::resilience::OutlierDetector;
@@ -19,13 +19,12 @@ use crate::metrics::SidecarMetrics;
 /// The live endpoints of one destination and their breakers.
 pub(crate) struct Discovery {
     group: Arc<EndpointGroup>,
-    detector: Arc<OutlierDetector>,
-    sync_task: Option<JoinHandle<()>>,
+    gauge_task: Option<JoinHandle<()>>,
 }
 
 impl Drop for Discovery {
     fn drop(&mut self) {
-        if let Some(t) = &self.sync_task {
+        if let Some(t) = &self.gauge_task {
             t.abort();
         }
     }
@@ -34,42 +33,36 @@ impl Drop for Discovery {
 impl Discovery {
     /// Starts discovery for `settings` (inside a tokio runtime).
     pub(crate) fn new(settings: &ServiceSettings, metrics: &SidecarMetrics) -> Discovery {
+        let hook_metrics = metrics.clone();
+        let name = settings.name.clone();
+        // The hook reports the destination's ejection count, read from the
+        // detector through a weak handle set once the group exists.
+        let slot: Arc<OnceLock<Weak<EndpointGroup>>> = Arc::default();
+        let hook_slot = slot.clone();
         let group = EndpointGroup::new(GroupOptions {
             name: settings.name.clone(),
             endpoints: settings.endpoints.clone(),
             load_balancer: settings.load_balancer,
             health_check: None,
             dns_refresh: settings.dns_refresh,
-        });
-        let hook_metrics = metrics.clone();
-        let name = settings.name.clone();
-        // The hook needs the detector's ejection count; it is reported by the
-        // transition itself through a weak handle set right after construction.
-        let slot: Arc<std::sync::OnceLock<std::sync::Weak<OutlierDetector>>> = Arc::default();
-        let hook_slot = slot.clone();
-        let detector = Arc::new(OutlierDetector::with_hook(
-            settings.breaker,
-            Arc::new(move |addr, from, to| {
+            ejection: settings.breaker,
+            ejection_hook: Some(Arc::new(move |addr, from, to| {
                 let ejected = hook_slot
                     .get()
-                    .and_then(std::sync::Weak::upgrade)
-                    .map_or(0, |d| d.ejected());
+                    .and_then(Weak::upgrade)
+                    .map_or(0, |g| g.detector().ejected());
                 tracing::info!(destination = %name, endpoint = %addr, from = from.as_str(), to = to.as_str(), "breaker transition");
                 hook_metrics.breaker_transition(&name, addr, to, ejected);
-            }),
-        ));
-        let _ = slot.set(Arc::downgrade(&detector));
-        sync(&group, &detector, metrics, &settings.name);
+            })),
+        });
+        let _ = slot.set(Arc::downgrade(&group));
+        update_gauges(&group, metrics, &settings.name);
         let has_dns = settings
             .endpoints
             .iter()
             .any(|e| matches!(e, proxy_core::config::EndpointAddr::Dns { .. }));
-        let sync_task = has_dns.then(|| {
-            let (g, d, m) = (
-                Arc::downgrade(&group),
-                Arc::downgrade(&detector),
-                metrics.clone(),
-            );
+        let gauge_task = has_dns.then(|| {
+            let (g, m) = (Arc::downgrade(&group), metrics.clone());
             let name = settings.name.clone();
             let every = settings.dns_refresh;
             tokio::spawn(async move {
@@ -77,18 +70,12 @@ impl Discovery {
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
-                    let (Some(g), Some(d)) = (g.upgrade(), d.upgrade()) else {
-                        return;
-                    };
-                    sync(&g, &d, &m, &name);
+                    let Some(g) = g.upgrade() else { return };
+                    update_gauges(&g, &m, &name);
                 }
             })
         });
-        Discovery {
-            group,
-            detector,
-            sync_task,
-        }
+        Discovery { group, gauge_task }
     }
 
     /// The endpoint set.
@@ -98,19 +85,12 @@ impl Discovery {
 
     /// The breakers of the endpoints.
     pub(crate) fn detector(&self) -> &Arc<OutlierDetector> {
-        &self.detector
+        self.group.detector()
     }
 }
 
-/// Brings the detector in step with the group's current endpoints.
-fn sync(group: &EndpointGroup, detector: &OutlierDetector, metrics: &SidecarMetrics, name: &str) {
-    let addrs: Vec<_> = group.endpoints().iter().map(|e| e.addr).collect();
-    let known = detector.snapshot();
-    let same = known.len() == addrs.len() && known.iter().all(|s| addrs.contains(&s.address));
-    if !same {
-        detector.sync(&addrs);
-        tracing::debug!(destination = %name, endpoints = addrs.len(), "endpoint set changed");
-    }
-    metrics.set_endpoints(name, addrs.len());
-    metrics.set_ejected(name, detector.ejected());
+/// Brings the endpoint and ejection gauges in step with the group.
+fn update_gauges(group: &EndpointGroup, metrics: &SidecarMetrics, name: &str) {
+    metrics.set_endpoints(name, group.endpoints().len());
+    metrics.set_ejected(name, group.detector().ejected());
 }

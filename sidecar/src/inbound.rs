@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -23,7 +23,8 @@ use proxy_core::forward::{
 use proxy_core::resilience::{TimeoutError, TimeoutKind};
 use proxy_core::server::{ConnInfo, Handler};
 use proxy_core::shutdown::Shutdown;
-use proxy_core::telemetry::{AccessLogFormat, AccessRecord, ServerSpanInfo, Telemetry};
+use proxy_core::telemetry::access_log::{Counted, PendingLine};
+use proxy_core::telemetry::{AccessLogFormat, ServerSpanInfo, Telemetry};
 use tokio::time::Instant;
 
 use crate::problems;
@@ -64,9 +65,15 @@ async fn handle(
     };
     let _in_flight = rt.inbound_traffic.start();
     let mut span = telemetry.server_span(&req, ServerSpanInfo::default());
-    // The access log needs the head after the request is gone; copied only when on.
-    let log_head = (telemetry.access_log() != AccessLogFormat::Off)
-        .then(|| (req.method().clone(), req.uri().path().to_owned()));
+    // The access log needs the head after the request is gone, and counts the
+    // body; only when it is on.
+    let log_head = (telemetry.access_log() != AccessLogFormat::Off).then(|| {
+        (
+            req.method().clone(),
+            req.uri().path().to_owned(),
+            Arc::new(AtomicU64::new(0)),
+        )
+    });
     // WebSocket and other upgrades: the tunnel opens once the app agrees (101).
     let mut req = req;
     let client_upgrade = is_upgrade_request(req.headers()).then(|| hyper::upgrade::on(&mut req));
@@ -87,7 +94,11 @@ async fn handle(
             .propagation()
             .inject(span.context(), &mut parts.headers);
     }
-    let req = Request::from_parts(parts, body::boxed(incoming));
+    let body = match &log_head {
+        Some((_, _, bytes_in)) => body::boxed(Counted::new(incoming, bytes_in.clone())),
+        None => body::boxed(incoming),
+    };
+    let req = Request::from_parts(parts, body);
     let timeout = rt.config.inbound.timeout;
     let result =
         tokio::time::timeout(timeout, rt.app_client.send(req, rt.config.inbound.app)).await;
@@ -116,25 +127,25 @@ async fn handle(
     span.record_response(resp.status());
     let elapsed = started.elapsed();
     rt.inbound_traffic.record(resp.status().as_u16(), elapsed);
-    if let Some((method, path)) = log_head {
-        AccessRecord {
-            request_id: request_id.to_str().unwrap_or(""),
-            trace_id: span.trace_id(),
-            method: method.as_str(),
-            path: &path,
-            status: resp.status().as_u16(),
-            duration: elapsed,
-            client: Some(conn.remote),
-            route: None,
-            upstream: Some("app"),
-            endpoint: None,
-            consumer: None,
-            bytes_in: None,
-            bytes_out: None,
-        }
-        .emit(telemetry.access_log());
+    let Some((method, path, bytes_in)) = log_head else {
+        return resp;
+    };
+    PendingLine {
+        format: telemetry.access_log(),
+        started,
+        request_id,
+        trace_id: span.trace_id(),
+        method,
+        path,
+        status: resp.status().as_u16(),
+        client: conn.remote,
+        route: None,
+        upstream: Some(rt.app_label.clone()),
+        endpoint: None,
+        consumer: None,
+        bytes_in: Some(bytes_in),
     }
-    resp
+    .attach(resp)
 }
 
 /// Keeps `app_ready` equal to "the app answers" until `shutdown`: a TCP connect to

@@ -50,6 +50,12 @@ struct TransitionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StackBuildLabels {
+    destination: String,
+    stack: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConnectionLabels {
     protocol: &'static str,
 }
@@ -79,6 +85,7 @@ pub struct SidecarMetrics {
     in_flight: Family<DirectionLabels, Gauge>,
     rejected: Counter,
     connections: Family<ConnectionLabels, Counter>,
+    stack_builds: Family<StackBuildLabels, Counter>,
 }
 
 impl std::fmt::Debug for SidecarMetrics {
@@ -101,6 +108,7 @@ impl Default for SidecarMetrics {
             in_flight: Family::default(),
             rejected: Counter::default(),
             connections: Family::default(),
+            stack_builds: Family::default(),
         }
     }
 }
@@ -158,6 +166,12 @@ impl SidecarMetrics {
             "weir_sidecar_inbound_rejected",
             "Inbound requests refused by the concurrency limit",
             self.rejected.clone(),
+        );
+        r.register(
+            "weir_sidecar_stack_builds",
+            "Outbound stacks built, by destination and stack (destination: once per \
+             config change of its section; endpoint: once per endpoint joining the set)",
+            self.stack_builds.clone(),
         );
         r.register(
             "weir_sidecar_transparent_connections",
@@ -247,6 +261,18 @@ impl SidecarMetrics {
                 destination: destination.to_owned(),
             })
             .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Counts the construction of a `stack` (`destination` or `endpoint`) of
+    /// `destination`: never on the request path, so it moves with reloads and
+    /// endpoint changes only.
+    pub fn stack_built(&self, destination: &str, stack: &'static str) {
+        self.stack_builds
+            .get_or_create(&StackBuildLabels {
+                destination: destination.to_owned(),
+                stack,
+            })
+            .inc();
     }
 
     /// Counts an inbound request refused by the concurrency limit.

@@ -10,6 +10,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use arc_swap::ArcSwap;
 use http::{Method, Request, Response, Uri};
@@ -17,7 +18,8 @@ use hyper::body::Incoming;
 use proxy_core::body::{self, Body};
 use proxy_core::forward::{ensure_request_id, strip_hop_by_hop};
 use proxy_core::server::{ConnInfo, Handler};
-use proxy_core::telemetry::{AccessLogFormat, AccessRecord};
+use proxy_core::telemetry::AccessLogFormat;
+use proxy_core::telemetry::access_log::{Counted, PendingLine};
 use tokio::time::Instant;
 
 use crate::problems;
@@ -35,11 +37,11 @@ impl Handler for Outbound {
     fn handle(
         self,
         req: Request<Incoming>,
-        _conn: Arc<ConnInfo>,
+        conn: Arc<ConnInfo>,
     ) -> impl Future<Output = Response<Body>> + Send + 'static {
         let rt = self.runtime.load_full();
         let original_dst = self.original_dst;
-        async move { handle(rt, req, original_dst).await }
+        async move { handle(rt, req, conn.remote, original_dst).await }
     }
 }
 
@@ -59,6 +61,7 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
 async fn handle(
     rt: Arc<Runtime>,
     req: Request<Incoming>,
+    client: SocketAddr,
     original_dst: Option<SocketAddr>,
 ) -> Response<Body> {
     if req.method() == Method::CONNECT {
@@ -86,32 +89,44 @@ async fn handle(
         }
     }
     let started = Instant::now();
-    let log_head = (rt.telemetry.access_log() != AccessLogFormat::Off)
-        .then(|| (parts.method.clone(), parts.uri.path().to_owned()));
-    let log = |status: u16, upstream: &str| {
-        if let Some((method, path)) = &log_head {
-            AccessRecord {
-                request_id: request_id.to_str().unwrap_or(""),
-                trace_id: None,
-                method: method.as_str(),
-                path,
-                status,
-                duration: started.elapsed(),
-                client: None,
-                route: None,
-                upstream: Some(upstream),
-                endpoint: None,
-                consumer: None,
-                bytes_in: None,
-                bytes_out: None,
-            }
-            .emit(rt.telemetry.access_log());
+    // The access log needs the head after the request is gone, and counts the
+    // body; only when it is on.
+    let log_head = (rt.telemetry.access_log() != AccessLogFormat::Off).then(|| {
+        (
+            parts.method.clone(),
+            parts.uri.path().to_owned(),
+            Arc::new(AtomicU64::new(0)),
+        )
+    });
+    let body = match &log_head {
+        Some((_, _, bytes_in)) => body::boxed(Counted::new(incoming, bytes_in.clone())),
+        None => body::boxed(incoming),
+    };
+    let log = |resp: Response<Body>, upstream: Option<&Arc<str>>| {
+        let Some((method, path, bytes_in)) = log_head else {
+            return resp;
+        };
+        PendingLine {
+            format: rt.telemetry.access_log(),
+            started,
+            request_id: request_id.clone(),
+            trace_id: None,
+            method,
+            path,
+            status: resp.status().as_u16(),
+            client,
+            route: None,
+            upstream: upstream.cloned(),
+            endpoint: None,
+            consumer: None,
+            bytes_in: Some(bytes_in),
         }
+        .attach(resp)
     };
     match (dest, original_dst) {
         (Some(dest), _) => {
             let _guard = dest.traffic.start();
-            let req = Request::from_parts(parts, body::boxed(incoming));
+            let req = Request::from_parts(parts, body);
             let result = dest.call(req).await;
             let resp = match result {
                 Ok(resp) => {
@@ -120,7 +135,7 @@ async fn handle(
                     resp
                 }
                 Err(e) => {
-                    tracing::debug!(destination = %dest.settings.name, error = %problems::chain(&*e), "outbound call failed");
+                    tracing::debug!(destination = %dest.settings.name, error = %proxy_core::problem::error_chain(&*e), "outbound call failed");
                     problems::outbound_error(
                         &dest.settings.name,
                         &*e,
@@ -130,12 +145,11 @@ async fn handle(
             };
             dest.traffic
                 .record(resp.status().as_u16(), started.elapsed());
-            log(resp.status().as_u16(), &dest.settings.name);
-            resp
+            log(resp, Some(&dest.name))
         }
         (None, Some(dst)) => {
             let _guard = rt.passthrough_traffic.start();
-            let req = Request::from_parts(parts, body::boxed(incoming));
+            let req = Request::from_parts(parts, body);
             let resp = match rt.passthrough.send(req, dst).await {
                 Ok(resp) => {
                     let mut resp = resp.map(body::boxed);
@@ -150,12 +164,14 @@ async fn handle(
             };
             rt.passthrough_traffic
                 .record(resp.status().as_u16(), started.elapsed());
-            log(resp.status().as_u16(), "passthrough");
-            resp
+            log(resp, Some(&rt.passthrough_label))
         }
-        (None, None) => match host {
-            Some(h) => problems::unknown_destination(&h, &problems::id_headers(&request_id)),
-            None => problems::missing_host(&problems::id_headers(&request_id)),
-        },
+        (None, None) => {
+            let resp = match host {
+                Some(h) => problems::unknown_destination(&h, &problems::id_headers(&request_id)),
+                None => problems::missing_host(&problems::id_headers(&request_id)),
+            };
+            log(resp, None)
+        }
     }
 }

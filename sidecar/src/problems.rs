@@ -1,15 +1,14 @@
 //! The problem+json responses the sidecar generates itself (RFC 9457), one
-//! stable `type` per failure, each carrying the request id.
+//! stable `type` per failure, each carrying the request id. Rendering, and the
+//! mapping of a stack error to its problem, are `proxy_core::problem`'s; this
+//! file names the failures only the sidecar has.
 
 use std::error::Error as StdError;
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use proxy_core::body::Body;
-use proxy_core::problem::Problem;
-use proxy_core::resilience::retry::RetriesExhausted;
-use proxy_core::resilience::{ATTEMPTS_HEADER, ErrorClass, TimeoutError, classify_error};
-
-use crate::destination::NoEndpoints;
+use proxy_core::problem::{self, Problem};
+use proxy_core::resilience::{ErrorClass, classify_error};
 
 /// A header map holding only the request id: what the problem builders read,
 /// built on the error path only so the happy path copies no headers.
@@ -19,91 +18,15 @@ pub(crate) fn id_headers(id: &HeaderValue) -> HeaderMap {
     h
 }
 
-/// A stable kind for an error of a destination stack: metrics, spans, logs and
-/// the problem `type` slug.
-pub(crate) fn error_kind(err: &(dyn StdError + 'static)) -> &'static str {
-    if find::<NoEndpoints>(err).is_some() {
-        return "no-endpoints";
-    }
-    match classify_error(err) {
-        ErrorClass::CircuitOpen => "circuit-open",
-        ErrorClass::Timeout => "upstream-timeout",
-        ErrorClass::Connect => "upstream-connect-failed",
-        ErrorClass::Other => "upstream-error",
-    }
-}
-
-fn find<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a T> {
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if let Some(t) = e.downcast_ref::<T>() {
-            return Some(t);
-        }
-        cur = e.source();
-    }
-    None
-}
-
 /// The problem response for a failed outbound call to `destination`.
 pub(crate) fn outbound_error(
     destination: &str,
     err: &(dyn StdError + 'static),
     req_headers: &HeaderMap,
 ) -> Response<Body> {
-    let kind = error_kind(err);
-    let (status, title, detail) = match kind {
-        "no-endpoints" => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "No endpoints",
-            format!("destination {destination} has no endpoints"),
-        ),
-        "circuit-open" => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Circuit open",
-            format!("every endpoint of {destination} is ejected after failures; failing fast"),
-        ),
-        "upstream-timeout" => {
-            let t = find::<TimeoutError>(err);
-            (
-                StatusCode::GATEWAY_TIMEOUT,
-                "Upstream timed out",
-                t.map_or_else(|| err.to_string(), |t| format!("{destination}: {t}")),
-            )
-        }
-        "upstream-connect-failed" => (
-            StatusCode::BAD_GATEWAY,
-            "Upstream connection failed",
-            format!("cannot connect to {destination}: {}", chain(err)),
-        ),
-        _ => (
-            StatusCode::BAD_GATEWAY,
-            "Upstream error",
-            format!("{destination}: {}", chain(err)),
-        ),
-    };
-    let mut problem = Problem::new(status, kind, title)
-        .detail(detail)
-        .extension("destination", destination)
-        .request_id_from(req_headers);
-    if let Some(ex) = find::<RetriesExhausted>(err) {
-        problem = problem.extension("attempts", ex.attempts).header(
-            ATTEMPTS_HEADER.parse().expect("static header name"),
-            HeaderValue::from(ex.attempts),
-        );
-    }
-    problem.into_response()
-}
-
-/// Every message in an error's source chain, joined.
-pub(crate) fn chain(err: &(dyn StdError + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        cur = e.source();
-    }
-    out
+    problem::upstream_error(destination, err)
+        .request_id_from(req_headers)
+        .into_response()
 }
 
 /// `404` for a `Host` the sidecar knows no destination for.
@@ -171,7 +94,7 @@ pub(crate) fn inbound_error(
         _ => (StatusCode::BAD_GATEWAY, "app-error", "Application error"),
     };
     Problem::new(status, slug, title)
-        .detail(chain(err))
+        .detail(problem::error_chain(err))
         .request_id_from(req_headers)
         .into_response()
 }

@@ -31,6 +31,10 @@ pub(crate) struct Runtime {
     pub(crate) passthrough: UpstreamClient,
     pub(crate) inbound_traffic: TrafficMetrics,
     pub(crate) passthrough_traffic: TrafficMetrics,
+    /// The access log's `upstream` for inbound and passthrough traffic,
+    /// allocated once rather than per line.
+    pub(crate) app_label: Arc<str>,
+    pub(crate) passthrough_label: Arc<str>,
     pub(crate) metrics: SidecarMetrics,
     pub(crate) telemetry: Telemetry,
 }
@@ -109,6 +113,8 @@ impl Runtime {
         Ok(Runtime {
             inbound_traffic: metrics.traffic("inbound", &config.service),
             passthrough_traffic: metrics.traffic("outbound", "passthrough"),
+            app_label: Arc::from("app"),
+            passthrough_label: Arc::from("passthrough"),
             metrics: metrics.clone(),
             telemetry: telemetry.clone(),
             config,

@@ -15,7 +15,7 @@ use proxy_core::server::ConnInfo;
 use proxy_core::telemetry::Telemetry;
 
 use super::Ctx;
-use crate::access_log::{Logged, PendingLine};
+use proxy_core::telemetry::access_log::{Logged, PendingLine};
 use crate::snapshot::Snapshot;
 
 /// Finishes the response of one request.

@@ -73,8 +73,7 @@ pub(super) async fn send<'s>(
                 _ => err,
             };
             if err.is_connect() {
-                let cfg = &upstream.config.passive_ejection;
-                let d = endpoint.eject(cfg.base.get(), cfg.max.get());
+                let d = endpoint.record_failure();
                 tracing::warn!(upstream = &*upstream.name, endpoint = %endpoint.addr, ejected_for = ?d, "connection refused; endpoint ejected");
             }
             // A client's own body failing says nothing about the upstream.

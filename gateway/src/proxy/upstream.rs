@@ -25,7 +25,7 @@ use proxy_core::server::ConnInfo;
 
 use super::admit::Routed;
 use super::{Ctx, Flow};
-use crate::access_log::Counted;
+use proxy_core::telemetry::access_log::Counted;
 use crate::metrics::{GatewayMetrics, UpstreamErrorLabels};
 use crate::snapshot::Snapshot;
 use crate::upstream::Upstream;

@@ -9,24 +9,34 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::Endpoint;
+use crate::resilience::OutlierDetector;
 
 /// Replaces the set with `addrs`, reusing the `Endpoint` of every address that
-/// stays so its load, latency and health history survive the refresh.
-pub(super) fn apply(set: &ArcSwap<Vec<Arc<Endpoint>>>, addrs: &[SocketAddr]) {
+/// stays so its load, latency and ejection history survive the refresh. The
+/// detector follows: new endpoints get an ejection state, gone ones stop
+/// counting against `max_percent`.
+pub(super) fn apply(
+    set: &ArcSwap<Vec<Arc<Endpoint>>>,
+    detector: &OutlierDetector,
+    addrs: &[SocketAddr],
+) {
     let current = set.load();
     let wanted: BTreeSet<SocketAddr> = addrs.iter().copied().collect();
     let same = current.len() == wanted.len() && current.iter().all(|e| wanted.contains(&e.addr));
     if same {
         return;
     }
+    let wanted: Vec<SocketAddr> = wanted.into_iter().collect();
+    let ejection = detector.sync(&wanted);
     let next: Vec<Arc<Endpoint>> = wanted
         .iter()
-        .map(|a| {
+        .zip(ejection)
+        .map(|(a, health)| {
             current
                 .iter()
                 .find(|e| e.addr == *a)
                 .cloned()
-                .unwrap_or_else(|| Endpoint::new(*a))
+                .unwrap_or_else(|| Endpoint::with_ejection(*a, health))
         })
         .collect();
     set.store(Arc::new(next));
@@ -37,6 +47,7 @@ pub(super) async fn refresh_loop(
     names: Vec<(String, u16)>,
     statics: Vec<SocketAddr>,
     set: Arc<ArcSwap<Vec<Arc<Endpoint>>>>,
+    detector: Arc<OutlierDetector>,
     every: Duration,
 ) {
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
@@ -56,7 +67,7 @@ pub(super) async fn refresh_loop(
         }
         // A failed lookup keeps the previous set rather than emptying the upstream.
         if !failed {
-            apply(&set, &addrs);
+            apply(&set, &detector, &addrs);
         }
     }
 }
@@ -69,24 +80,32 @@ mod tests {
     fn apply_keeps_existing_endpoints() {
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
-        let set = ArcSwap::from_pointee(vec![Endpoint::new(a)]);
+        let detector = OutlierDetector::new(crate::resilience::BreakerSettings::default());
+        let set = ArcSwap::from_pointee(Vec::new());
+        apply(&set, &detector, &[a]);
         let first = set.load()[0].clone();
-        apply(&set, &[a, b]);
+        apply(&set, &detector, &[a, b]);
         let now = set.load();
         assert_eq!(now.len(), 2);
         assert!(Arc::ptr_eq(&now[0], &first));
-        apply(&set, &[b]);
+        assert!(Arc::ptr_eq(now[0].ejection(), &detector.endpoint(a)));
+        apply(&set, &detector, &[b]);
         assert_eq!(set.load().len(), 1);
+        assert_eq!(detector.snapshot().len(), 1, "the gone endpoint is retired");
     }
 
     #[tokio::test]
     async fn resolves_localhost() {
         let set = Arc::new(ArcSwap::from_pointee(Vec::new()));
+        let detector = Arc::new(OutlierDetector::new(
+            crate::resilience::BreakerSettings::default(),
+        ));
         let task = tokio::spawn(refresh_loop(
             "t".into(),
             vec![("localhost".into(), 80)],
             vec![],
             set.clone(),
+            detector,
             Duration::from_secs(60),
         ));
         for _ in 0..200 {

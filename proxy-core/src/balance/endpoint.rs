@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::resilience::{BreakerSettings, EndpointHealth, OutlierDetector};
+
 /// Decay time of the latency average: how quickly an endpoint that got slow,
 /// or recovered, is seen as such (linkerd and Finagle use ~10 s).
 const EWMA_DECAY: Duration = Duration::from_secs(10);
@@ -16,7 +18,10 @@ const EWMA_DECAY: Duration = Duration::from_secs(10);
 const EWMA_DEFAULT_NS: f64 = 1_000_000.0;
 
 /// One endpoint with its load (in-flight requests), peak-EWMA latency, active
-/// health and passive ejection state.
+/// health and ejection state. Ejection is the one mechanism of
+/// `resilience::breaker` ([`EndpointHealth`]), shared with the group's
+/// `OutlierDetector`, whoever reports the outcomes (the sidecar's breaker
+/// layer or the gateway's passive reports).
 #[derive(Debug)]
 pub struct Endpoint {
     pub addr: SocketAddr,
@@ -27,14 +32,22 @@ pub struct Endpoint {
     ewma_ns: AtomicU64,
     ewma_stamp_ms: AtomicU64,
     healthy: AtomicBool,
-    ejected_until_ms: AtomicU64,
-    ejections: AtomicU32,
+    ejection: Arc<EndpointHealth>,
     check_successes: AtomicU32,
     check_failures: AtomicU32,
 }
 
 impl Endpoint {
+    /// An endpoint with an ejection state of its own (default settings):
+    /// for tests and tools; groups use [`with_ejection`](Self::with_ejection).
     pub fn new(addr: SocketAddr) -> Arc<Self> {
+        let detector = OutlierDetector::new(BreakerSettings::default());
+        Self::with_ejection(addr, detector.endpoint(addr))
+    }
+
+    /// An endpoint whose ejection state is `ejection` (from its group's
+    /// detector, so `max_percent` counts across the set).
+    pub fn with_ejection(addr: SocketAddr, ejection: Arc<EndpointHealth>) -> Arc<Self> {
         let authority = http::uri::Authority::try_from(addr.to_string())
             .unwrap_or_else(|_| http::uri::Authority::from_static("invalid.endpoint"));
         Arc::new(Self {
@@ -45,8 +58,7 @@ impl Endpoint {
             ewma_ns: AtomicU64::new(EWMA_DEFAULT_NS.to_bits()),
             ewma_stamp_ms: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
-            ejected_until_ms: AtomicU64::new(0),
-            ejections: AtomicU32::new(0),
+            ejection,
             check_successes: AtomicU32::new(0),
             check_failures: AtomicU32::new(0),
         })
@@ -61,38 +73,39 @@ impl Endpoint {
         self.base.elapsed().as_millis() as u64
     }
 
-    /// Healthy by active checks and not passively ejected.
+    /// Healthy by active checks and not ejected (a half-open endpoint whose
+    /// probe is in flight is not available either).
     pub fn is_available(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed) && !self.is_ejected()
+        self.healthy.load(Ordering::Relaxed) && self.ejection.is_available()
     }
 
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
 
-    pub fn is_ejected(&self) -> bool {
-        self.now_ms() < self.ejected_until_ms.load(Ordering::Relaxed)
+    /// The endpoint's ejection state: a `Breaker` layer guards calls with it,
+    /// passive callers [`observe`](EndpointHealth::observe) outcomes on it.
+    pub fn ejection(&self) -> &Arc<EndpointHealth> {
+        &self.ejection
     }
 
     pub fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Takes the endpoint out of rotation for `base × 2^(n-1)` (capped at `max`)
-    /// where `n` counts ejections since it last served successfully.
-    pub fn eject(&self, base: Duration, max: Duration) -> Duration {
-        let n = self.ejections.fetch_add(1, Ordering::Relaxed).min(16);
-        let dur = base.saturating_mul(1u32 << n).min(max);
-        let until = self.now_ms() + dur.as_millis() as u64;
-        self.ejected_until_ms.fetch_max(until, Ordering::Relaxed);
-        dur
+    /// Reports a failure passively (a refused connection): with the group's
+    /// ejection settings (`BreakerSettings::passive` for a gateway upstream)
+    /// the endpoint is taken out of rotation. Returns how long it is out for
+    /// (zero when it was not ejected).
+    pub fn record_failure(&self) -> Duration {
+        self.ejection.observe(false);
+        self.ejection.ejected_for()
     }
 
-    /// Forgets past ejections after a success.
+    /// Reports a success passively: an endpoint whose ejection is over is
+    /// restored.
     pub fn mark_success(&self) {
-        if self.ejections.load(Ordering::Relaxed) != 0 {
-            self.ejections.store(0, Ordering::Relaxed);
-        }
+        self.ejection.observe(true);
     }
 
     /// Records one active health check result; returns the new health when it
@@ -102,7 +115,8 @@ impl Endpoint {
             self.check_failures.store(0, Ordering::Relaxed);
             let n = self.check_successes.fetch_add(1, Ordering::Relaxed) + 1;
             if n >= healthy_after && !self.healthy.swap(true, Ordering::Relaxed) {
-                self.ejected_until_ms.store(0, Ordering::Relaxed);
+                // Back by active checks: a passive ejection ends with it.
+                self.ejection.restore();
                 return Some(true);
             }
         } else {
@@ -180,25 +194,35 @@ impl Drop for InFlight {
 mod tests {
     use super::*;
 
+    fn passive(addr: SocketAddr) -> Arc<Endpoint> {
+        let d = OutlierDetector::new(BreakerSettings::passive(
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+        ));
+        Endpoint::with_ejection(addr, d.endpoint(addr))
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn ejection_backs_off_and_expires() {
-        let ep = Endpoint::new("127.0.0.1:1".parse().unwrap());
-        assert_eq!(
-            ep.eject(Duration::from_secs(1), Duration::from_secs(60)),
-            Duration::from_secs(1)
-        );
+    async fn passive_ejection_backs_off_and_expires() {
+        let ep = passive("127.0.0.1:1".parse().unwrap());
+        assert_eq!(ep.record_failure(), Duration::from_secs(1));
         assert!(!ep.is_available());
         tokio::time::advance(Duration::from_millis(1001)).await;
         assert!(ep.is_available());
-        assert_eq!(
-            ep.eject(Duration::from_secs(1), Duration::from_secs(60)),
-            Duration::from_secs(2)
-        );
+        assert_eq!(ep.record_failure(), Duration::from_secs(2));
+        tokio::time::advance(Duration::from_millis(2001)).await;
         ep.mark_success();
-        assert_eq!(
-            ep.eject(Duration::from_secs(1), Duration::from_secs(60)),
-            Duration::from_secs(1)
-        );
+        assert!(ep.is_available());
+        assert_eq!(ep.ejection().ejected_for(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn recovery_by_health_checks_ends_an_ejection() {
+        let ep = passive("127.0.0.1:1".parse().unwrap());
+        assert_eq!(ep.record_check(false, 1, 1), Some(false));
+        ep.record_failure();
+        assert_eq!(ep.record_check(true, 1, 1), Some(true));
+        assert!(ep.is_available(), "restored by the check, not by the clock");
     }
 
     #[test]

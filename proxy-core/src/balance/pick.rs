@@ -36,10 +36,22 @@ impl Picker {
         endpoints: &[Arc<Endpoint>],
         usable: impl Fn(&Endpoint) -> bool,
     ) -> Option<Arc<Endpoint>> {
+        self.pick_index(endpoints, usable)
+            .map(|i| endpoints[i].clone())
+    }
+
+    /// The index of the endpoint [`pick_where`](Self::pick_where) would
+    /// return, for callers that keep something per endpoint beside the set
+    /// (the balancer service's prebuilt endpoint stacks).
+    pub fn pick_index(
+        &self,
+        endpoints: &[Arc<Endpoint>],
+        usable: impl Fn(&Endpoint) -> bool,
+    ) -> Option<usize> {
         let n = endpoints.len();
         match n {
             0 => None,
-            1 => usable(&endpoints[0]).then(|| endpoints[0].clone()),
+            1 => usable(&endpoints[0]).then_some(0),
             _ => match self.kind {
                 LoadBalancerKind::RoundRobin => self.round_robin(endpoints, &usable),
                 LoadBalancerKind::P2c => p2c(endpoints, &usable, |e| f64::from(e.in_flight())),
@@ -52,13 +64,12 @@ impl Picker {
         &self,
         endpoints: &[Arc<Endpoint>],
         usable: &impl Fn(&Endpoint) -> bool,
-    ) -> Option<Arc<Endpoint>> {
+    ) -> Option<usize> {
         let n = endpoints.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..n)
-            .map(|i| &endpoints[(start + i) % n])
-            .find(|e| usable(e))
-            .cloned()
+            .map(|i| (start + i) % n)
+            .find(|&i| usable(&endpoints[i]))
     }
 }
 
@@ -69,7 +80,7 @@ fn p2c(
     endpoints: &[Arc<Endpoint>],
     usable: &impl Fn(&Endpoint) -> bool,
     cost: impl Fn(&Endpoint) -> f64,
-) -> Option<Arc<Endpoint>> {
+) -> Option<usize> {
     let n = endpoints.len();
     let a = fastrand::usize(..n);
     let mut b = fastrand::usize(..n - 1);
@@ -78,18 +89,12 @@ fn p2c(
     }
     let (ea, eb) = (&endpoints[a], &endpoints[b]);
     match (usable(ea), usable(eb)) {
-        (true, true) => Some(if cost(eb) < cost(ea) {
-            eb.clone()
-        } else {
-            ea.clone()
-        }),
-        (true, false) => Some(ea.clone()),
-        (false, true) => Some(eb.clone()),
-        (false, false) => endpoints
-            .iter()
-            .filter(|e| usable(e))
-            .min_by(|x, y| cost(x).total_cmp(&cost(y)))
-            .cloned(),
+        (true, true) => Some(if cost(eb) < cost(ea) { b } else { a }),
+        (true, false) => Some(a),
+        (false, true) => Some(b),
+        (false, false) => (0..n)
+            .filter(|&i| usable(&endpoints[i]))
+            .min_by(|&x, &y| cost(&endpoints[x]).total_cmp(&cost(&endpoints[y]))),
     }
 }
 
@@ -99,15 +104,23 @@ mod tests {
     use std::time::Duration;
 
     fn eps(n: usize) -> Vec<Arc<Endpoint>> {
+        let d =
+            crate::resilience::OutlierDetector::new(crate::resilience::BreakerSettings::passive(
+                Duration::from_secs(10),
+                Duration::from_secs(10),
+            ));
         (0..n)
-            .map(|i| Endpoint::new(format!("127.0.0.1:{}", 1000 + i).parse().unwrap()))
+            .map(|i| {
+                let a = format!("127.0.0.1:{}", 1000 + i).parse().unwrap();
+                Endpoint::with_ejection(a, d.endpoint(a))
+            })
             .collect()
     }
 
     #[test]
     fn round_robin_cycles_and_skips_unavailable() {
         let e = eps(3);
-        e[1].eject(Duration::from_secs(10), Duration::from_secs(10));
+        e[1].record_failure();
         let p = Picker::new(LoadBalancerKind::RoundRobin);
         let picks: Vec<u16> = (0..6).map(|_| p.pick(&e).unwrap().addr.port()).collect();
         assert!(!picks.contains(&1001));
@@ -128,7 +141,7 @@ mod tests {
     fn none_when_all_unavailable() {
         let e = eps(3);
         for ep in &e {
-            ep.eject(Duration::from_secs(10), Duration::from_secs(10));
+            ep.record_failure();
         }
         assert!(Picker::new(LoadBalancerKind::P2c).pick(&e).is_none());
         assert!(Picker::new(LoadBalancerKind::RoundRobin).pick(&e).is_none());

@@ -23,7 +23,7 @@ use std::time::Duration;
 use http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::breaker::{BreakerSettings, SuccessRate};
+use super::breaker::{BreakerSettings, EjectionBackoff, SuccessRate};
 use super::budget::BudgetSettings;
 use super::classify::grpc;
 use super::retry::RetryPolicy;
@@ -366,6 +366,7 @@ impl CircuitBreakerConfig {
                 min_requests: sr.min_requests,
             }),
             ejection_base: e.base.get(),
+            backoff: EjectionBackoff::Linear,
             ejection_max: e.max.get(),
             max_percent: e.max_percent.min(100),
         }

@@ -2,15 +2,17 @@
 //! ejection (circuit breaking).
 //!
 //! Each layer is a small tower middleware in its own folder with its unit tests.
-//! They compose, outermost first, as:
+//! The sidecar composes them, outermost first, as (its `build_stack` is the one
+//! place that order is written):
 //!
 //! ```text
-//! overall Timeout → Retry (+ RetryBudget) → per-try Timeout → balancer → Breaker → pool
+//! overall Timeout → Retry (+ RetryBudget) → balancer → Breaker → per-try Timeout → pool
 //! ```
 //!
 //! Retries sit above the balancer so a retried request may pick another endpoint;
 //! the breaker sits below it because ejection is per endpoint; the per-try timeout
-//! sits inside the retry loop so a hung try becomes a retryable 504.
+//! sits inside the retry loop so a hung try becomes a retryable 504, and under
+//! the breaker so that 504 counts against the endpoint.
 //!
 //! # Layout
 //!
@@ -32,7 +34,7 @@ mod window;
 
 pub use breaker::{
     Admission, Breaker, BreakerHook, BreakerLayer, BreakerSettings, BreakerState, CircuitOpen,
-    EndpointHealth, EndpointSnapshot, OutlierDetector, SuccessRate,
+    EjectionBackoff, EndpointHealth, EndpointSnapshot, OutlierDetector, SuccessRate,
 };
 pub use budget::{BudgetSettings, RetryBudget};
 pub use classify::{ErrorClass, classify_error, error_status};

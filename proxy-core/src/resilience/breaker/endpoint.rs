@@ -147,6 +147,41 @@ impl EndpointHealth {
         }
     }
 
+    /// Records the outcome of a call that did not go through [`admit`](Self::admit)
+    /// (passive detection: the gateway reports refused connections and
+    /// successes). While ejected, outcomes change nothing; once the ejection
+    /// is over, traffic flows again and the next outcome decides: a success
+    /// restores the endpoint, a failure ejects it again for longer.
+    pub fn observe(&self, success: bool) {
+        match self.state() {
+            BreakerState::Closed => self.record_closed(success),
+            BreakerState::Open => {}
+            BreakerState::HalfOpen if success => self.close(),
+            BreakerState::HalfOpen => {
+                let _g = self
+                    .shared
+                    .transitions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                // Another failure may have ejected it again meanwhile.
+                if self.state() == BreakerState::HalfOpen {
+                    self.open(BreakerState::HalfOpen);
+                }
+            }
+        }
+    }
+
+    /// How long the endpoint stays ejected from now (zero unless open).
+    pub fn ejected_for(&self) -> Duration {
+        let until = self.ejected_until.load(Ordering::Acquire);
+        Duration::from_nanos(until.saturating_sub(1).saturating_sub(self.now_nanos()))
+    }
+
+    /// Ends an ejection early (an active health check saw the endpoint recover).
+    pub fn restore(&self) {
+        self.close();
+    }
+
     /// Records the outcome of a call admitted with `admission`.
     pub fn record(&self, admission: Admission, success: bool) {
         match admission {
@@ -234,7 +269,7 @@ impl EndpointHealth {
     fn open(&self, from: BreakerState) {
         let n = self.ejections.fetch_add(1, Ordering::AcqRel) + 1;
         let s = &self.shared.settings;
-        let time = s.ejection_base.saturating_mul(n).min(s.ejection_max);
+        let time = s.backoff.ejection_time(n, s.ejection_base, s.ejection_max);
         let until = self
             .now_nanos()
             .saturating_add(u64::try_from(time.as_nanos()).unwrap_or(u64::MAX))
@@ -280,7 +315,6 @@ impl EndpointHealth {
     /// A view for `/state`.
     pub fn snapshot(&self) -> EndpointSnapshot {
         let now = Instant::now();
-        let until = self.ejected_until.load(Ordering::Acquire);
         let success_rate = match (&self.requests, &self.failures) {
             (Some(r), Some(f)) => {
                 let total = r.sum(now);
@@ -293,7 +327,7 @@ impl EndpointHealth {
             state: self.state(),
             consecutive_failures: self.consecutive.load(Ordering::Relaxed),
             ejections: self.ejections.load(Ordering::Relaxed),
-            ejected_for_ms: until.saturating_sub(1).saturating_sub(self.now_nanos()) / 1_000_000,
+            ejected_for_ms: u64::try_from(self.ejected_for().as_millis()).unwrap_or(u64::MAX),
             success_rate,
         }
     }

@@ -1,19 +1,27 @@
-//! Circuit breaking as per-endpoint outlier ejection.
+//! Endpoint ejection (circuit breaking as per-endpoint outlier detection): the
+//! one mechanism both proxies use to take a failing endpoint out of rotation.
 //!
-//! An [`OutlierDetector`] belongs to one destination and holds an
+//! An [`OutlierDetector`] belongs to one endpoint set (an `EndpointGroup`:
+//! a sidecar destination or a gateway upstream) and holds an
 //! [`EndpointHealth`] per endpoint. An endpoint is ejected after
-//! `consecutive_failures` failures in a row (5xx, connection errors, gRPC
-//! `UNAVAILABLE`/`INTERNAL`/`DEADLINE_EXCEEDED`) or when its success rate over a
+//! `consecutive_failures` failures in a row or when its success rate over a
 //! window with at least `min_requests` falls below `threshold`. It stays out
-//! for `base × ejections` (capped at `max`), then admits one half-open probe: a
-//! success restores it, a failure ejects it again for longer. At most
-//! `max_percent` of the endpoints are ejected at once (but always at least one
-//! may be, as in Envoy, so a single-endpoint destination can still open).
+//! for a time that grows with each ejection ([`EjectionBackoff`], capped at `max`). At
+//! most `max_percent` of the endpoints are ejected at once (but always at least
+//! one may be, as in Envoy, so a single-endpoint destination can still open).
 //!
-//! The balancer skips endpoints that are not [`available`](EndpointHealth::is_available);
-//! when none is, the destination fails fast with [`CircuitOpen`] (a 503) instead
-//! of waiting on timeouts. [`Breaker`] wraps one endpoint's service and feeds
-//! the outcomes back.
+//! Outcomes reach an endpoint's [`EndpointHealth`] one of two ways:
+//!
+//! - guarded, through [`Breaker`] (the sidecar): every response is judged (5xx,
+//!   connection errors, gRPC `UNAVAILABLE`/`INTERNAL`/`DEADLINE_EXCEEDED`), and
+//!   once the ejection is over exactly one half-open probe is let through;
+//! - passive, through [`EndpointHealth::observe`] (the gateway, which reports
+//!   refused connections): once the ejection is over traffic resumes and the
+//!   next outcome decides.
+//!
+//! Balancers skip endpoints that are not [`available`](EndpointHealth::is_available)
+//! (`balance::Endpoint::is_available` includes it); when none is, the sidecar
+//! fails fast with [`CircuitOpen`] (a 503) instead of waiting on timeouts.
 
 mod endpoint;
 mod service;
@@ -65,15 +73,38 @@ pub struct SuccessRate {
     pub min_requests: u32,
 }
 
-/// The breaker settings of one destination.
+/// How an ejection's length grows with the number of ejections `n` in a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EjectionBackoff {
+    /// `n × base` (the sidecar's `circuit_breaker.ejection`).
+    #[default]
+    Linear,
+    /// `base × 2^(n-1)` (the gateway's `passive_ejection`).
+    Doubling,
+}
+
+impl EjectionBackoff {
+    /// The length of the `n`-th ejection (`n ≥ 1`), capped at `max`.
+    pub fn ejection_time(self, n: u32, base: Duration, max: Duration) -> Duration {
+        let factor = match self {
+            EjectionBackoff::Linear => n.max(1),
+            EjectionBackoff::Doubling => 1u32 << n.saturating_sub(1).min(16),
+        };
+        base.saturating_mul(factor).min(max)
+    }
+}
+
+/// The ejection settings of one endpoint set.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BreakerSettings {
     /// Eject after this many failures in a row (`None`: never by count).
     pub consecutive_failures: Option<u32>,
     /// Eject on a low success rate (`None`: never by rate).
     pub success_rate: Option<SuccessRate>,
-    /// First ejection time; the n-th ejection lasts `n × base`.
+    /// First ejection time; later ones grow by `backoff`.
     pub ejection_base: Duration,
+    /// How ejection times grow.
+    pub backoff: EjectionBackoff,
     /// Longest ejection.
     pub ejection_max: Duration,
     /// Most endpoints ejected at once, in percent (at least one is always allowed
@@ -87,8 +118,25 @@ impl Default for BreakerSettings {
             consecutive_failures: Some(5),
             success_rate: None,
             ejection_base: Duration::from_secs(1),
+            backoff: EjectionBackoff::Linear,
             ejection_max: Duration::from_secs(60),
             max_percent: 50,
+        }
+    }
+}
+
+impl BreakerSettings {
+    /// Passive ejection: one reported failure ejects the endpoint for `base`,
+    /// doubling on each repeat up to `max`; no cap on how many are out at once
+    /// (a balancer that finds none available falls back on its own rule).
+    pub fn passive(base: Duration, max: Duration) -> Self {
+        BreakerSettings {
+            consecutive_failures: Some(1),
+            success_rate: None,
+            ejection_base: base,
+            backoff: EjectionBackoff::Doubling,
+            ejection_max: max,
+            max_percent: 100,
         }
     }
 }

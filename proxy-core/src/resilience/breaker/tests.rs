@@ -19,6 +19,7 @@ fn settings() -> BreakerSettings {
         consecutive_failures: Some(3),
         success_rate: None,
         ejection_base: Duration::from_secs(1),
+        backoff: EjectionBackoff::Linear,
         ejection_max: Duration::from_secs(10),
         max_percent: 100,
     }
@@ -255,4 +256,43 @@ async fn hung_call_cut_by_the_per_try_timeout_counts_as_failure() {
     let svc = BreakerLayer::new(h.clone()).layer(per_try.layer(hung));
     assert!(svc.oneshot(()).await.is_err());
     assert_eq!(h.state(), BreakerState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn passive_observation_ejects_doubles_and_restores() {
+    let d = OutlierDetector::new(BreakerSettings::passive(
+        Duration::from_secs(1),
+        Duration::from_secs(3),
+    ));
+    let h = d.endpoint(addr(1));
+    h.observe(false);
+    assert_eq!(h.state(), BreakerState::Open);
+    assert_eq!(h.ejected_for(), Duration::from_secs(1));
+    h.observe(false); // while ejected, outcomes change nothing
+    assert_eq!(h.ejected_for(), Duration::from_secs(1));
+    tokio::time::advance(Duration::from_millis(1001)).await;
+    assert!(h.is_available(), "no probe slot: traffic resumes");
+    h.observe(false);
+    assert_eq!(h.ejected_for(), Duration::from_secs(2), "doubled");
+    tokio::time::advance(Duration::from_millis(2001)).await;
+    h.observe(false);
+    assert_eq!(h.ejected_for(), Duration::from_secs(3), "capped at max");
+    tokio::time::advance(Duration::from_millis(3001)).await;
+    h.observe(true);
+    assert_eq!(h.state(), BreakerState::Closed);
+    assert_eq!(d.ejected(), 0);
+}
+
+#[test]
+fn backoff_times() {
+    let (b, m) = (Duration::from_secs(1), Duration::from_secs(60));
+    let lin: Vec<_> = (1..=4)
+        .map(|n| EjectionBackoff::Linear.ejection_time(n, b, m).as_secs())
+        .collect();
+    let dbl: Vec<_> = (1..=4)
+        .map(|n| EjectionBackoff::Doubling.ejection_time(n, b, m).as_secs())
+        .collect();
+    assert_eq!(lin, [1, 2, 3, 4]);
+    assert_eq!(dbl, [1, 2, 4, 8]);
+    assert_eq!(EjectionBackoff::Doubling.ejection_time(40, b, m), m);
 }

@@ -15,14 +15,15 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
+        // `None` when no deadline is configured: no timer is registered.
         #[pin]
-        sleep: Sleep,
+        sleep: Option<Sleep>,
         error: TimeoutError,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, sleep: Sleep, error: TimeoutError) -> Self {
+    pub(crate) fn new(inner: F, sleep: Option<Sleep>, error: TimeoutError) -> Self {
         ResponseFuture {
             inner,
             sleep,
@@ -43,9 +44,9 @@ where
         if let Poll::Ready(r) = this.inner.poll(cx) {
             return Poll::Ready(r.map_err(Into::into));
         }
-        match this.sleep.poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(Box::new(this.error.clone()))),
-            Poll::Pending => Poll::Pending,
+        match this.sleep.as_pin_mut().map(|s| s.poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Err(Box::new(this.error.clone()))),
+            Some(Poll::Pending) | None => Poll::Pending,
         }
     }
 }

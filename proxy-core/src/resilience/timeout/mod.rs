@@ -71,12 +71,22 @@ impl fmt::Display for TimeoutError {
 #[derive(Debug, Clone, Copy)]
 pub struct TimeoutLayer {
     kind: TimeoutKind,
-    after: Duration,
+    after: Option<Duration>,
 }
 
 impl TimeoutLayer {
     /// A layer whose services fail with [`TimeoutError`] of `kind` after `after`.
     pub fn new(kind: TimeoutKind, after: Duration) -> Self {
+        TimeoutLayer {
+            kind,
+            after: Some(after),
+        }
+    }
+
+    /// [`new`](Self::new) when a deadline is configured; with `None` the
+    /// layer passes calls through and registers no timer (a stack keeps one
+    /// shape whether or not its timeouts are set).
+    pub fn optional(kind: TimeoutKind, after: Option<Duration>) -> Self {
         TimeoutLayer { kind, after }
     }
 }
@@ -98,13 +108,17 @@ impl<S> Layer<S> for TimeoutLayer {
 pub struct Timeout<S> {
     inner: S,
     kind: TimeoutKind,
-    after: Duration,
+    after: Option<Duration>,
 }
 
 impl<S> Timeout<S> {
     /// Wraps `inner` with a deadline of `after`.
     pub fn new(inner: S, kind: TimeoutKind, after: Duration) -> Self {
-        Timeout { inner, kind, after }
+        Timeout {
+            inner,
+            kind,
+            after: Some(after),
+        }
     }
 }
 
@@ -124,8 +138,8 @@ where
     fn call(&mut self, req: R) -> Self::Future {
         ResponseFuture::new(
             self.inner.call(req),
-            tokio::time::sleep(self.after),
-            TimeoutError::new(self.kind, self.after),
+            self.after.map(tokio::time::sleep),
+            TimeoutError::new(self.kind, self.after.unwrap_or_default()),
         )
     }
 }

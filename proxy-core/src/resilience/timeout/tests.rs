@@ -41,3 +41,12 @@ async fn passes_fast_responses_and_errors() {
     assert!(err.downcast_ref::<TimeoutError>().is_none());
     assert_eq!(err.to_string(), "boom");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_unset_deadline_never_fires() {
+    let svc = TimeoutLayer::optional(TimeoutKind::Overall, None).layer(service_fn(|()| async {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok::<_, BoxError>(7)
+    }));
+    assert_eq!(svc.oneshot(()).await.unwrap(), 7);
+}
