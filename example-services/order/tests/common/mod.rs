@@ -29,7 +29,7 @@ impl Peers {
         catalog_config.reservation_ttl = reservation_ttl;
         catalog_config.sweep_interval = Duration::from_millis(50);
         let catalog = Running::start(move |l, s| catalog::run(catalog_config, l, s)).await;
-        let payment_config = payment::Config::new(dir.path());
+        let payment_config = payment::Config::new(dir.path()).with_faults_enabled();
         let payment = Running::start(move |l, s| payment::run(payment_config, l, s)).await;
         Self {
             dir,
