@@ -80,8 +80,14 @@ fn is_definite(status: StatusCode) -> bool {
 
 /// Exponential backoff with full jitter, capped at 2 s.
 fn backoff(base: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.min(10).saturating_sub(1));
-    let cap = exp.min(Duration::from_secs(2));
+    backoff_capped(base, Duration::from_secs(2), attempt)
+}
+
+/// `base` doubled per attempt (the first waits `base`), at most `cap`, with
+/// jitter over its upper half so retries of many orders spread out.
+pub(crate) fn backoff_capped(base: Duration, cap: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.min(20).saturating_sub(1));
+    let cap = exp.min(cap);
     let millis = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
     Duration::from_millis(millis / 2 + fastrand::u64(0..=millis / 2))
 }
