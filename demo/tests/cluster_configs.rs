@@ -141,11 +141,11 @@ fn the_cluster_sidecar_configs_are_the_local_ones_in_another_environment() {
 /// differs is caught, one that only exists on one side too.
 #[test]
 fn a_difference_outside_the_environment_is_found() {
-    let local: Value = serde_norway::from_str(
-        "admin: { address: 1.1.1.1:1 }\nauth: { strip_headers: [x-a] }\n",
-    )
-    .unwrap();
-    let cluster: Value = serde_norway::from_str("admin: { address: 0.0.0.0:1 }\nauth: {}\n").unwrap();
+    let local: Value =
+        serde_norway::from_str("admin: { address: 1.1.1.1:1 }\nauth: { strip_headers: [x-a] }\n")
+            .unwrap();
+    let cluster: Value =
+        serde_norway::from_str("admin: { address: 0.0.0.0:1 }\nauth: {}\n").unwrap();
     let (a, b) = (
         policy_of(local, GATEWAY_ENVIRONMENT),
         policy_of(cluster, GATEWAY_ENVIRONMENT),

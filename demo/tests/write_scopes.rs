@@ -34,13 +34,20 @@ fn load(path: &Path) -> Value {
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_sequence()
-        .map(|s| s.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+        .map(|s| {
+            s.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 #[test]
 fn every_shipped_write_route_requires_a_write_scope() {
-    for file in ["config/gateway.yaml", "deploy/k8s/base/gateway/gateway.yaml"] {
+    for file in [
+        "config/gateway.yaml",
+        "deploy/k8s/base/gateway/gateway.yaml",
+    ] {
         let config = load(&root().join(file));
         for route in config["routes"].as_sequence().expect("routes") {
             let name = route["name"].as_str().expect("name");
@@ -76,7 +83,10 @@ fn every_shipped_write_route_requires_a_write_scope() {
             "orders:write",
             "payments:read",
         ] {
-            assert!(granted.iter().any(|g| g == needed), "{file}: demo key lacks {needed}");
+            assert!(
+                granted.iter().any(|g| g == needed),
+                "{file}: demo key lacks {needed}"
+            );
         }
     }
 }
@@ -150,7 +160,8 @@ async fn serve_one(mut socket: TcpStream) -> Option<Seen> {
 /// Sends one request and returns the status code.
 async fn send(gateway: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> u16 {
     let mut socket = TcpStream::connect(gateway).await.expect("connect");
-    let mut request = format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -161,7 +172,10 @@ async fn send(gateway: SocketAddr, method: &str, path: &str, headers: &[(&str, &
     }
     socket.write_all(request.as_bytes()).await.expect("write");
     let head = read_head(&mut socket).await.expect("response head");
-    head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status")
+    head.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status")
 }
 
 /// `config/gateway.yaml` with a reader key added, every upstream at
@@ -175,7 +189,10 @@ fn derived_config(upstream: SocketAddr, dir: &Path) -> PathBuf {
         u["endpoints"] = Value::Sequence(vec![Value::from(upstream.to_string())]);
     }
     for provider in doc["auth"]["jwt"].as_sequence_mut().expect("jwt") {
-        let file = provider["jwks"]["file"].as_str().expect("jwks file").to_owned();
+        let file = provider["jwks"]["file"]
+            .as_str()
+            .expect("jwks file")
+            .to_owned();
         provider["jwks"]["file"] = Value::from(config_dir.join(file).display().to_string());
     }
     let reader: Value = serde_norway::from_str(&format!(
@@ -197,7 +214,9 @@ async fn a_key_without_the_write_scope_gets_403_on_every_write_route() {
     let dir = std::env::temp_dir().join(format!("weir-write-scopes-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let path = derived_config(upstream, &dir);
-    let gw = gateway::Gateway::bind(&path, |_| None).await.expect("gateway binds");
+    let gw = gateway::Gateway::bind(&path, |_| None)
+        .await
+        .expect("gateway binds");
     let addr = gw.local_addrs()["public"];
     let (stop, signal) = shutdown::channel();
     let serving = tokio::spawn(gw.serve(signal));
@@ -213,8 +232,14 @@ async fn a_key_without_the_write_scope_gets_403_on_every_write_route() {
 
     // Reads pass with read scopes.
     assert_eq!(send(addr, "GET", "/v1/products", &reader).await, 200);
-    assert_eq!(send(addr, "GET", "/v1/orders?customer=c", &reader).await, 200);
-    assert_eq!(send(addr, "GET", "/v1/payments?order_id=o", &reader).await, 200);
+    assert_eq!(
+        send(addr, "GET", "/v1/orders?customer=c", &reader).await,
+        200
+    );
+    assert_eq!(
+        send(addr, "GET", "/v1/payments?order_id=o", &reader).await,
+        200
+    );
     let before = app_requests(&seen).len();
 
     // Every write route refuses the reader, and nothing reaches the upstream.
@@ -226,13 +251,25 @@ async fn a_key_without_the_write_scope_gets_403_on_every_write_route() {
         ("POST", "/products"),
         ("POST", "/v1/orders"),
     ] {
-        assert_eq!(send(addr, method, path, &reader).await, 403, "{method} {path}");
+        assert_eq!(
+            send(addr, method, path, &reader).await,
+            403,
+            "{method} {path}"
+        );
     }
     // Writes the edge does not route at all.
     for (method, path) in [("POST", "/v1/payments"), ("POST", "/v2/products")] {
-        assert_eq!(send(addr, method, path, &reader).await, 405, "{method} {path}");
+        assert_eq!(
+            send(addr, method, path, &reader).await,
+            405,
+            "{method} {path}"
+        );
     }
-    assert_eq!(app_requests(&seen).len(), before, "no write reached the upstream");
+    assert_eq!(
+        app_requests(&seen).len(),
+        before,
+        "no write reached the upstream"
+    );
 
     // The demo key holds catalog:write: its write reaches catalog with the
     // admin header set by the gateway, not the one the client sent.

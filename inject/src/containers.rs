@@ -49,7 +49,9 @@ pub(crate) fn sidecar_container(s: &PodSettings, app_port: Option<u16>) -> Value
         mounts.push(json!({"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": true}));
     }
     if s.admin_token_secret.is_some() {
-        env.push(json!({"name": "WEIR_ADMIN_TOKEN_FILE", "value": format!("{ADMIN_TOKEN_DIR}/token")}));
+        env.push(
+            json!({"name": "WEIR_ADMIN_TOKEN_FILE", "value": format!("{ADMIN_TOKEN_DIR}/token")}),
+        );
         mounts.push(
             json!({"name": ADMIN_TOKEN_VOLUME, "mountPath": ADMIN_TOKEN_DIR, "readOnly": true}),
         );

@@ -403,16 +403,27 @@ fn admin_tokens_are_wired_and_the_webhook_is_fenced() {
             .flatten()
             .find(|c| c["name"] == "weir-sidecar")
             .unwrap_or_else(|| panic!("{service} has no sidecar"));
-        assert_eq!(admin_token_secret(pod, sidecar), "weir-admin-token", "{service}");
+        assert_eq!(
+            admin_token_secret(pod, sidecar),
+            "weir-admin-token",
+            "{service}"
+        );
     }
 
     let webhook = &find(&docs, "NetworkPolicy", "weir-system", "webhook-ingress")["spec"];
-    assert_eq!(webhook["policyTypes"], serde_norway::from_str::<Yaml>("[Ingress, Egress]").unwrap());
+    assert_eq!(
+        webhook["policyTypes"],
+        serde_norway::from_str::<Yaml>("[Ingress, Egress]").unwrap()
+    );
     let rules = webhook["ingress"].as_sequence().expect("ingress");
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0]["ports"].as_sequence().map(Vec::len), Some(1));
     assert_eq!(rules[0]["ports"][0]["port"], 8443);
-    assert_eq!(webhook["egress"].as_sequence().map(Vec::len), Some(0), "no egress");
+    assert_eq!(
+        webhook["egress"].as_sequence().map(Vec::len),
+        Some(0),
+        "no egress"
+    );
     let webhook_pod =
         &find(&docs, "Deployment", "weir-system", "weir-webhook")["spec"]["template"]["spec"];
     assert_eq!(
@@ -420,7 +431,10 @@ fn admin_tokens_are_wired_and_the_webhook_is_fenced() {
         "the policy's port is the webhook's"
     );
     let deny = &find(&docs, "NetworkPolicy", "weir-system", "default-deny")["spec"];
-    assert_eq!(deny["podSelector"], serde_norway::from_str::<Yaml>("{}").unwrap());
+    assert_eq!(
+        deny["podSelector"],
+        serde_norway::from_str::<Yaml>("{}").unwrap()
+    );
     assert!(deny["ingress"].is_null() && deny["egress"].is_null());
 
     let Some(demo) = kustomize(&k8s.join("overlays/demo")) else {
@@ -429,7 +443,9 @@ fn admin_tokens_are_wired_and_the_webhook_is_fenced() {
     let docs = documents(&demo);
     let secret = find(&docs, "Secret", "weir-demo", "weir-admin-token");
     assert!(
-        secret["data"]["token"].as_str().is_some_and(|t| !t.is_empty()),
+        secret["data"]["token"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()),
         "the demo overlay's Secret has a `token`"
     );
 }

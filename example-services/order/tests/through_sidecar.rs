@@ -10,7 +10,9 @@ use proxy_core::shutdown;
 
 /// Order's sidecar knows catalog but not payment: every charge gets the
 /// sidecar's own 404.
-async fn sidecar_without_payment(catalog: &str) -> (std::net::SocketAddr, shutdown::ShutdownTrigger) {
+async fn sidecar_without_payment(
+    catalog: &str,
+) -> (std::net::SocketAddr, shutdown::ShutdownTrigger) {
     let catalog = catalog.trim_start_matches("http://");
     let yaml = format!(
         "service: order\n\

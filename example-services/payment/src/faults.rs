@@ -157,7 +157,9 @@ impl Faults {
         (status = 200, body = FaultReport),
         (status = 404, description = "Fault injection is off", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
-pub(crate) async fn get_faults(State(state): State<AppState>) -> Result<Json<FaultReport>, Problem> {
+pub(crate) async fn get_faults(
+    State(state): State<AppState>,
+) -> Result<Json<FaultReport>, Problem> {
     state.faults.available()?;
     Ok(Json(state.faults.report()))
 }

@@ -42,8 +42,8 @@ use service_kit::{Db, Outbound, now_millis};
 use utoipa::ToSchema;
 
 use crate::config::Config;
-use crate::peers::backoff_capped;
 use crate::model::{Order, in_progress};
+use crate::peers::backoff_capped;
 use crate::store::{self, Transition};
 
 mod steps;

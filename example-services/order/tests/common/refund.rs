@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{
-    Peers, events, order_until, place, saga_steps, settled, start_order,
-};
+use super::{Peers, events, order_until, place, saga_steps, settled, start_order};
 
 /// `peers` must expire reservations at once (so the commit after payment is
 /// refused and the saga compensates); `config` is the order service's.
@@ -46,7 +44,9 @@ pub(crate) async fn refund_survives_failures_and_a_restart(peers: &Peers, config
         if seen >= before_restart + calls {
             Ok(())
         } else {
-            Err(format!("no full refund try after the restart ({seen} requests)"))
+            Err(format!(
+                "no full refund try after the restart ({seen} requests)"
+            ))
         }
     })
     .await;
@@ -81,9 +81,10 @@ pub(crate) async fn refund_survives_failures_and_a_restart(peers: &Peers, config
         .map(|(_, outcome)| outcome.as_str())
         .collect();
     assert!(
-        refund_outcomes.len() >= 3 && refund_outcomes[..refund_outcomes.len() - 1]
-            .iter()
-            .all(|o| *o == "retry_later"),
+        refund_outcomes.len() >= 3
+            && refund_outcomes[..refund_outcomes.len() - 1]
+                .iter()
+                .all(|o| *o == "retry_later"),
         "{steps:?}"
     );
     assert_eq!(refund_outcomes.last(), Some(&"succeeded"));
