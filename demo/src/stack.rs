@@ -260,7 +260,10 @@ impl Stack {
         let catalog_cfg = catalog::Config::new(&opts.data_dir)
             .with_telemetry_from(&service_env)
             .map_err(|e| telemetry_error("catalog", &e))?;
+        // The demo shows retries and circuit breaking with payment's fault
+        // knobs, which are off unless a deployment turns them on.
         let payment_cfg = payment::Config::new(&opts.data_dir)
+            .with_faults_enabled()
             .with_telemetry_from(&service_env)
             .map_err(|e| telemetry_error("payment", &e))?;
         let mut order_cfg = order::Config::new(&opts.data_dir)

@@ -10,6 +10,10 @@ const CONFIG_DIR: &str = "/etc/weir";
 pub(crate) const CONFIG_VOLUME: &str = "weir-config";
 /// iptables takes `/run/xtables.lock`; with a read-only root it needs a writable `/run`.
 pub(crate) const XTABLES_VOLUME: &str = "weir-xtables-lock";
+/// The Secret holding the admin bearer token (`weir.dev/admin-token-secret`).
+pub(crate) const ADMIN_TOKEN_VOLUME: &str = "weir-admin-token";
+/// Where that Secret is mounted; the sidecar reads `token` through `WEIR_ADMIN_TOKEN_FILE`.
+const ADMIN_TOKEN_DIR: &str = "/etc/weir-admin";
 
 fn field_env(name: &str, field: &str) -> Value {
     json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": field}}})
@@ -43,6 +47,14 @@ pub(crate) fn sidecar_container(s: &PodSettings, app_port: Option<u16>) -> Value
             json!(format!("{CONFIG_DIR}/sidecar.yaml")),
         ]);
         mounts.push(json!({"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": true}));
+    }
+    if s.admin_token_secret.is_some() {
+        env.push(
+            json!({"name": "WEIR_ADMIN_TOKEN_FILE", "value": format!("{ADMIN_TOKEN_DIR}/token")}),
+        );
+        mounts.push(
+            json!({"name": ADMIN_TOKEN_VOLUME, "mountPath": ADMIN_TOKEN_DIR, "readOnly": true}),
+        );
     }
 
     let mut requests = Map::new();

@@ -108,6 +108,9 @@ pub(crate) struct PodSettings {
     /// Ports `weir-init` leaves alone (transparent mode).
     pub(crate) skip_inbound_ports: Vec<u16>,
     pub(crate) skip_outbound_ports: Vec<u16>,
+    /// A Secret whose `token` key is the admin listener's bearer token
+    /// (`weir.dev/admin-token-secret`), mounted for the sidecar.
+    pub(crate) admin_token_secret: Option<String>,
 }
 
 /// Every annotation the injector reads (besides `inject`/`injected`); anything
@@ -131,6 +134,7 @@ const KNOWN: &[&str] = &[
     "proxy-memory-limit",
     "skip-inbound-ports",
     "skip-outbound-ports",
+    "admin-token-secret",
 ];
 
 impl PodSettings {
@@ -160,6 +164,7 @@ impl PodSettings {
         let ports = [get("inbound-port"), get("outbound-port"), get("admin-port")];
         let otlp = get("otlp-endpoint");
         let config_map = get("config-map");
+        let admin_token_secret = get("admin-token-secret");
         let drain = get("drain-seconds");
         let skips = [get("skip-inbound-ports"), get("skip-outbound-ports")];
         let quantities = [
@@ -266,6 +271,13 @@ impl PodSettings {
             Some(name) => Some(name),
             None => opts.config_map.clone(),
         };
+        if let Some(name) = &admin_token_secret
+            && !is_dns_subdomain(name)
+        {
+            problems.push(format!(
+                "{ANNOTATION_PREFIX}admin-token-secret: `{name}` is not a valid Secret name"
+            ));
+        }
         if let Some(img) = &image
             && img.trim().is_empty()
         {
@@ -298,6 +310,7 @@ impl PodSettings {
             memory_limit,
             skip_inbound_ports,
             skip_outbound_ports,
+            admin_token_secret,
         })
     }
 }

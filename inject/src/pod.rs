@@ -14,7 +14,9 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::containers::{CONFIG_VOLUME, XTABLES_VOLUME, init_container, sidecar_container};
+use crate::containers::{
+    ADMIN_TOKEN_VOLUME, CONFIG_VOLUME, XTABLES_VOLUME, init_container, sidecar_container,
+};
 use crate::error::InjectError;
 use crate::options::{
     INJECT_ANNOTATION, INJECTED_ANNOTATION, InjectOptions, Mode, PodSettings, SIDECAR_CONTAINER,
@@ -177,6 +179,9 @@ pub fn inject_pod_template(pod: &mut Value, opts: &InjectOptions) -> Result<Outc
     if let Some(cm) = &settings.config_map {
         volumes.push(json!({"name": CONFIG_VOLUME, "configMap": {"name": cm}}));
     }
+    if let Some(secret) = &settings.admin_token_secret {
+        volumes.push(json!({"name": ADMIN_TOKEN_VOLUME, "secret": {"secretName": secret}}));
+    }
     if !volumes.is_empty() {
         match spec.get_mut("volumes") {
             Some(Value::Array(existing)) => existing.extend(volumes),
@@ -238,7 +243,7 @@ fn check_conflicts(
         .map(Vec::as_slice)
         .unwrap_or_default();
     for v in volumes.iter().filter_map(|v| v.get("name")?.as_str()) {
-        if v == CONFIG_VOLUME || v == XTABLES_VOLUME {
+        if v == CONFIG_VOLUME || v == XTABLES_VOLUME || v == ADMIN_TOKEN_VOLUME {
             problems.push(format!("volume name {v} is reserved for the sidecar"));
         }
     }

@@ -325,3 +325,127 @@ async fn certificate_script_makes_a_certificate_the_webhook_serves() {
     let _ = stop.send(());
     server.await.expect("join").expect("serve");
 }
+
+/// Every document of a multi-document YAML stream.
+fn documents(yaml: &str) -> Vec<Yaml> {
+    serde_norway::Deserializer::from_str(yaml)
+        .map(|d| serde::Deserialize::deserialize(d).expect("valid YAML"))
+        .filter(|v: &Yaml| !v.is_null())
+        .collect()
+}
+
+fn find<'a>(docs: &'a [Yaml], kind: &str, namespace: &str, name: &str) -> &'a Yaml {
+    docs.iter()
+        .find(|d| {
+            d["kind"] == kind
+                && d["metadata"]["name"] == name
+                && d["metadata"]["namespace"] == namespace
+        })
+        .unwrap_or_else(|| panic!("{kind} {namespace}/{name} is not rendered"))
+}
+
+/// The container's `WEIR_ADMIN_TOKEN_FILE` is a file of a mounted Secret
+/// volume (returns the Secret's name).
+fn admin_token_secret(pod: &Yaml, container: &Yaml) -> String {
+    let file = container["env"]
+        .as_sequence()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"] == "WEIR_ADMIN_TOKEN_FILE")
+        .and_then(|e| e["value"].as_str())
+        .unwrap_or_else(|| panic!("{:?} has no WEIR_ADMIN_TOKEN_FILE", container["name"]));
+    let mount = container["volumeMounts"]
+        .as_sequence()
+        .expect("volumeMounts")
+        .iter()
+        .find(|m| {
+            m["mountPath"]
+                .as_str()
+                .is_some_and(|p| file.starts_with(&format!("{p}/")))
+        })
+        .unwrap_or_else(|| panic!("{file} is not on a mounted volume"));
+    assert_eq!(mount["readOnly"], true);
+    let volume = pod["volumes"]
+        .as_sequence()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .expect("the mounted volume");
+    assert_eq!(file.rsplit('/').next(), Some("token"));
+    volume["secret"]["secretName"]
+        .as_str()
+        .expect("a Secret volume")
+        .to_owned()
+}
+
+/// The gateway and every injected sidecar read their admin bearer token from
+/// a mounted Secret; the demo overlay provides that Secret; the webhook is
+/// fenced by NetworkPolicy (its port only, no egress, the rest of its
+/// namespace closed).
+#[test]
+fn admin_tokens_are_wired_and_the_webhook_is_fenced() {
+    let k8s = repo_root().join("deploy/k8s");
+    let Some(base) = kustomize(&k8s.join("base")) else {
+        return;
+    };
+    let injected = inject_yaml(&base, &InjectOptions::default()).expect("inject the base");
+    let docs = documents(&injected);
+
+    let gateway = &find(&docs, "Deployment", "weir-demo", "gateway")["spec"]["template"]["spec"];
+    let container = &gateway["containers"][0];
+    assert_eq!(admin_token_secret(gateway, container), "weir-admin-token");
+    for service in ["catalog", "order", "payment"] {
+        let pod = &find(&docs, "Deployment", "weir-demo", service)["spec"]["template"]["spec"];
+        let sidecar = pod["initContainers"]
+            .as_sequence()
+            .into_iter()
+            .chain(pod["containers"].as_sequence())
+            .flatten()
+            .find(|c| c["name"] == "weir-sidecar")
+            .unwrap_or_else(|| panic!("{service} has no sidecar"));
+        assert_eq!(
+            admin_token_secret(pod, sidecar),
+            "weir-admin-token",
+            "{service}"
+        );
+    }
+
+    let webhook = &find(&docs, "NetworkPolicy", "weir-system", "webhook-ingress")["spec"];
+    assert_eq!(
+        webhook["policyTypes"],
+        serde_norway::from_str::<Yaml>("[Ingress, Egress]").unwrap()
+    );
+    let rules = webhook["ingress"].as_sequence().expect("ingress");
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0]["ports"].as_sequence().map(Vec::len), Some(1));
+    assert_eq!(rules[0]["ports"][0]["port"], 8443);
+    assert_eq!(
+        webhook["egress"].as_sequence().map(Vec::len),
+        Some(0),
+        "no egress"
+    );
+    let webhook_pod =
+        &find(&docs, "Deployment", "weir-system", "weir-webhook")["spec"]["template"]["spec"];
+    assert_eq!(
+        webhook_pod["containers"][0]["ports"][0]["containerPort"], 8443,
+        "the policy's port is the webhook's"
+    );
+    let deny = &find(&docs, "NetworkPolicy", "weir-system", "default-deny")["spec"];
+    assert_eq!(
+        deny["podSelector"],
+        serde_norway::from_str::<Yaml>("{}").unwrap()
+    );
+    assert!(deny["ingress"].is_null() && deny["egress"].is_null());
+
+    let Some(demo) = kustomize(&k8s.join("overlays/demo")) else {
+        return;
+    };
+    let docs = documents(&demo);
+    let secret = find(&docs, "Secret", "weir-demo", "weir-admin-token");
+    assert!(
+        secret["data"]["token"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()),
+        "the demo overlay's Secret has a `token`"
+    );
+}

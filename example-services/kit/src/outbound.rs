@@ -89,6 +89,19 @@ pub struct OutboundResponse {
 }
 
 impl OutboundResponse {
+    /// The error kind when a Weir proxy on the way (this service's sidecar or
+    /// the peer's), not the peer itself, generated this answer: the
+    /// `x-weir-error` header every problem the proxies generate carries
+    /// (`unknown-destination`, `circuit-open`, `upstream-timeout`, …). Such
+    /// an answer says nothing about what the peer did or would do: a `404`
+    /// for an unknown destination is not the peer's "no such thing", and a
+    /// `503` for an open circuit is not the peer's refusal.
+    pub fn generated_by_proxy(&self) -> Option<&str> {
+        self.headers
+            .get(proxy_core::problem::GENERATED_BY)
+            .map(|v| v.to_str().unwrap_or("unknown"))
+    }
+
     /// Decodes the body as JSON.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_slice(&self.body)

@@ -35,6 +35,14 @@ pub struct Config {
     pub retry_backoff: Duration,
     /// How often pending orders are re-driven (`ORDER_RECOVERY_INTERVAL`, default `30s`).
     pub recovery_interval: Duration,
+    /// Wait before the second try of a refund that failed during
+    /// compensation, doubled per failed try with jitter
+    /// (`ORDER_REFUND_BACKOFF`, default `1s`). Refunds are retried until the
+    /// payment service confirms them: the customer's money is never kept.
+    pub refund_backoff: Duration,
+    /// The longest wait between two refund tries (`ORDER_REFUND_BACKOFF_MAX`,
+    /// default `5m`).
+    pub refund_backoff_max: Duration,
     /// An order still unable to reserve its stock this long after it was
     /// placed is failed (`ORDER_RESERVE_DEADLINE`, default `10m`). Only the
     /// reserve step gives up: nothing has been charged yet, and any
@@ -66,6 +74,8 @@ impl Config {
             call_attempts: 4,
             retry_backoff: Duration::from_millis(100),
             recovery_interval: Duration::from_secs(30),
+            refund_backoff: Duration::from_secs(1),
+            refund_backoff_max: Duration::from_secs(5 * 60),
             reserve_deadline: Duration::from_secs(10 * 60),
             amqp_url: None,
             outbox_poll_interval: Duration::from_secs(1),
@@ -102,6 +112,12 @@ impl Config {
         }
         if let Some(interval) = env.duration("ORDER_RECOVERY_INTERVAL")? {
             config.recovery_interval = interval;
+        }
+        if let Some(backoff) = env.duration("ORDER_REFUND_BACKOFF")? {
+            config.refund_backoff = backoff;
+        }
+        if let Some(max) = env.duration("ORDER_REFUND_BACKOFF_MAX")? {
+            config.refund_backoff_max = max;
         }
         if let Some(deadline) = env.duration("ORDER_RESERVE_DEADLINE")? {
             config.reserve_deadline = deadline;
@@ -144,6 +160,7 @@ mod tests {
             ("WEIR_DATA_DIR", "/var/lib/weir"),
             ("HTTP_PROXY", "http://127.0.0.1:4240"),
             ("ORDER_CALL_TIMEOUT", "750ms"),
+            ("ORDER_REFUND_BACKOFF_MAX", "1m"),
             ("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
         ]);
         let env = Env::from_fn(|k| vars.get(k).map(|v| (*v).to_owned()));
@@ -154,6 +171,8 @@ mod tests {
             Some("127.0.0.1:4240".parse().unwrap())
         );
         assert_eq!(config.call_timeout, Duration::from_millis(750));
+        assert_eq!(config.refund_backoff, Duration::from_secs(1));
+        assert_eq!(config.refund_backoff_max, Duration::from_secs(60));
         assert_eq!(config.catalog_url, "http://catalog");
         assert_eq!(config.listen, "0.0.0.0:8082".parse().unwrap());
         assert!(config.amqp_url.is_some());

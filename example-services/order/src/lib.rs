@@ -35,7 +35,8 @@ mod store;
 
 pub use config::Config;
 pub use model::{
-    CONFIRMED, FAILED, Order, OrderLine, OrderList, PENDING, PlaceOrder, SagaLog, SagaLogEntry,
+    COMPENSATING, CONFIRMED, FAILED, Order, OrderLine, OrderList, PENDING, PlaceOrder,
+    REFUND_COMPLETED, REFUND_NOT_NEEDED, REFUND_PENDING, SagaLog, SagaLogEntry,
 };
 pub use outbox::{EXCHANGE, OutboxEvent, OutboxList};
 pub use saga::SagaStep;

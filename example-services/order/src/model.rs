@@ -6,12 +6,29 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 /// Order states. `pending` while the saga runs (or waits for recovery),
-/// then `confirmed` or `failed` for good.
+/// `compensating` while a payment taken for an order that cannot complete is
+/// given back, then `confirmed` or `failed` for good.
 pub const PENDING: &str = "pending";
+/// The order cannot complete and its payment is being refunded (retried until
+/// the payment service confirms it); ends `failed` with `refund: completed`.
+pub const COMPENSATING: &str = "compensating";
 /// Paid and the stock committed.
 pub const CONFIRMED: &str = "confirmed";
 /// Not placed; `failure_reason` says why, and any stock or payment was given back.
 pub const FAILED: &str = "failed";
+
+/// Whether the saga still has steps to run for an order in `status`.
+pub(crate) fn in_progress(status: &str) -> bool {
+    status == PENDING || status == COMPENSATING
+}
+
+/// `Order::refund`: a refund is owed and not yet confirmed by the payment service.
+pub const REFUND_PENDING: &str = "pending";
+/// `Order::refund`: the payment service confirmed the refund.
+pub const REFUND_COMPLETED: &str = "completed";
+/// `Order::refund`: the payment service says nothing was taken (the payment
+/// is not refundable because it was declined), so nothing is owed.
+pub const REFUND_NOT_NEEDED: &str = "not_needed";
 
 /// Body of `POST /v1/orders`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -89,7 +106,7 @@ pub struct Order {
     pub id: String,
     /// The customer.
     pub customer_id: String,
-    /// `pending`, `confirmed` or `failed`.
+    /// `pending`, `compensating`, `confirmed` or `failed`.
     pub status: String,
     /// Why the order failed.
     pub failure_reason: Option<String>,
@@ -103,8 +120,18 @@ pub struct Order {
     pub reservation_id: Option<String>,
     /// The payment.
     pub payment_id: Option<String>,
+    /// The refund of the payment when the order could not complete after
+    /// paying: `pending` (retried until done), `completed` or `not_needed`;
+    /// `null` when no refund was due.
+    pub refund: Option<String>,
     /// The saga step to run next (`done` when finished).
     pub saga_step: String,
+    /// Failed tries of the current step so far (each try is one bounded
+    /// call, itself retried a few times).
+    pub attempts: i64,
+    /// When the current step is tried again, milliseconds since the Unix
+    /// epoch; `null` unless a compensation step is waiting to be retried.
+    pub next_attempt_at_ms: Option<i64>,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_at_ms: i64,
     /// Last change, milliseconds since the Unix epoch.

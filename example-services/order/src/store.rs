@@ -8,7 +8,9 @@ use serde_json::json;
 use service_kit::{Db, Problem, now_millis};
 use sqlx::{Any, AnyConnection, Transaction};
 
-use crate::model::{FAILED, Order, OrderLine, PENDING, PlaceOrder, SagaLogEntry};
+use crate::model::{
+    COMPENSATING, CONFIRMED, FAILED, Order, OrderLine, PENDING, PlaceOrder, SagaLogEntry,
+};
 use crate::saga::SagaStep;
 
 #[derive(Debug, sqlx::FromRow)]
@@ -22,12 +24,15 @@ struct OrderRow {
     currency: Option<String>,
     reservation_id: Option<String>,
     payment_id: Option<String>,
+    refund: Option<String>,
+    attempts: i64,
+    retry_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
 }
 
 const COLUMNS: &str = "id, customer_id, status, saga_step, failure_reason, total_minor, currency, \
-                       reservation_id, payment_id, created_at, updated_at";
+                       reservation_id, payment_id, refund, attempts, retry_at, created_at, updated_at";
 
 /// The reservation a successful reserve step produced.
 #[derive(Debug, Clone)]
@@ -48,6 +53,8 @@ pub(crate) struct Transition {
     pub(crate) failure_reason: Option<String>,
     pub(crate) reservation: Option<ReservationInfo>,
     pub(crate) payment_id: Option<String>,
+    /// The order's new `refund` state, if this step changes it.
+    pub(crate) refund: Option<&'static str>,
 }
 
 impl Transition {
@@ -61,6 +68,7 @@ impl Transition {
             failure_reason: None,
             reservation: None,
             payment_id: None,
+            refund: None,
         }
     }
 }
@@ -138,7 +146,8 @@ pub(crate) async fn place(db: &Db, key: &str, request: &PlaceOrder) -> Result<Pl
 }
 
 /// Records `transition` if the order is still at `transition.step`; returns
-/// `false` when another driver moved it first.
+/// `false` when another driver moved it first. The next step starts with no
+/// failed attempts and no retry scheduled.
 pub(crate) async fn apply(
     db: &Db,
     order_id: &str,
@@ -159,8 +168,9 @@ pub(crate) async fn apply(
             "UPDATE orders SET saga_step = $1, status = COALESCE($2, status), \
              failure_reason = COALESCE($3, failure_reason), reservation_id = COALESCE($4, reservation_id), \
              total_minor = COALESCE($5, total_minor), currency = COALESCE($6, currency), \
-             payment_id = COALESCE($7, payment_id), updated_at = $8 \
-             WHERE id = $9 AND saga_step = $10 AND status = $11",
+             payment_id = COALESCE($7, payment_id), updated_at = $8, \
+             refund = COALESCE($12, refund), attempts = 0, retry_at = NULL \
+             WHERE id = $9 AND saga_step = $10 AND (status = $11 OR status = $13)",
         )
         .bind(transition.next.as_str())
         .bind(transition.status)
@@ -173,6 +183,8 @@ pub(crate) async fn apply(
         .bind(order_id)
         .bind(transition.step.as_str())
         .bind(PENDING)
+        .bind(transition.refund)
+        .bind(COMPENSATING)
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
@@ -187,15 +199,16 @@ pub(crate) async fn apply(
             now,
         )
         .await?;
-        if let Some(status) = transition.status {
-            let event = if status == FAILED {
-                "order.failed"
-            } else {
-                "order.confirmed"
-            };
-            if let Some(order) = load_in(&mut tx, order_id).await? {
-                append_event(&mut tx, &order, event, now).await?;
-            }
+        // Events tell the world how an order ended; `compensating` is on the way there.
+        let event = match transition.status {
+            Some(FAILED) => Some("order.failed"),
+            Some(CONFIRMED) => Some("order.confirmed"),
+            _ => None,
+        };
+        if let Some(event) = event
+            && let Some(order) = load_in(&mut tx, order_id).await?
+        {
+            append_event(&mut tx, &order, event, now).await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -203,12 +216,15 @@ pub(crate) async fn apply(
     .await
 }
 
-/// Notes in the saga log that a step could not finish and will be retried.
+/// Notes in the saga log that a step could not finish and will be retried,
+/// counts the failed attempt, and schedules the next one at `retry_at` (ms
+/// since epoch; `None`: the next recovery pass after the order went stale).
 pub(crate) async fn log_stall(
     db: &Db,
     order_id: &str,
     step: SagaStep,
     detail: &str,
+    retry_at: Option<i64>,
 ) -> Result<(), sqlx::Error> {
     db.traced("INSERT", "saga_log", async {
         let mut tx = db.begin().await?;
@@ -221,27 +237,53 @@ pub(crate) async fn log_stall(
             now_millis(),
         )
         .await?;
-        sqlx::query("UPDATE orders SET updated_at = $1 WHERE id = $2")
-            .bind(now_millis())
-            .bind(order_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE orders SET updated_at = $1, attempts = attempts + 1, retry_at = $2 \
+             WHERE id = $3 AND saga_step = $4",
+        )
+        .bind(now_millis())
+        .bind(retry_at)
+        .bind(order_id)
+        .bind(step.as_str())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await
     })
     .await
 }
 
-/// Ids of pending orders last touched at or before `before`, oldest first.
-pub(crate) async fn pending(db: &Db, before: i64) -> Result<Vec<String>, sqlx::Error> {
+/// Ids of orders still in progress that are due: those without a scheduled
+/// retry last touched at or before `stale`, and those whose retry is due at
+/// `now`; oldest first.
+pub(crate) async fn due(db: &Db, stale: i64, now: i64) -> Result<Vec<String>, sqlx::Error> {
     db.traced("SELECT", "orders", async {
         let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT id FROM orders WHERE status = $1 AND updated_at <= $2 ORDER BY updated_at, id LIMIT 200",
+            "SELECT id FROM orders WHERE (status = $1 OR status = $2) \
+             AND ((retry_at IS NULL AND updated_at <= $3) OR retry_at <= $4) \
+             ORDER BY updated_at, id LIMIT 200",
         )
         .bind(PENDING)
-        .bind(before)
+        .bind(COMPENSATING)
+        .bind(stale)
+        .bind(now)
         .fetch_all(db.pool())
         .await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
+    })
+    .await
+}
+
+/// The earliest scheduled retry of an order in progress (ms since epoch).
+pub(crate) async fn next_retry(db: &Db) -> Result<Option<i64>, sqlx::Error> {
+    db.traced("SELECT", "orders", async {
+        let row: (Option<i64>,) = sqlx::query_as(
+            "SELECT MIN(retry_at) FROM orders WHERE (status = $1 OR status = $2) AND retry_at IS NOT NULL",
+        )
+        .bind(PENDING)
+        .bind(COMPENSATING)
+        .fetch_one(db.pool())
+        .await?;
+        Ok(row.0)
     })
     .await
 }
@@ -328,7 +370,10 @@ async fn load_in(conn: &mut AnyConnection, id: &str) -> Result<Option<Order>, sq
         currency: row.currency,
         reservation_id: row.reservation_id,
         payment_id: row.payment_id,
+        refund: row.refund,
         saga_step: row.saga_step,
+        attempts: row.attempts,
+        next_attempt_at_ms: row.retry_at,
         created_at_ms: row.created_at,
         updated_at_ms: row.updated_at,
     }))

@@ -81,3 +81,19 @@ async fn saga_recovery_and_last_unit_on_postgres() {
     order.stop().await.unwrap();
     pg.drop_schema().await;
 }
+
+/// A refund refused for a while during compensation is retried until done,
+/// across a restart, with the saga's state in PostgreSQL.
+#[tokio::test]
+async fn refund_retried_until_done_on_postgres() {
+    let Some(pg) = PgSchema::create("weir_order_refund").await else {
+        return;
+    };
+    // Reservations expire at once, so the commit after payment is refused.
+    let peers = Peers::start_with(std::time::Duration::ZERO).await;
+    let mut config = peers.order_config();
+    config.database_url = Some(pg.url.clone());
+    config.recovery_interval = std::time::Duration::from_secs(600);
+    refund::refund_survives_failures_and_a_restart(&peers, config).await;
+    pg.drop_schema().await;
+}

@@ -35,7 +35,7 @@ async fn start() -> Traced {
     config.seed = false;
     config.telemetry = catalog_t;
     let catalog = Running::start(move |l, s| catalog::run(config, l, s)).await;
-    let mut config = payment::Config::new(dir.path());
+    let mut config = payment::Config::new(dir.path()).with_faults_enabled();
     config.telemetry = payment_t;
     let payment = Running::start(move |l, s| payment::run(config, l, s)).await;
     let config = order_config(&dir, &catalog, &payment, order_t);

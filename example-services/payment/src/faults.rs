@@ -5,8 +5,16 @@
 //! is charged (safe to retry), `latency_ms` delays every answer *after* the
 //! charge is recorded (so a caller that times out and retries meets its own
 //! earlier charge), and `decline_over_minor` declines large amounts with `402`
-//! (final, not worth retrying). `GET /admin/faults` also reports how many
-//! charge requests arrived, which is how tests count retries.
+//! (final, not worth retrying), and `refund_failure_rate` answers `503` to
+//! refunds before anything is refunded (how a saga's compensation is shown to
+//! survive a failing world). `GET /admin/faults` also reports how many charge
+//! and refund requests arrived, which is how tests count retries.
+//!
+//! The knobs are off unless the service is started with them on
+//! ([`Config::faults_enabled`](crate::Config::faults_enabled), the demo does,
+//! or `PAYMENT_FAULTS=enabled`): a production payment service must not carry
+//! an unauthenticated switch that makes it fail. Off, `/admin/faults`
+//! answers `404` and no fault ever applies.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +37,9 @@ pub struct FaultSettings {
     pub latency_ms: u64,
     /// Amounts above this (minor units) are declined with `402`; `null` declines nothing.
     pub decline_over_minor: Option<i64>,
+    /// Share of refund requests answered `503` without refunding, 0.0-1.0.
+    #[serde(default)]
+    pub refund_failure_rate: f64,
 }
 
 /// Body of `PUT /admin/faults`: the complete new settings (absent fields reset
@@ -45,9 +56,15 @@ pub struct FaultUpdate {
     /// Decline amounts above this.
     #[serde(default)]
     pub decline_over_minor: Option<i64>,
+    /// Share of refund requests answered `503`, 0.0-1.0.
+    #[serde(default)]
+    pub refund_failure_rate: f64,
     /// Ignored (read-only counter).
     #[serde(default)]
     pub charge_requests: Option<u64>,
+    /// Ignored (read-only counter).
+    #[serde(default)]
+    pub refund_requests: Option<u64>,
 }
 
 /// What `GET /admin/faults` answers.
@@ -58,20 +75,33 @@ pub struct FaultReport {
     pub settings: FaultSettings,
     /// Charge requests received since start.
     pub charge_requests: u64,
+    /// Refund requests received since start.
+    pub refund_requests: u64,
 }
 
-/// Live fault settings and the charge-request counter.
+/// Live fault settings and the request counters.
 #[derive(Debug, Default)]
 pub(crate) struct Faults {
+    /// Off: the settings stay at their defaults (no fault) and the admin
+    /// endpoints answer `404`.
+    enabled: bool,
     settings: Mutex<FaultSettings>,
     charge_requests: AtomicU64,
+    refund_requests: AtomicU64,
 }
 
 impl Faults {
-    pub(crate) fn new(settings: FaultSettings) -> Self {
+    /// Knobs starting at `settings` when `enabled`; without faults otherwise.
+    pub(crate) fn new(enabled: bool, settings: FaultSettings) -> Self {
         Self {
-            settings: Mutex::new(settings),
+            enabled,
+            settings: Mutex::new(if enabled {
+                settings
+            } else {
+                FaultSettings::default()
+            }),
             charge_requests: AtomicU64::new(0),
+            refund_requests: AtomicU64::new(0),
         }
     }
 
@@ -79,6 +109,23 @@ impl Faults {
     pub(crate) fn on_charge_request(&self) -> FaultSettings {
         self.charge_requests.fetch_add(1, Ordering::Relaxed);
         self.current()
+    }
+
+    /// Counts a refund request and returns the settings it must obey.
+    pub(crate) fn on_refund_request(&self) -> FaultSettings {
+        self.refund_requests.fetch_add(1, Ordering::Relaxed);
+        self.current()
+    }
+
+    /// `404` when the knobs are off, so they look like they do not exist.
+    fn available(&self) -> Result<(), Problem> {
+        if self.enabled {
+            Ok(())
+        } else {
+            Err(Problem::not_found(
+                "fault injection is off (start payment with PAYMENT_FAULTS=enabled)",
+            ))
+        }
     }
 
     fn current(&self) -> FaultSettings {
@@ -99,15 +146,22 @@ impl Faults {
         FaultReport {
             settings: self.current(),
             charge_requests: self.charge_requests.load(Ordering::Relaxed),
+            refund_requests: self.refund_requests.load(Ordering::Relaxed),
         }
     }
 }
 
-/// Current fault settings and the charge-request counter.
+/// Current fault settings and the request counters.
 #[utoipa::path(get, path = "/admin/faults", tag = "admin",
-    responses((status = 200, body = FaultReport)))]
-pub(crate) async fn get_faults(State(state): State<AppState>) -> Json<FaultReport> {
-    Json(state.faults.report())
+    responses(
+        (status = 200, body = FaultReport),
+        (status = 404, description = "Fault injection is off", body = ProblemDetails, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn get_faults(
+    State(state): State<AppState>,
+) -> Result<Json<FaultReport>, Problem> {
+    state.faults.available()?;
+    Ok(Json(state.faults.report()))
 }
 
 /// Replace the fault settings.
@@ -115,17 +169,22 @@ pub(crate) async fn get_faults(State(state): State<AppState>) -> Json<FaultRepor
     request_body = FaultUpdate,
     responses(
         (status = 200, body = FaultReport),
+        (status = 404, description = "Fault injection is off", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn put_faults(
     State(state): State<AppState>,
-    ApiJson(update): ApiJson<FaultUpdate>,
+    update: Result<ApiJson<FaultUpdate>, Problem>,
 ) -> Result<Json<FaultReport>, Problem> {
-    if !(0.0..=1.0).contains(&update.failure_rate) {
-        return Err(Problem::invalid(
-            "failure_rate",
-            "must be between 0.0 and 1.0",
-        ));
+    state.faults.available()?;
+    let ApiJson(update) = update?;
+    for (field, rate) in [
+        ("failure_rate", update.failure_rate),
+        ("refund_failure_rate", update.refund_failure_rate),
+    ] {
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(Problem::invalid(field, "must be between 0.0 and 1.0"));
+        }
     }
     if update.latency_ms > 60_000 {
         return Err(Problem::invalid("latency_ms", "must be at most 60000"));
@@ -140,6 +199,7 @@ pub(crate) async fn put_faults(
         failure_rate: update.failure_rate,
         latency_ms: update.latency_ms,
         decline_over_minor: update.decline_over_minor,
+        refund_failure_rate: update.refund_failure_rate,
     };
     tracing::info!(?settings, "fault settings changed");
     state.faults.set(settings);

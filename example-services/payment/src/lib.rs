@@ -4,7 +4,8 @@
 //! sidecar makes never charge twice. The processor is simulated, and its
 //! failure rate, latency and decline limit can be changed at run time through
 //! `GET`/`PUT /admin/faults` on the service's own port, to demonstrate
-//! retries, timeouts and circuit breaking.
+//! retries, timeouts and circuit breaking, when the service was started with
+//! them on (`PAYMENT_FAULTS=enabled`; the demo does).
 //!
 //! # Layout
 //!
@@ -73,7 +74,7 @@ pub async fn run(
     .await?;
     let state = AppState {
         db: db.clone(),
-        faults: Arc::new(faults::Faults::new(config.faults)),
+        faults: Arc::new(faults::Faults::new(config.faults_enabled, config.faults)),
     };
     service_kit::service::serve(
         listener,

@@ -291,11 +291,26 @@ pub(crate) async fn list(
         (status = 200, body = Payment),
         (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
         (status = 409, description = "Declined payments cannot be refunded", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "Injected processor failure; nothing refunded, safe to retry", body = ProblemDetails, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn refund(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Payment>, Problem> {
+) -> Result<Response, Problem> {
+    let faults = state.faults.on_refund_request();
+    if faults.refund_failure_rate > 0.0 && fastrand::f64() < faults.refund_failure_rate {
+        tracing::info!(payment = %id, "injected refund failure");
+        let mut response = Problem::unavailable(
+            "processor-unavailable",
+            "the payment processor failed (injected); nothing was refunded",
+        )
+        .into_response();
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            HeaderValue::from_static("1"),
+        );
+        return Ok(response);
+    }
     let update = sqlx::query(
         "UPDATE payments SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
     )
@@ -310,7 +325,7 @@ pub(crate) async fn refund(
         tracing::info!(payment = %id, "payment refunded");
     }
     match payment.status.as_str() {
-        REFUNDED => Ok(Json(payment)),
+        REFUNDED => Ok(Json(payment).into_response()),
         other => Err(Problem::conflict(
             "payment-not-refundable",
             format!("payment {id} is {other}"),

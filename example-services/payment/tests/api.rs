@@ -5,7 +5,7 @@ use serde_json::json;
 use service_kit::testing::{Running, TestClient, TestDir};
 
 async fn start(dir: &TestDir, faults: FaultSettings) -> Running<payment::Error> {
-    let mut config = Config::new(dir.path());
+    let mut config = Config::new(dir.path()).with_faults_enabled();
     config.faults = faults;
     Running::start(move |listener, shutdown| payment::run(config, listener, shutdown)).await
 }
@@ -210,5 +210,91 @@ async fn injected_failures_decline_rules_and_refunds() {
     );
     let doc = client.get(&format!("{base}/openapi.json")).await;
     assert!(doc.json["paths"]["/admin/faults"].is_object());
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn injected_refund_failures_refund_nothing_until_healed() {
+    let dir = TestDir::new("payment");
+    let server = start(&dir, FaultSettings::default()).await;
+    let client = TestClient::new();
+    let base = server.url();
+    let paid = client
+        .post(
+            &format!("{base}/v1/payments"),
+            &[("idempotency-key", "r")],
+            &charge("o-r", 700),
+        )
+        .await;
+    assert_eq!(paid.status, 201);
+    let id = paid.json["id"].as_str().unwrap();
+    let set = client
+        .put(
+            &format!("{base}/admin/faults"),
+            &[],
+            &json!({"refund_failure_rate": 1.0}),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{:?}", set.json);
+    let refused = client
+        .post(&format!("{base}/v1/payments/{id}/refund"), &[], &json!({}))
+        .await;
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.headers["retry-after"], "1");
+    let payment = client.get(&format!("{base}/v1/payments/{id}")).await;
+    assert_eq!(payment.json["status"], "succeeded", "nothing refunded");
+
+    client
+        .put(&format!("{base}/admin/faults"), &[], &json!({}))
+        .await;
+    let refunded = client
+        .post(&format!("{base}/v1/payments/{id}/refund"), &[], &json!({}))
+        .await;
+    assert_eq!(refunded.status, 200);
+    assert_eq!(refunded.json["status"], "refunded");
+    let report = client.get(&format!("{base}/admin/faults")).await;
+    assert_eq!(report.json["refund_requests"], 2);
+    server.stop().await.unwrap();
+}
+
+/// Without `faults_enabled` (the default, and `PAYMENT_FAULTS` unset) the
+/// knobs do not exist: `404` problem+json, and settings given at start-up do
+/// not apply.
+#[tokio::test]
+async fn fault_knobs_are_off_unless_enabled() {
+    let dir = TestDir::new("payment");
+    let mut config = Config::new(dir.path());
+    config.faults.failure_rate = 1.0;
+    config.faults.refund_failure_rate = 1.0;
+    let server = Running::start(move |l, s| payment::run(config, l, s)).await;
+    let client = TestClient::new();
+    let base = server.url();
+
+    let get = client.get(&format!("{base}/admin/faults")).await;
+    assert_eq!(get.status, 404);
+    assert_eq!(get.headers["content-type"], "application/problem+json");
+    let put = client
+        .put(
+            &format!("{base}/admin/faults"),
+            &[],
+            &json!({"failure_rate": 1.0}),
+        )
+        .await;
+    assert_eq!(put.status, 404);
+    assert_eq!(put.headers["content-type"], "application/problem+json");
+
+    let paid = client
+        .post(
+            &format!("{base}/v1/payments"),
+            &[("idempotency-key", "off")],
+            &charge("o-off", 100),
+        )
+        .await;
+    assert_eq!(paid.status, 201, "no injected failure: {:?}", paid.json);
+    let id = paid.json["id"].as_str().unwrap();
+    let refunded = client
+        .post(&format!("{base}/v1/payments/{id}/refund"), &[], &json!({}))
+        .await;
+    assert_eq!(refunded.status, 200);
     server.stop().await.unwrap();
 }

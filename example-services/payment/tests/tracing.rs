@@ -10,7 +10,7 @@ use service_kit::testing::{Running, TestClient, TestDir, recording_telemetry};
 async fn charges_are_traced_and_injected_failures_are_errors() {
     let dir = TestDir::new("payment-tracing");
     let (telemetry, recorder) = recording_telemetry("payment");
-    let mut config = Config::new(dir.path());
+    let mut config = Config::new(dir.path()).with_faults_enabled();
     config.faults.failure_rate = 1.0;
     config.telemetry = telemetry;
     let server = Running::start(move |l, s| payment::run(config, l, s)).await;

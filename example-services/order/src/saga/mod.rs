@@ -4,8 +4,8 @@
 //! reserve ──ok──▶ charge ──ok──▶ commit ──ok──▶ done (confirmed)
 //!    │               │              │
 //!    │ short         │ declined     │ reservation expired
-//!    ▼               ▼              ▼
-//!  done (failed)   release ◀──── refund
+//!    ▼               ▼              ▼  (order `compensating`, `refund: pending`)
+//!  done (failed)   release ◀──── refund ⟲ retried with backoff until done
 //!                    │
 //!                    ▼
 //!                  done (failed)
@@ -20,9 +20,18 @@
 //! start-up and periodically. A step whose peer gives no definite answer
 //! after the retries leaves the order pending for the next recovery pass;
 //! stock held meanwhile is returned by the catalog's reservation expiry.
+//!
+//! Money is different: a refund owed during compensation is never given up.
+//! A refund try that fails (no answer, a sidecar's own error, or a refusal)
+//! schedules the next try (`retry_at`, backoff from `refund_backoff` doubling
+//! up to `refund_backoff_max`) in the same row, so the recovery loop, in this
+//! process or after a restart, tries again until the payment service
+//! confirms it. The only end without a refund is the payment service saying
+//! there is nothing to refund (`409 payment-not-refundable`).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::http::HeaderMap;
 use opentelemetry::KeyValue;
@@ -33,7 +42,8 @@ use service_kit::{Db, Outbound, now_millis};
 use utoipa::ToSchema;
 
 use crate::config::Config;
-use crate::model::{Order, PENDING};
+use crate::model::{Order, in_progress};
+use crate::peers::backoff_capped;
 use crate::store::{self, Transition};
 
 mod steps;
@@ -116,6 +126,8 @@ pub(crate) struct Saga {
     in_flight: Mutex<HashSet<String>>,
     /// Wakes the outbox relay when events were written.
     pub(crate) events: Arc<tokio::sync::Notify>,
+    /// Wakes the recovery loop when a retry was scheduled.
+    scheduled: tokio::sync::Notify,
 }
 
 /// Removes an order from the in-flight set when its driver ends, even by panic or cancellation.
@@ -142,6 +154,7 @@ impl Saga {
             config,
             in_flight: Mutex::new(HashSet::new()),
             events,
+            scheduled: tokio::sync::Notify::new(),
         }
     }
 
@@ -164,7 +177,7 @@ impl Saga {
                 tracing::error!(order = %order.id, step = %order.saga_step, "unknown saga step");
                 return Ok(());
             };
-            if order.status != PENDING || step == SagaStep::Done {
+            if !in_progress(&order.status) || step == SagaStep::Done {
                 return Ok(());
             }
             match self.traced_step(step, &order, incoming).await {
@@ -198,17 +211,34 @@ impl Saga {
                         }
                         continue;
                     }
-                    tracing::warn!(order = %order_id, step = step.as_str(), %reason, "saga step stalled, order left pending");
-                    store::log_stall(&self.db, order_id, step, &reason).await?;
+                    // Compensation is retried on its own schedule; other
+                    // steps wait for the next recovery pass.
+                    let retry_at = (step == SagaStep::Refund).then(|| {
+                        let attempt = u32::try_from(order.attempts + 1).unwrap_or(u32::MAX);
+                        let wait = backoff_capped(
+                            self.config.refund_backoff,
+                            self.config.refund_backoff_max,
+                            attempt,
+                        );
+                        now_millis()
+                            .saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX))
+                    });
+                    tracing::warn!(order = %order_id, step = step.as_str(), %reason, ?retry_at,
+                        attempts = order.attempts + 1, "saga step stalled, will be tried again");
+                    store::log_stall(&self.db, order_id, step, &reason, retry_at).await?;
+                    if retry_at.is_some() {
+                        self.scheduled.notify_one();
+                    }
                     return Ok(());
                 }
             }
         }
     }
 
-    /// Drives every pending order not touched since `before` (ms since epoch).
-    pub(crate) async fn recover(&self, before: i64) -> Result<usize, sqlx::Error> {
-        let pending = store::pending(&self.db, before).await?;
+    /// Drives every order in progress that is due: not touched since
+    /// `stale`, or whose scheduled retry is due at `now` (ms since epoch).
+    pub(crate) async fn recover(&self, stale: i64, now: i64) -> Result<usize, sqlx::Error> {
+        let pending = store::due(&self.db, stale, now).await?;
         let count = pending.len();
         for order_id in pending {
             tracing::info!(order = %order_id, "recovering pending order");
@@ -272,20 +302,41 @@ impl Saga {
     }
 }
 
-/// Drives pending orders at start-up and then every `interval`, picking up
-/// orders whose driver died or stalled.
-pub(crate) async fn recovery_loop(saga: Arc<Saga>, interval: std::time::Duration) {
-    // At start-up every pending order belongs to a driver that is gone.
-    if let Err(error) = saga.recover(i64::MAX).await {
+/// The shortest pause between two recovery passes, so an order that is due
+/// but claimed by another driver is not polled in a tight loop.
+const MIN_PAUSE: Duration = Duration::from_millis(20);
+
+/// Drives orders in progress at start-up, then whenever a scheduled retry is
+/// due and at least every `interval`, picking up orders whose driver died or
+/// stalled.
+pub(crate) async fn recovery_loop(saga: Arc<Saga>, interval: Duration) {
+    // At start-up every order in progress belongs to a driver that is gone,
+    // and a scheduled retry need not wait: it is tried at once.
+    if let Err(error) = saga.recover(i64::MAX, i64::MAX).await {
         tracing::warn!(%error, "start-up recovery failed");
     }
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
+    let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+    let mut next_pass = now_millis().saturating_add(interval_ms);
     loop {
-        ticker.tick().await;
-        let stale = now_millis() - i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
-        if let Err(error) = saga.recover(stale).await {
+        let next_retry = match store::next_retry(&saga.db).await {
+            Ok(at) => at,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the next scheduled retry");
+                None
+            }
+        };
+        let wake = next_retry.map_or(next_pass, |at| at.min(next_pass));
+        let wait = Duration::from_millis(u64::try_from(wake - now_millis()).unwrap_or(0));
+        tokio::select! {
+            () = tokio::time::sleep(wait.max(MIN_PAUSE)) => {}
+            // A retry was scheduled, possibly earlier than `wake`: look again.
+            () = saga.scheduled.notified() => continue,
+        }
+        let now = now_millis();
+        if now >= next_pass {
+            next_pass = now.saturating_add(interval_ms);
+        }
+        if let Err(error) = saga.recover(now.saturating_sub(interval_ms), now).await {
             tracing::warn!(%error, "recovery pass failed");
         }
     }

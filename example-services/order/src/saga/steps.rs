@@ -10,7 +10,9 @@ use serde_json::json;
 use service_kit::OutboundResponse;
 
 use super::{Outcome, Saga, SagaStep};
-use crate::model::{CONFIRMED, FAILED, Order};
+use crate::model::{
+    COMPENSATING, CONFIRMED, FAILED, Order, REFUND_COMPLETED, REFUND_NOT_NEEDED, REFUND_PENDING,
+};
 use crate::peers::{Reply, call, problem_detail};
 use crate::store::{ReservationInfo, Transition};
 
@@ -132,13 +134,17 @@ impl Saga {
         )))
     }
 
+    /// Gives the payment back. The step only moves on once the payment
+    /// service confirms the refund, or says there is nothing to refund
+    /// (`409 payment-not-refundable`: the payment was declined). Anything
+    /// else, a refusal included, stalls the step, which is then retried with
+    /// backoff until it succeeds: the order stays `compensating` with
+    /// `refund: pending` meanwhile.
     async fn refund(&self, order: &Order, incoming: &HeaderMap) -> Outcome {
         let Some(payment) = order.payment_id.as_deref() else {
-            return Outcome::Advance(Transition::new(
-                SagaStep::Refund,
-                "skipped",
-                SagaStep::Release,
-            ));
+            let mut t = Transition::new(SagaStep::Refund, "skipped", SagaStep::Release);
+            t.refund = Some(REFUND_NOT_NEEDED);
+            return Outcome::Advance(t);
         };
         let url = self
             .config
@@ -147,17 +153,28 @@ impl Saga {
             Ok(response) => response,
             Err(stall) => return stall,
         };
-        let outcome = if response.status.is_success() {
-            "succeeded"
-        } else {
-            "failed"
-        };
-        let mut t = Transition::new(SagaStep::Refund, outcome, SagaStep::Release);
-        if !response.status.is_success() {
-            tracing::error!(order = %order.id, %payment, status = %response.status, "refund refused");
-            t.detail = Some(problem_detail(&response));
+        if response.status.is_success() {
+            let mut t = Transition::new(SagaStep::Refund, "succeeded", SagaStep::Release);
+            t.detail = Some(format!("payment {payment} refunded"));
+            t.refund = Some(REFUND_COMPLETED);
+            return Outcome::Advance(t);
         }
-        Outcome::Advance(t)
+        if response.status == StatusCode::CONFLICT
+            && problem_type(&response).as_deref()
+                == Some("https://weir.dev/problems/payment-not-refundable")
+        {
+            let mut t = Transition::new(SagaStep::Refund, "not_needed", SagaStep::Release);
+            t.detail = Some(problem_detail(&response));
+            t.refund = Some(REFUND_NOT_NEEDED);
+            return Outcome::Advance(t);
+        }
+        tracing::error!(order = %order.id, %payment, status = %response.status,
+            "refund refused; it will be tried again");
+        Outcome::Stall(format!(
+            "payment refused the refund ({}): {}",
+            response.status,
+            problem_detail(&response)
+        ))
     }
 
     async fn release(&self, order: &Order, incoming: &HeaderMap) -> Outcome {
@@ -229,9 +246,22 @@ fn to_release(step: SagaStep, reason: String) -> Transition {
     failing(step, "failed", SagaStep::Release, reason)
 }
 
-/// Commit failed after payment: refund, give the stock back, then fail.
+/// Commit failed after payment: the order is `compensating` until the
+/// payment is refunded and the stock given back, then it fails.
 fn to_refund(reason: String) -> Transition {
-    failing(SagaStep::Commit, "failed", SagaStep::Refund, reason)
+    let mut t = failing(SagaStep::Commit, "failed", SagaStep::Refund, reason);
+    t.status = Some(COMPENSATING);
+    t.refund = Some(REFUND_PENDING);
+    t
+}
+
+/// The `type` of a problem body.
+fn problem_type(response: &OutboundResponse) -> Option<String> {
+    serde_json::from_slice::<serde_json::Value>(&response.body)
+        .ok()?
+        .get("type")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// A step that records `reason` as both its detail and the order's failure.

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod refund;
+
 use std::time::Duration;
 
 use order::SagaStep;
@@ -29,7 +31,7 @@ impl Peers {
         catalog_config.reservation_ttl = reservation_ttl;
         catalog_config.sweep_interval = Duration::from_millis(50);
         let catalog = Running::start(move |l, s| catalog::run(catalog_config, l, s)).await;
-        let payment_config = payment::Config::new(dir.path());
+        let payment_config = payment::Config::new(dir.path()).with_faults_enabled();
         let payment = Running::start(move |l, s| payment::run(payment_config, l, s)).await;
         Self {
             dir,
@@ -47,6 +49,8 @@ impl Peers {
         config.call_attempts = 3;
         config.retry_backoff = Duration::from_millis(10);
         config.call_timeout = Duration::from_secs(10);
+        config.refund_backoff = Duration::from_millis(20);
+        config.refund_backoff_max = Duration::from_millis(100);
         config
     }
 
@@ -97,6 +101,15 @@ impl Peers {
         r.json
     }
 
+    pub(crate) async fn refund_requests(&self) -> u64 {
+        self.client
+            .get(&format!("{}/admin/faults", self.payment.url()))
+            .await
+            .json["refund_requests"]
+            .as_u64()
+            .unwrap()
+    }
+
     pub(crate) async fn charge_requests(&self) -> u64 {
         self.client
             .get(&format!("{}/admin/faults", self.payment.url()))
@@ -144,17 +157,59 @@ pub(crate) async fn place(
         .await
 }
 
-/// Polls the order until it leaves `pending` (recovery runs in the background), bounded.
+/// Polls the order until it is `confirmed` or `failed` (recovery runs in
+/// the background), bounded.
 pub(crate) async fn settled(client: &TestClient, order: &Running<order::Error>, id: &str) -> Value {
     eventually(Duration::from_secs(20), async || {
         let r = client.get(&format!("{}/v1/orders/{id}", order.url())).await;
-        if r.json["status"] != "pending" {
+        if r.json["status"] == "confirmed" || r.json["status"] == "failed" {
             Ok(r.json)
         } else {
-            Err(format!("order {id} still pending: {:?}", r.json))
+            Err(format!("order {id} still in progress: {:?}", r.json))
         }
     })
     .await
+}
+
+/// Polls the order until `check` accepts it, bounded.
+pub(crate) async fn order_until(
+    client: &TestClient,
+    order: &Running<order::Error>,
+    id: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    eventually(Duration::from_secs(20), async || {
+        let r = client.get(&format!("{}/v1/orders/{id}", order.url())).await;
+        if check(&r.json) {
+            Ok(r.json)
+        } else {
+            Err(format!("order {id}: waiting for {what}: {:?}", r.json))
+        }
+    })
+    .await
+}
+
+/// The (step, outcome) pairs of an order's saga log.
+pub(crate) async fn saga_steps(
+    client: &TestClient,
+    order: &Running<order::Error>,
+    id: &str,
+) -> Vec<(String, String)> {
+    let log = client
+        .get(&format!("{}/v1/orders/{id}/saga", order.url()))
+        .await;
+    log.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["step"].as_str().unwrap().to_owned(),
+                e["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
 }
 
 pub(crate) async fn events(
