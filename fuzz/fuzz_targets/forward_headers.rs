@@ -76,7 +76,10 @@ fn value(u: &mut Unstructured<'_>) -> Result<Vec<u8>> {
 fn headers(u: &mut Unstructured<'_>) -> Result<HeaderMap> {
     let mut map = HeaderMap::new();
     for (name, v) in list(u, 12, |u| Ok((word(u, NAMES)?, value(u)?)))? {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(&v)) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(&v),
+        ) {
             map.append(n, v);
         }
     }
@@ -158,7 +161,11 @@ fuzz_target!(|data: &[u8]| {
     let host = HeaderValue::from_bytes(&value(&mut u).unwrap_or_default()).ok();
     let info = ForwardedInfo {
         client_ip: ip,
-        proto: if u.arbitrary::<bool>().unwrap_or(false) { "https" } else { "http" },
+        proto: if u.arbitrary::<bool>().unwrap_or(false) {
+            "https"
+        } else {
+            "http"
+        },
         host: host.as_ref(),
         client_ip_header: u.arbitrary::<bool>().unwrap_or(false).then_some(&formatted),
     };

@@ -32,14 +32,22 @@ const MAX_TIME: u64 = 1 << 62;
 const YEAR_NS: u64 = 365 * 24 * 3600 * 1_000_000_000;
 
 fn quota_numbers(u: &mut Unstructured<'_>) -> Result<(u64, Duration, u64)> {
-    let rate = if u.ratio(7, 8)? { u.int_in_range(0..=2000)? } else { u.arbitrary()? };
+    let rate = if u.ratio(7, 8)? {
+        u.int_in_range(0..=2000)?
+    } else {
+        u.arbitrary()?
+    };
     let per = match u.int_in_range(0..=3)? {
         0 => Duration::from_secs(1),
         1 => Duration::from_millis(u.int_in_range(0..=120_000)?),
         2 => Duration::from_nanos(u.arbitrary()?),
         _ => Duration::new(u.arbitrary()?, u.int_in_range(0..=999_999_999)?),
     };
-    let burst = if u.ratio(7, 8)? { u.int_in_range(0..=300)? } else { u.arbitrary()? };
+    let burst = if u.ratio(7, 8)? {
+        u.int_in_range(0..=300)?
+    } else {
+        u.arbitrary()?
+    };
     Ok((rate, per, burst))
 }
 
@@ -51,7 +59,9 @@ fn check_quota(rate: u64, per: Duration, burst: u64) -> Option<Quota> {
         .and(per_ns)
         .and_then(|p| {
             let e = (p / rate).max(1);
-            e.checked_mul(burst).filter(|t| *t <= 100 * YEAR_NS).map(|t| (e, t))
+            e.checked_mul(burst)
+                .filter(|t| *t <= 100 * YEAR_NS)
+                .map(|t| (e, t))
         });
     match (&q, expected) {
         (Some(q), Some((e, t))) => {
@@ -75,7 +85,11 @@ fn check_quota(rate: u64, per: Duration, burst: u64) -> Option<Quota> {
 fn step(q: &Quota, tat: Option<u64>, now: u64) -> (Decision, u64) {
     let (d, new) = decide(q, tat, now);
     if tat.is_none_or(|t| t <= now) {
-        assert_eq!((d, new), decide(q, None, now), "an old TAT decides unlike no entry");
+        assert_eq!(
+            (d, new),
+            decide(q, None, now),
+            "an old TAT decides unlike no entry"
+        );
         assert!(d.allowed, "a full bucket refused");
         assert_eq!(d.remaining, q.burst - 1);
     }
@@ -90,10 +104,17 @@ fn step(q: &Quota, tat: Option<u64>, now: u64) -> (Decision, u64) {
             let mut t = new;
             for i in 0..d.remaining {
                 let (d2, t2) = decide(q, Some(t), now);
-                assert!(d2.allowed, "request {i} of {} remaining refused", d.remaining);
+                assert!(
+                    d2.allowed,
+                    "request {i} of {} remaining refused",
+                    d.remaining
+                );
                 t = t2;
             }
-            assert!(!decide(q, Some(t), now).0.allowed, "more than remaining passed");
+            assert!(
+                !decide(q, Some(t), now).0.allowed,
+                "more than remaining passed"
+            );
         }
     } else {
         let tat = tat.expect("a denied key has state");
@@ -101,8 +122,14 @@ fn step(q: &Quota, tat: Option<u64>, now: u64) -> (Decision, u64) {
         assert_eq!(d.remaining, 0);
         assert!(d.retry_after > Duration::ZERO);
         let wait = u64::try_from(d.retry_after.as_nanos()).expect("retry_after fits");
-        assert!(decide(q, Some(tat), now + wait).0.allowed, "refused after retry_after");
-        assert!(!decide(q, Some(tat), now + wait - 1).0.allowed, "retry_after too long");
+        assert!(
+            decide(q, Some(tat), now + wait).0.allowed,
+            "refused after retry_after"
+        );
+        assert!(
+            !decide(q, Some(tat), now + wait - 1).0.allowed,
+            "retry_after too long"
+        );
     }
     (d, new)
 }
@@ -146,7 +173,11 @@ fuzz_target!(|data: &[u8]| {
             for (i, ti) in admitted.iter().enumerate() {
                 let k = (last - i + 1) as u64;
                 let bound = q.burst.saturating_add((now - ti) / q.emission_ns);
-                assert!(k <= bound, "{k} admitted within {} ns (bound {bound})", now - ti);
+                assert!(
+                    k <= bound,
+                    "{k} admitted within {} ns (bound {bound})",
+                    now - ti
+                );
             }
         }
 
@@ -159,6 +190,9 @@ fuzz_target!(|data: &[u8]| {
         if want.allowed {
             model.insert(key, t);
         }
-        assert_eq!(got, want, "the local store decided unlike the arithmetic for key {key}");
+        assert_eq!(
+            got, want,
+            "the local store decided unlike the arithmetic for key {key}"
+        );
     }
 });

@@ -67,8 +67,13 @@ fn fixture() -> &'static Fixture {
         .expect("auth config");
         let limits: RateLimitsConfig = serde_json::from_value(json!({})).expect("limits");
         let _guard = runtime().enter();
-        let policies = Policies::build(&auth, &limits, std::path::Path::new("."), &PolicyState::new())
-            .expect("policies");
+        let policies = Policies::build(
+            &auth,
+            &limits,
+            std::path::Path::new("."),
+            &PolicyState::new(),
+        )
+        .expect("policies");
         let route_auth: RouteAuthConfig =
             serde_json::from_value(json!({ "any_of": ["jwt"] })).expect("route auth");
         let route = policies
@@ -101,7 +106,11 @@ fn token(data: &[u8], f: &Fixture) -> Option<String> {
     let split = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
     let header = &rest[..split];
     let payload = rest.get(split + 1..).unwrap_or_default();
-    let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
+    let message = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
     let claimed = serde_json::from_slice::<Value>(header)
         .ok()
         .and_then(|h| h.get("alg")?.as_str()?.parse::<Algorithm>().ok());
@@ -116,7 +125,9 @@ fn token(data: &[u8], f: &Fixture) -> Option<String> {
 
 fn part(token: &str, i: usize) -> Value {
     let seg = token.split('.').nth(i).unwrap_or_default();
-    let bytes = URL_SAFE_NO_PAD.decode(seg).expect("admitted token part is base64url");
+    let bytes = URL_SAFE_NO_PAD
+        .decode(seg)
+        .expect("admitted token part is base64url");
     serde_json::from_slice(&bytes).expect("admitted token part is JSON")
 }
 
@@ -130,10 +141,16 @@ fn check_admitted(token: &str, f: &Fixture) {
     let iss = claims["iss"].as_str().expect("iss is a string");
     let (allowed, key): (&[&str], DecodingKey) = match iss {
         DEMO_ISS => (&["RS256"], f.rsa_public.clone()),
-        HS_ISS => (&["HS256", "HS384"], DecodingKey::from_secret(HS_SECRET.as_bytes())),
+        HS_ISS => (
+            &["HS256", "HS384"],
+            DecodingKey::from_secret(HS_SECRET.as_bytes()),
+        ),
         other => panic!("token of unknown issuer {other:?} admitted"),
     };
-    assert!(allowed.contains(&alg_name), "alg {alg_name} admitted for {iss}");
+    assert!(
+        allowed.contains(&alg_name),
+        "alg {alg_name} admitted for {iss}"
+    );
     let alg: Algorithm = alg_name.parse().expect("allowed alg parses");
     let (message, sig) = token.rsplit_once('.').expect("three parts");
     assert!(
@@ -154,14 +171,23 @@ fn check_admitted(token: &str, f: &Fixture) {
     let now = jsonwebtoken::get_current_timestamp() as f64;
     let leeway = LEEWAY as f64;
     let exp = claims["exp"].as_f64().expect("exp is required");
-    assert!(exp + leeway + 2.0 >= now, "expired token admitted (exp {exp})");
+    assert!(
+        exp + leeway + 2.0 >= now,
+        "expired token admitted (exp {exp})"
+    );
     if let Some(nbf) = claims.get("nbf") {
         let nbf = nbf.as_f64().expect("nbf is a number");
-        assert!(nbf <= now + leeway, "token not yet valid admitted (nbf {nbf})");
+        assert!(
+            nbf <= now + leeway,
+            "token not yet valid admitted (nbf {nbf})"
+        );
     }
     if let Some(iat) = claims.get("iat") {
         let iat = iat.as_f64().expect("iat is a number");
-        assert!(iat <= now + leeway, "token issued in the future admitted (iat {iat})");
+        assert!(
+            iat <= now + leeway,
+            "token issued in the future admitted (iat {iat})"
+        );
     }
 }
 
@@ -194,7 +220,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(admitted) = result {
-        assert!(admitted.identity.is_some(), "a jwt-only route admitted no identity");
+        assert!(
+            admitted.identity.is_some(),
+            "a jwt-only route admitted no identity"
+        );
         check_admitted(&token, f);
     }
 });

@@ -14,7 +14,14 @@ use sidecar::fuzzing::{Protocol, classify_prefix};
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const METHODS: &[&[u8]] = &[
-    b"GET ", b"POST ", b"PUT ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"PATCH ", b"TRACE ",
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"DELETE ",
+    b"HEAD ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"TRACE ",
     b"CONNECT ",
 ];
 
@@ -30,7 +37,11 @@ fn expected(buf: &[u8]) -> Option<Protocol> {
         return Some(Protocol::Http1);
     }
     let could_grow = PREFACE.starts_with(buf) || METHODS.iter().any(|m| m.starts_with(buf));
-    if could_grow { None } else { Some(Protocol::Opaque) }
+    if could_grow {
+        None
+    } else {
+        Some(Protocol::Opaque)
+    }
 }
 
 fuzz_target!(|data: &[u8]| {

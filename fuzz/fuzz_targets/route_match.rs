@@ -112,7 +112,10 @@ fn request(u: &mut Unstructured<'_>) -> Result<Option<Request>> {
     let port = if u.ratio(1, 4)? { ":8080" } else { "" };
     let mut segs = Vec::new();
     for _ in 0..u.int_in_range(0..=5)? {
-        segs.push(word(u, &["a", "b", "api", "users", "v1", "A", "%41", "", "42"])?);
+        segs.push(word(
+            u,
+            &["a", "b", "api", "users", "v1", "A", "%41", "", "42"],
+        )?);
     }
     let mut path = format!("/{}", segs.join("/"));
     if u.ratio(1, 4)? {
@@ -205,7 +208,9 @@ fn host_rank(patterns: &[HostPattern], host: &str) -> Option<usize> {
 }
 
 fn method_ok(methods: &[Method], m: &Method) -> bool {
-    methods.is_empty() || methods.contains(m) || (*m == Method::HEAD && methods.contains(&Method::GET))
+    methods.is_empty()
+        || methods.contains(m)
+        || (*m == Method::HEAD && methods.contains(&Method::GET))
 }
 
 fn reference_host(raw: &str) -> String {
@@ -248,7 +253,12 @@ fn check(table: &RouteTable, req: &Request) {
     match found {
         RouteMatch::Matched(m) => {
             let Some(best) = best else {
-                panic!("matched {} but no route fits {} {}", m.route.name(), req.method, req.uri);
+                panic!(
+                    "matched {} but no route fits {} {}",
+                    m.route.name(),
+                    req.method,
+                    req.uri
+                );
             };
             assert_eq!(
                 m.route.index(),
@@ -284,9 +294,15 @@ fn check(table: &RouteTable, req: &Request) {
             assert_eq!(got, allow_expected);
         }
         RouteMatch::NotFound => {
-            assert!(!host_path_match, "404 although a route takes {} {}", req.method, req.uri);
+            assert!(
+                !host_path_match,
+                "404 although a route takes {} {}",
+                req.method, req.uri
+            );
         }
-        RouteMatch::Gone { route } => panic!("route {} is gone without a deprecation", route.name()),
+        RouteMatch::Gone { route } => {
+            panic!("route {} is gone without a deprecation", route.name())
+        }
     }
 }
 

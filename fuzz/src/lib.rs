@@ -55,6 +55,8 @@ pub fn scratch_dir() -> &'static std::path::Path {
             ),
         ] {
             std::fs::write(keys.join(name), body).expect("key file");
+            // The cluster's config names its JWK set beside itself.
+            std::fs::write(dir.join(name), body).expect("key file");
         }
         dir
     })
