@@ -118,7 +118,7 @@ fn check_stripped(before: &HeaderMap, after: &HeaderMap, keep_upgrade: bool) {
         );
     }
     for n in &named {
-        if switching && (n == header::UPGRADE || n == header::CONNECTION) {
+        if switching && (*n == header::UPGRADE || *n == header::CONNECTION) {
             continue;
         }
         assert!(!after.contains_key(n), "{n}, named by Connection, survived");

@@ -10,7 +10,6 @@
 //! the token's. Unusable keys in a set are skipped, never fatal.
 #![no_main]
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::OnceLock;
 
 use base64::Engine;
@@ -19,7 +18,7 @@ use http::{HeaderValue, Request};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
-use weir_fuzz::{DEMO_JWKS, DEMO_PRIVATE_PEM, runtime};
+use weir_fuzz::{DEMO_JWKS, DEMO_PRIVATE_PEM, fresh_peer, runtime};
 use weir_policy::config::{AuthConfig, RateLimitsConfig, RouteAuthConfig};
 use weir_policy::{Policies, PolicyState, RouteRef};
 
@@ -135,7 +134,7 @@ fuzz_target!(|data: &[u8]| {
             .body(())
             .expect("request")
             .into_parts();
-        let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let peer = fresh_peer();
         let admitted = runtime()
             .block_on(policies.check(&route, &mut parts, peer))
             .is_ok();

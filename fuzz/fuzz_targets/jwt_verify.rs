@@ -14,7 +14,6 @@
 //! future, `iss` is the issuer's and `aud` holds the audience it requires.
 #![no_main]
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::OnceLock;
 
 use base64::Engine;
@@ -23,7 +22,7 @@ use http::{HeaderValue, Request};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
-use weir_fuzz::{DEMO_JWKS, DEMO_PRIVATE_PEM, runtime};
+use weir_fuzz::{DEMO_JWKS, DEMO_PRIVATE_PEM, fresh_peer, runtime};
 use weir_policy::config::{AuthConfig, RateLimitsConfig, RouteAuthConfig};
 use weir_policy::{Policies, PolicyState, RoutePolicy, RouteRef};
 
@@ -208,7 +207,7 @@ fuzz_target!(|data: &[u8]| {
         .body(())
         .expect("request")
         .into_parts();
-    let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let peer = fresh_peer();
     let result = runtime().block_on(f.policies.check(&f.route, &mut parts, peer));
     assert!(
         !parts.headers.contains_key("authorization"),

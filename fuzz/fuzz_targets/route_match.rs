@@ -320,7 +320,7 @@ fuzz_target!(|data: &[u8]| {
         path_prefix: false,
         ..VersioningConfig::default()
     };
-    let Ok(table) = RouteTable::compile(&routes, &versioning, &|_| true) else {
+    let Ok(table) = RouteTable::compile(&routes, &versioning, &|_: &str| true) else {
         return;
     };
     for _ in 0..8 {

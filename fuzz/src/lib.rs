@@ -73,3 +73,12 @@ pub fn names_special_files(text: &str) -> bool {
 pub const DEMO_PRIVATE_PEM: &[u8] = include_bytes!("../../config/keys/demo-jwt.pem");
 /// The demo JWK set (public half of [`DEMO_PRIVATE_PEM`], `kid: demo-1`).
 pub const DEMO_JWKS: &str = include_str!("../../config/keys/demo-jwks.json");
+
+/// A different client address on every call, so that throttling of failed
+/// authentication per address (a defence the gateway has) never turns later
+/// inputs away before the credential check the targets are fuzzing.
+pub fn fresh_peer() -> std::net::IpAddr {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0x0a00_0001);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::net::IpAddr::V4(std::net::Ipv4Addr::from(n))
+}
