@@ -15,7 +15,7 @@
 //!   are what the proxy knows, each exactly once, whatever the client sent.
 #![no_main]
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -87,7 +87,7 @@ fn headers(u: &mut Unstructured<'_>) -> Result<HeaderMap> {
 }
 
 /// The header names `Connection` lists, as the stripping code reads them.
-fn connection_tokens(h: &HeaderMap) -> BTreeSet<HeaderName> {
+fn connection_tokens(h: &HeaderMap) -> HashSet<HeaderName> {
     h.get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
