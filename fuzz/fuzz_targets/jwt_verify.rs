@@ -99,7 +99,14 @@ fn fixture() -> &'static Fixture {
 /// Builds the token an input stands for.
 fn token(data: &[u8], f: &Fixture) -> Option<String> {
     let (&mode, rest) = data.split_first()?;
-    if mode % 4 == 0 {
+    // Raw text a quarter of the time; signing with RSA is slow, so it gets
+    // one input in eight and HMAC the rest.
+    let mode = match mode % 8 {
+        0 | 4 => 0,
+        2 => 2,
+        _ => 1,
+    };
+    if mode == 0 {
         return String::from_utf8(rest.to_vec()).ok();
     }
     let split = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
@@ -113,7 +120,7 @@ fn token(data: &[u8], f: &Fixture) -> Option<String> {
     let claimed = serde_json::from_slice::<Value>(header)
         .ok()
         .and_then(|h| h.get("alg")?.as_str()?.parse::<Algorithm>().ok());
-    let (key, alg) = match (mode % 4, claimed) {
+    let (key, alg) = match (mode, claimed) {
         (1, Some(a @ (Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))) => (&f.hmac, a),
         (1, _) => (&f.hmac, Algorithm::HS256),
         _ => (&f.rsa, Algorithm::RS256),
