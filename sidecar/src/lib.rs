@@ -24,6 +24,8 @@
 pub mod config;
 mod destination;
 mod discovery;
+#[doc(hidden)]
+pub mod fuzzing;
 mod inbound;
 pub mod iptables;
 pub mod metrics;

@@ -57,9 +57,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     for name in &HOP_BY_HOP {
         headers.remove(name);
     }
+    // Every value, not just the first: `TE: trailers` followed by
+    // `TE: gzip` must not carry the second one through.
     if headers
-        .get(header::TE)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+        .get_all(header::TE)
+        .iter()
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))
     {
         headers.remove(header::TE);
     }
@@ -150,6 +153,13 @@ mod tests {
         let mut h = map(&[("te", "trailers")]);
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h["te"], "trailers");
+    }
+
+    #[test]
+    fn drops_te_when_any_value_is_not_trailers() {
+        let mut h = map(&[("te", "trailers"), ("te", "gzip")]);
+        strip_hop_by_hop(&mut h, false);
+        assert!(!h.contains_key("te"), "{h:?}");
     }
 
     #[test]

@@ -26,7 +26,7 @@ use proxy_core::shutdown::Shutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-pub(crate) use detect::Detected;
+pub(crate) use detect::{Detected, classify};
 use original_dst::original_dst;
 
 use crate::outbound::Outbound;
