@@ -20,14 +20,13 @@ use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use proxy_core::body::{self as pbody, Body};
 use proxy_core::forward::{
     self, ForwardError, ForwardedInfo, REQUEST_ID, ensure_request_id, is_upgrade_request,
     prepare_request_headers, strip_hop_by_hop,
 };
 use proxy_core::problem::Problem;
-use proxy_core::server::{ConnInfo, Handler};
+use proxy_core::server::{ConnInfo, Handler, RequestBody};
 use proxy_core::telemetry::{
     AccessLogFormat, ActiveSpan, ClientSpanInfo, ServerSpanInfo, Telemetry,
 };
@@ -47,7 +46,7 @@ pub struct GatewayHandler {
 }
 
 impl Handler for GatewayHandler {
-    async fn handle(self, req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Body> {
+    async fn handle(self, req: Request<RequestBody>, conn: Arc<ConnInfo>) -> Response<Body> {
         self.serve(req, conn).await
     }
 }
@@ -64,7 +63,7 @@ struct Outcome {
 }
 
 impl GatewayHandler {
-    async fn serve(self, mut req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Body> {
+    async fn serve(self, mut req: Request<RequestBody>, conn: Arc<ConnInfo>) -> Response<Body> {
         let started = Instant::now();
         let snapshot = self.state.load_full();
         let request_id = ensure_request_id(req.headers_mut());
@@ -125,7 +124,7 @@ impl GatewayHandler {
     async fn route_and_forward(
         &self,
         snapshot: &Snapshot,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         conn: &ConnInfo,
         span: &mut ActiveSpan,
         outcome: &mut Outcome,
@@ -249,7 +248,7 @@ impl GatewayHandler {
     fn preflight(
         &self,
         snapshot: &Snapshot,
-        req: &Request<Incoming>,
+        req: &Request<RequestBody>,
         outcome: &mut Outcome,
     ) -> Option<Response<Body>> {
         if req.method() != http::Method::OPTIONS {
@@ -286,7 +285,7 @@ impl GatewayHandler {
         &self,
         snapshot: &Snapshot,
         matched: &Matched<'_>,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
         conn: &ConnInfo,
         span: &mut ActiveSpan,
         outcome: &mut Outcome,

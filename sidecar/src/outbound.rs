@@ -13,10 +13,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use http::{Method, Request, Response, Uri};
-use hyper::body::Incoming;
 use proxy_core::body::{self, Body};
 use proxy_core::forward::{ensure_request_id, strip_hop_by_hop};
-use proxy_core::server::{ConnInfo, Handler};
+use proxy_core::server::{ConnInfo, Handler, RequestBody};
 use proxy_core::telemetry::{AccessLogFormat, AccessRecord};
 use tokio::time::Instant;
 
@@ -34,7 +33,7 @@ pub(crate) struct Outbound {
 impl Handler for Outbound {
     fn handle(
         self,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         _conn: Arc<ConnInfo>,
     ) -> impl Future<Output = Response<Body>> + Send + 'static {
         let rt = self.runtime.load_full();
@@ -44,7 +43,7 @@ impl Handler for Outbound {
 }
 
 /// The host a request names: the absolute-form URI's authority, else `Host`.
-fn request_host(req: &Request<Incoming>) -> Option<String> {
+fn request_host(req: &Request<RequestBody>) -> Option<String> {
     req.uri()
         .authority()
         .map(|a| a.as_str().to_owned())
@@ -58,7 +57,7 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
 
 async fn handle(
     rt: Arc<Runtime>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     original_dst: Option<SocketAddr>,
 ) -> Response<Body> {
     if req.method() == Method::CONNECT {
