@@ -7,9 +7,6 @@ mod support;
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -22,25 +19,8 @@ fn within(d: Duration, lo: u64) -> bool {
 #[tokio::test(start_paused = true)]
 async fn http2_pings_do_not_keep_an_idle_connection_open() {
     let server = start(limits()).await;
-    let tcp = TcpStream::connect(server.addr).await.unwrap();
-    // The client PINGs every 5 s, idle or not; the server PINGs every 30 s.
-    let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_while_idle(true)
-        .handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
-        .await
-        .unwrap();
-    let conn = tokio::spawn(conn);
-    let resp = sender
-        .send_request(http::Request::get("http://test/").body(Empty::new()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.into_body().collect().await.unwrap();
-    let answered = Instant::now();
-    let _ = conn.await;
-    let lived = answered.elapsed();
+    // The client PINGs every 5 s and answers the server's PINGs (every 30 s).
+    let lived = h2_pinging_lifetime(server.addr, "test", Duration::from_secs(5)).await;
     assert!(within(lived, 60), "closed {lived:?} after the last response; idle_timeout is 60s");
 }
 

@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::accept::ConnSlot;
+use super::head_size;
 use super::progress::Progress;
 use super::response_body::ResponseBody;
 use super::tunnel::TunnelIo;
@@ -123,17 +124,29 @@ async fn run_http<I, H>(
     let svc_info = info.clone();
     let svc_progress = progress.clone();
     let body_read_timeout = limits.body_read_timeout;
+    let max_head = limits.max_header_bytes;
     let service = service_fn(move |req: Request<Incoming>| {
         svc_got_request.store(true, Ordering::Relaxed);
         let busy = svc_progress.begin();
-        let req = req.map(|b| RequestBody::new(b, body_read_timeout, svc_progress.clone()));
-        let fut = handler.clone().handle(req, svc_info.clone());
+        let (parts, body) = req.into_parts();
+        let size = head_size::head_size(&parts);
+        let work = if size <= max_head {
+            let body = RequestBody::new(body, body_read_timeout, svc_progress.clone());
+            Ok(handler
+                .clone()
+                .handle(Request::from_parts(parts, body), svc_info.clone()))
+        } else {
+            Err(head_size::too_large(&parts, size, max_head))
+        };
         let upgraded = upgraded.clone();
         // Boxed: hyper keeps a slot the size of this future for the whole
         // life of a connection; boxed, an idle connection holds a pointer
         // instead of a whole request handler's state.
         Box::pin(async move {
-            let resp = fut.await;
+            let resp = match work {
+                Ok(fut) => fut.await,
+                Err(refused) => refused,
+            };
             if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                 // From here the connection is a tunnel with its own bound.
                 upgraded.store(true, Ordering::Relaxed);

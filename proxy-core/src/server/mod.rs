@@ -17,6 +17,7 @@
 //! - `accept.rs`: the accept loop, connection slots, drain.
 //! - `dispatch.rs`: the per-connection step before HTTP.
 //! - `conn.rs`: TLS, HTTP/1.1 and HTTP/2, head deadline, idle bounds.
+//! - `head_size.rs`: the head size limit on every request.
 //! - `progress.rs`: what counts as a connection doing something.
 //! - `request_body.rs`, `response_body.rs`: the bodies handlers see and return.
 //! - `tunnel.rs`: the idle bound of upgraded and opaque connections.
@@ -24,6 +25,7 @@
 mod accept;
 mod conn;
 mod dispatch;
+mod head_size;
 mod progress;
 mod request_body;
 mod response_body;

@@ -1,7 +1,7 @@
 //! A server on `127.0.0.1:0` served by `proxy_core::server`, a test handler,
 //! and raw HTTP/1.1 helpers (the point is what the wire carries).
 
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -170,16 +170,26 @@ pub async fn read_response(tcp: &mut TcpStream) -> Option<Raw> {
     Some(Raw { status, head, body })
 }
 
+/// How long (paused time) a test waits for a bound before failing.
+pub const PATIENCE: Duration = Duration::from_secs(4 * 3600);
+
 /// Waits until the peer closes the connection; returns anything it sent.
+/// Fails if it stays open for [`PATIENCE`].
 pub async fn closed(tcp: &mut TcpStream) -> Vec<u8> {
     let mut got = Vec::new();
     let mut chunk = [0u8; 1024];
-    loop {
-        match tcp.read(&mut chunk).await {
-            Ok(0) | Err(_) => return got,
-            Ok(n) => got.extend_from_slice(&chunk[..n]),
+    let read_all = async {
+        loop {
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
         }
-    }
+    };
+    tokio::time::timeout(PATIENCE, read_all)
+        .await
+        .expect("the connection is still open after hours");
+    got
 }
 
 /// A GET with `extra` header lines.
@@ -191,4 +201,80 @@ pub fn get(path: &str, extra: &str) -> String {
 pub async fn exchange(tcp: &mut TcpStream, req: &str) -> Option<Raw> {
     tcp.write_all(req.as_bytes()).await.ok()?;
     read_response(tcp).await
+}
+
+/// Opens an HTTP/2 connection with raw frames, sends `GET /` (host `host`),
+/// then PINGs every `every` (and acknowledges the server's SETTINGS and
+/// PINGs) until the server closes the connection. Returns the time from the
+/// end of the response to the close. Raw frames, because hyper's client
+/// keep-alive misjudges PING round trips under paused time.
+pub async fn h2_pinging_lifetime(
+    addr: std::net::SocketAddr,
+    host: &str,
+    every: std::time::Duration,
+) -> std::time::Duration {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[]));
+    // HPACK: :method GET, :scheme http, :path /, :authority <host> (literal).
+    let mut block = vec![0x82, 0x86, 0x84, 0x41, host.len() as u8];
+    block.extend_from_slice(host.as_bytes());
+    out.extend(frame(0x1, 0x4 | 0x1, 1, &block));
+    tcp.write_all(&out).await.unwrap();
+    let (mut rd, mut wr) = tcp.into_split();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let reader = tokio::spawn(async move {
+        let mut answered = None;
+        loop {
+            let mut head = [0u8; 9];
+            if rd.read_exact(&mut head).await.is_err() {
+                return answered;
+            }
+            let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+            let mut payload = vec![0u8; len];
+            if rd.read_exact(&mut payload).await.is_err() {
+                return answered;
+            }
+            let (kind, flags) = (head[3], head[4]);
+            let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+            match kind {
+                0x4 if flags & 0x1 == 0 => drop(tx.send(frame(0x4, 0x1, 0, &[]))),
+                0x6 if flags & 0x1 == 0 => drop(tx.send(frame(0x6, 0x1, 0, &payload))),
+                0x0 | 0x1 if stream == 1 && flags & 0x1 != 0 => {
+                    answered = Some(tokio::time::Instant::now());
+                }
+                _ => {}
+            }
+        }
+    });
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    let mut n = 0u64;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            _ = tick.tick() => {
+                n += 1;
+                if wr.write_all(&frame(0x6, 0, 0, &n.to_be_bytes())).await.is_err() { break; }
+            }
+            f = rx.recv() => match f {
+                Some(f) => if wr.write_all(&f).await.is_err() { break; },
+                None => break,
+            },
+        }
+    }
+    let answered = tokio::time::timeout(PATIENCE, reader)
+        .await
+        .expect("the connection is still open after hours")
+        .unwrap()
+        .expect("the request was answered");
+    answered.elapsed()
 }
