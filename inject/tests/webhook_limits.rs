@@ -133,12 +133,19 @@ async fn response<S: AsyncRead + Unpin>(s: &mut S) -> Option<String> {
 async fn until_closed<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> String {
     let mut got = Vec::new();
     let mut chunk = [0u8; 1024];
-    loop {
-        match s.read(&mut chunk).await {
-            Ok(0) | Err(_) => return String::from_utf8_lossy(&got).into_owned(),
-            Ok(n) => got.extend_from_slice(&chunk[..n]),
+    let read_all = async {
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
         }
-    }
+    };
+    // A bound that never fires would hang the test: fail instead.
+    tokio::time::timeout(Duration::from_secs(4 * 3600), read_all)
+        .await
+        .expect("the connection is still open after hours");
+    String::from_utf8_lossy(&got).into_owned()
 }
 
 #[tokio::test(start_paused = true)]
