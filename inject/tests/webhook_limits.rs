@@ -117,7 +117,8 @@ async fn response<S: AsyncRead + Unpin>(s: &mut S) -> Option<String> {
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
         })
         .unwrap_or(0);
     let mut have = buf.len() - end;
@@ -155,7 +156,10 @@ async fn a_client_silent_after_the_handshake_is_cut_at_the_head_deadline() {
     let started = Instant::now();
     assert_eq!(until_closed(&mut tls).await, "");
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_secs(10) && waited < Duration::from_secs(11), "{waited:?}");
+    assert!(
+        waited >= Duration::from_secs(10) && waited < Duration::from_secs(11),
+        "{waited:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -174,17 +178,25 @@ async fn header_limits_hold_on_every_request_of_a_connection() {
         }
         let _ = tls.write_all(big.as_bytes()).await;
         let head = response(&mut tls).await.unwrap_or_default();
-        assert!(head.starts_with("HTTP/1.1 431"), "request {refused_at}: {head:?}");
+        assert!(
+            head.starts_with("HTTP/1.1 431"),
+            "request {refused_at}: {head:?}"
+        );
     }
     // A stalled head on a later request is cut off too.
     let mut tls = hook.tls().await;
     tls.write_all(HEALTHZ).await.unwrap();
     response(&mut tls).await.expect("answered");
-    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: webhook\r\nX-Partial: ").await.unwrap();
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: webhook\r\nX-Partial: ")
+        .await
+        .unwrap();
     let started = Instant::now();
     assert!(!until_closed(&mut tls).await.contains(" 200 "));
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_secs(10) && waited < Duration::from_secs(11), "{waited:?}");
+    assert!(
+        waited >= Duration::from_secs(10) && waited < Duration::from_secs(11),
+        "{waited:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -200,7 +212,10 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     let answered = Instant::now();
     until_closed(&mut tls).await;
     let lived = answered.elapsed();
-    assert!(lived >= Duration::from_secs(60) && lived < Duration::from_secs(61), "{lived:?}");
+    assert!(
+        lived >= Duration::from_secs(60) && lived < Duration::from_secs(61),
+        "{lived:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -223,10 +238,15 @@ async fn the_connection_cap_holds_extra_clients_back() {
         (tls, hook)
     });
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(!third.is_finished(), "a third connection was served with max_connections 2");
+    assert!(
+        !third.is_finished(),
+        "a third connection was served with max_connections 2"
+    );
     drop(first);
     let (mut tls, _hook) = third.await.unwrap();
     tls.write_all(HEALTHZ).await.unwrap();
-    let head = response(&mut tls).await.expect("answered once a slot frees");
+    let head = response(&mut tls)
+        .await
+        .expect("answered once a slot frees");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 }

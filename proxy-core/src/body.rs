@@ -143,7 +143,9 @@ mod tests {
                 return std::task::Poll::Pending;
             }
             self.0 = true;
-            std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(b"part")))))
+            std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(
+                b"part",
+            )))))
         }
     }
 
@@ -156,7 +158,10 @@ mod tests {
         let err = body.frame().await.unwrap().unwrap_err();
         assert!(err.is::<BodyReadTimeout>(), "{err}");
         assert_eq!(started.elapsed(), Duration::from_secs(30));
-        assert!(body.frame().await.is_none(), "the body ends after the timeout");
+        assert!(
+            body.frame().await.is_none(),
+            "the body ends after the timeout"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -21,12 +21,18 @@ async fn http2_pings_do_not_keep_an_idle_connection_open() {
     let server = start(limits()).await;
     // The client PINGs every 5 s and answers the server's PINGs (every 30 s).
     let lived = h2_pinging_lifetime(server.addr, "test", Duration::from_secs(5)).await;
-    assert!(within(lived, 60), "closed {lived:?} after the last response; idle_timeout is 60s");
+    assert!(
+        within(lived, 60),
+        "closed {lived:?} after the last response; idle_timeout is 60s"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_idle_http1_connection_is_closed_after_the_idle_timeout() {
-    let server = start(support::limits_with(|l| l.header_read_timeout = Duration::from_secs(3600))).await;
+    let server = start(support::limits_with(|l| {
+        l.header_read_timeout = Duration::from_secs(3600)
+    }))
+    .await;
     let mut tcp = TcpStream::connect(server.addr).await.unwrap();
     assert_eq!(exchange(&mut tcp, &get("/", "")).await.unwrap().status, 200);
     let answered = Instant::now();
@@ -78,9 +84,12 @@ async fn a_request_that_never_gets_an_answer_is_cut_at_the_request_idle_timeout(
 async fn a_quiet_upgraded_tunnel_is_closed() {
     let server = start(limits()).await;
     let mut tcp = TcpStream::connect(server.addr).await.unwrap();
-    let switched = exchange(&mut tcp, &get("/upgrade", "Connection: upgrade\r\nUpgrade: echo\r\n"))
-        .await
-        .unwrap();
+    let switched = exchange(
+        &mut tcp,
+        &get("/upgrade", "Connection: upgrade\r\nUpgrade: echo\r\n"),
+    )
+    .await
+    .unwrap();
     assert_eq!(switched.status, 101);
     // Traffic keeps the tunnel open well past its bound...
     for _ in 0..4 {

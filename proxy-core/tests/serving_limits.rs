@@ -31,9 +31,15 @@ async fn oversized_heads_are_refused_on_every_request_of_a_connection() {
             let ok = exchange(&mut tcp, &get("/", "")).await.unwrap();
             assert_eq!(ok.status, 200, "request {i}");
         }
-        let _ = tcp.write_all(get("/", &big_header(20 * 1024)).as_bytes()).await;
+        let _ = tcp
+            .write_all(get("/", &big_header(20 * 1024)).as_bytes())
+            .await;
         let refused = read_response(&mut tcp).await.expect("an answer");
-        assert_eq!(refused.status, 431, "request {refused_at}: {}", refused.head);
+        assert_eq!(
+            refused.status, 431,
+            "request {refused_at}: {}",
+            refused.head
+        );
         closed(&mut tcp).await;
     }
 }
@@ -44,11 +50,19 @@ async fn too_many_headers_are_refused_on_every_request_of_a_connection() {
     for refused_at in [2, 3] {
         let mut tcp = TcpStream::connect(server.addr).await.unwrap();
         for i in 1..refused_at {
-            let ok = exchange(&mut tcp, &get("/", &many_headers(19))).await.unwrap();
+            let ok = exchange(&mut tcp, &get("/", &many_headers(19)))
+                .await
+                .unwrap();
             assert_eq!(ok.status, 200, "request {i}: 20 headers are allowed");
         }
-        let refused = exchange(&mut tcp, &get("/", &many_headers(21))).await.unwrap();
-        assert_eq!(refused.status, 431, "request {refused_at}: {}", refused.head);
+        let refused = exchange(&mut tcp, &get("/", &many_headers(21)))
+            .await
+            .unwrap();
+        assert_eq!(
+            refused.status, 431,
+            "request {refused_at}: {}",
+            refused.head
+        );
     }
 }
 
@@ -58,9 +72,15 @@ async fn a_slow_head_is_cut_off_on_every_request_of_a_connection() {
     for cut_at in [1, 2, 3] {
         let mut tcp = TcpStream::connect(server.addr).await.unwrap();
         for i in 1..cut_at {
-            assert_eq!(exchange(&mut tcp, &get("/", "")).await.unwrap().status, 200, "{i}");
+            assert_eq!(
+                exchange(&mut tcp, &get("/", "")).await.unwrap().status,
+                200,
+                "{i}"
+            );
         }
-        tcp.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nX-Partial: ").await.unwrap();
+        tcp.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nX-Partial: ")
+            .await
+            .unwrap();
         let started = Instant::now();
         let got = closed(&mut tcp).await;
         let waited = started.elapsed();
@@ -97,13 +117,21 @@ async fn the_connection_cap_holds_extra_clients_back() {
     })
     .await;
     let mut first = TcpStream::connect(server.addr).await.unwrap();
-    assert_eq!(exchange(&mut first, &get("/", "")).await.unwrap().status, 200);
+    assert_eq!(
+        exchange(&mut first, &get("/", "")).await.unwrap().status,
+        200
+    );
     let mut second = TcpStream::connect(server.addr).await.unwrap();
     second.write_all(get("/", "").as_bytes()).await.unwrap();
     let held = tokio::time::timeout(Duration::from_secs(5), read_response(&mut second)).await;
-    assert!(held.is_err(), "a second connection was served with max_connections 1");
+    assert!(
+        held.is_err(),
+        "a second connection was served with max_connections 1"
+    );
     drop(first);
-    let served = read_response(&mut second).await.expect("served once the slot frees");
+    let served = read_response(&mut second)
+        .await
+        .expect("served once the slot frees");
     assert_eq!(served.status, 200);
 }
 
@@ -164,7 +192,9 @@ async fn a_dispatch_step_shares_the_cap_and_its_tunnels_are_bounded() {
     assert_eq!(echoed_at.elapsed(), Duration::from_secs(120));
     // HTTP through the step gets the shared limits: served, then a big head refused.
     assert_eq!(read_response(&mut http).await.unwrap().status, 200);
-    let refused = exchange(&mut http, &get("/", &big_header(20 * 1024))).await.unwrap();
+    let refused = exchange(&mut http, &get("/", &big_header(20 * 1024)))
+        .await
+        .unwrap();
     assert_eq!(refused.status, 431);
 }
 
@@ -177,7 +207,10 @@ async fn hypers_own_refusals_are_an_empty_status() {
     let server = start(limits()).await;
     for (req, status) in [
         (get("/", &big_header(20 * 1024)), 431),
-        ("GET / HTTP/1.1\r\nHost: test\r\nBad Header: x\r\n\r\n".to_owned(), 400),
+        (
+            "GET / HTTP/1.1\r\nHost: test\r\nBad Header: x\r\n\r\n".to_owned(),
+            400,
+        ),
         ("GET /\x7f HTTP/1.1\r\nHost: test\r\n\r\n".to_owned(), 400),
     ] {
         let mut tcp = TcpStream::connect(server.addr).await.unwrap();

@@ -25,10 +25,10 @@ const IDLE: Duration = Duration::from_secs(60);
 async fn listeners() -> (Vec<(&'static str, SocketAddr)>, Running, Running) {
     let app = refused_addr().await;
     let explicit = start_sidecar(&config(app, &[app], "")).await;
-    let transparent = start_sidecar(
-        &config(app, &[app], "")
-            .replace("outbound:\n  address: 127.0.0.1:0\n", "outbound:\n  address: 127.0.0.1:0\n  transparent: true\n"),
-    )
+    let transparent = start_sidecar(&config(app, &[app], "").replace(
+        "outbound:\n  address: 127.0.0.1:0\n",
+        "outbound:\n  address: 127.0.0.1:0\n  transparent: true\n",
+    ))
     .await;
     let all = vec![
         ("inbound", explicit.inbound),
@@ -61,7 +61,8 @@ async fn response(tcp: &mut TcpStream) -> Option<String> {
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
         })
         .unwrap_or(0);
     let mut have = buf.len() - end;
@@ -101,12 +102,20 @@ async fn every_listener_refuses_an_oversized_head_on_later_requests() {
             let mut tcp = TcpStream::connect(addr).await.unwrap();
             for i in 1..refused_at {
                 tcp.write_all(request("").as_bytes()).await.unwrap();
-                let head = response(&mut tcp).await.unwrap_or_else(|| panic!("{name}: request {i} unanswered"));
-                assert!(!head.to_ascii_lowercase().contains("connection: close"), "{name}: {head}");
+                let head = response(&mut tcp)
+                    .await
+                    .unwrap_or_else(|| panic!("{name}: request {i} unanswered"));
+                assert!(
+                    !head.to_ascii_lowercase().contains("connection: close"),
+                    "{name}: {head}"
+                );
             }
             let _ = tcp.write_all(request(&big).as_bytes()).await;
             let head = response(&mut tcp).await.unwrap_or_default();
-            assert!(head.starts_with("HTTP/1.1 431"), "{name}, request {refused_at}: {head:?}");
+            assert!(
+                head.starts_with("HTTP/1.1 431"),
+                "{name}, request {refused_at}: {head:?}"
+            );
         }
     }
     a.stop().await;
@@ -121,9 +130,13 @@ async fn every_listener_cuts_off_a_stalled_head_on_later_requests() {
             let mut tcp = TcpStream::connect(addr).await.unwrap();
             for i in 1..cut_at {
                 tcp.write_all(request("").as_bytes()).await.unwrap();
-                response(&mut tcp).await.unwrap_or_else(|| panic!("{name}: request {i} unanswered"));
+                response(&mut tcp)
+                    .await
+                    .unwrap_or_else(|| panic!("{name}: request {i} unanswered"));
             }
-            tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: svc\r\nX-Partial: ").await.unwrap();
+            tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: svc\r\nX-Partial: ")
+                .await
+                .unwrap();
             let started = Instant::now();
             let got = until_closed(&mut tcp).await;
             let waited = started.elapsed();
@@ -193,7 +206,8 @@ async fn h2_pinging_lifetime(
             if rd.read_exact(&mut head).await.is_err() {
                 return answered;
             }
-            let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+            let len =
+                (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
             let mut payload = vec![0u8; len];
             if rd.read_exact(&mut payload).await.is_err() {
                 return answered;

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
-use arc_swap::ArcSwap;
 use proxy_core::body::Body as CoreBody;
 use proxy_core::server::{ConnInfo, ConnLimits, Handler, RequestBody, ServeOptions, serve};
 use rustls::ServerConfig;
@@ -148,12 +148,7 @@ pub async fn serve_webhook_with_limits(
         active_connections: None,
     };
     let (trigger, stop) = proxy_core::shutdown::channel();
-    let serve = serve(
-        listener,
-        serve_opts,
-        WebhookHandler(Arc::new(opts)),
-        stop,
-    );
+    let serve = serve(listener, serve_opts, WebhookHandler(Arc::new(opts)), stop);
     tokio::pin!(serve);
     let mut shutdown = std::pin::pin!(shutdown);
     tokio::select! {
@@ -188,7 +183,11 @@ async fn handle(req: Request<RequestBody>, opts: &InjectOptions) -> Response<Bod
     response
 }
 
-async fn route(req: Request<RequestBody>, opts: &InjectOptions, request_id: &str) -> Response<Body> {
+async fn route(
+    req: Request<RequestBody>,
+    opts: &InjectOptions,
+    request_id: &str,
+) -> Response<Body> {
     let all = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n"),
         (&Method::POST, "/mutate") => false,

@@ -20,10 +20,7 @@ use crate::problem::Problem;
 /// than what `max_header_list_size` counts (32 bytes per field), so a head
 /// HTTP/2 accepted is never refused here.
 pub(crate) fn head_size(parts: &Parts) -> usize {
-    let target = parts
-        .uri
-        .path_and_query()
-        .map_or(1, |pq| pq.as_str().len())
+    let target = parts.uri.path_and_query().map_or(1, |pq| pq.as_str().len())
         + parts.uri.authority().map_or(0, |a| a.as_str().len());
     let line = parts.method.as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
     let fields: usize = parts

@@ -51,7 +51,9 @@ impl Handler for TestHandler {
         match req.uri().path() {
             "/body" => match req.into_body().collect().await {
                 Ok(b) => text(StatusCode::OK, format!("{} bytes", b.to_bytes().len())),
-                Err(e) if e.is::<BodyReadTimeout>() => text(StatusCode::REQUEST_TIMEOUT, e.to_string()),
+                Err(e) if e.is::<BodyReadTimeout>() => {
+                    text(StatusCode::REQUEST_TIMEOUT, e.to_string())
+                }
                 Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
             },
             "/hang" => std::future::pending().await,
@@ -238,7 +240,8 @@ pub async fn h2_pinging_lifetime(
             if rd.read_exact(&mut head).await.is_err() {
                 return answered;
             }
-            let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+            let len =
+                (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
             let mut payload = vec![0u8; len];
             if rd.read_exact(&mut payload).await.is_err() {
                 return answered;
