@@ -42,6 +42,32 @@ where
 #[error("the client sent no request body data for {0:?}")]
 pub struct BodyReadTimeout(pub std::time::Duration);
 
+/// The client's request body broke: malformed framing (a bad chunk size,
+/// invalid bytes), or the connection closed before the body ended. The
+/// serving function wraps every such error of a request body in this type,
+/// so code that forwards the body can tell a client error (answer `400`)
+/// from an upstream failure (`502`) with [`is_client_body_error`].
+#[derive(Debug, thiserror::Error)]
+#[error("the client's request body failed")]
+pub struct ClientBodyError(#[source] pub BoxError);
+
+/// Whether `err`, or any error in its source chain, is the client's request
+/// body failing ([`ClientBodyError`] or [`BodyReadTimeout`]): an upstream
+/// client reports a failed request body as its own error with the body's
+/// error as a source.
+pub fn is_client_body_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    // Bounded: source chains are short, and a cycle would be a bug elsewhere.
+    for _ in 0..32 {
+        let Some(e) = next else { return false };
+        if e.is::<ClientBodyError>() || e.is::<BodyReadTimeout>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 pin_project_lite::pin_project! {
     /// Fails a body whose next frame does not arrive within `timeout` of the
     /// consumer asking for it.
@@ -162,6 +188,19 @@ mod tests {
             body.frame().await.is_none(),
             "the body ends after the timeout"
         );
+    }
+
+    #[test]
+    fn client_body_errors_are_found_through_source_chains() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("upstream request failed")]
+        struct Upstream(#[source] BoxError);
+        let wrapped = Upstream(Box::new(ClientBodyError("bad chunk size".into())));
+        assert!(is_client_body_error(&wrapped));
+        let timed_out = Upstream(Box::new(BodyReadTimeout(Duration::from_secs(1))));
+        assert!(is_client_body_error(&timed_out));
+        let other = Upstream("connection reset".into());
+        assert!(!is_client_body_error(&other));
     }
 
     #[tokio::test(start_paused = true)]

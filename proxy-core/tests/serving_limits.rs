@@ -224,3 +224,32 @@ async fn hypers_own_refusals_are_an_empty_status() {
         closed(&mut tcp).await;
     }
 }
+
+/// A malformed chunked body reaches the handler as a client body error, so
+/// a forwarder can answer 400 instead of blaming the upstream.
+#[tokio::test(start_paused = true)]
+async fn a_malformed_chunked_body_is_a_client_error() {
+    let server = start(limits()).await;
+    for bad in ["zz\r\nhello\r\n0\r\n\r\n", "5\r\nhello\r\n5\r\nhel"] {
+        let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+        let req =
+            format!("POST /body HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n{bad}");
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        if bad.ends_with("hel") {
+            // The connection closes mid-body.
+            tcp.shutdown().await.unwrap();
+        }
+        let resp = read_response(&mut tcp).await.expect("an answer");
+        assert_eq!(
+            resp.status,
+            400,
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&resp.body)
+        );
+        assert!(
+            String::from_utf8_lossy(&resp.body).contains("client's request body failed"),
+            "{}",
+            String::from_utf8_lossy(&resp.body)
+        );
+    }
+}

@@ -9,7 +9,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::progress::Progress;
-use crate::body::{BoxError, ReadTimeout};
+use crate::body::{BodyReadTimeout, BoxError, ClientBodyError, ReadTimeout};
 
 pin_project_lite::pin_project! {
     /// The client's request body as hyper delivers it, streamed, with two
@@ -19,6 +19,10 @@ pin_project_lite::pin_project! {
     ///   and then goes silent fails the body (a [`crate::body::BodyReadTimeout`]
     ///   error) instead of holding the request, its upstream call and its
     ///   connection forever, whatever the route's own timeout;
+/// - any other body error (malformed chunked framing, a connection closed
+///   mid-body) comes out as a [`crate::body::ClientBodyError`], so a
+///   forwarder can answer `400` rather than `502`
+///   ([`crate::body::is_client_body_error`]);
     /// - every data frame counts as progress for the connection's idle bound.
     ///
     /// Upgrades (`hyper::upgrade::on(&mut req)`) work as on hyper's own
@@ -54,11 +58,16 @@ impl HttpBody for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
-        let res = this.inner.poll_frame(cx);
-        if matches!(res, Poll::Ready(Some(Ok(_)))) {
-            this.progress.touch();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.progress.touch();
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) if !e.is::<BodyReadTimeout>() => {
+                Poll::Ready(Some(Err(Box::new(ClientBodyError(e)))))
+            }
+            other => other,
         }
-        res
     }
 
     fn is_end_stream(&self) -> bool {

@@ -139,8 +139,15 @@ pub struct Raw {
 }
 
 /// Reads one response (Content-Length bodies only); `None` if the peer
-/// closed first.
+/// closed first or sent nothing for [`PATIENCE`].
 pub async fn read_response(tcp: &mut TcpStream) -> Option<Raw> {
+    tokio::time::timeout(PATIENCE, read_response_now(tcp))
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn read_response_now(tcp: &mut TcpStream) -> Option<Raw> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
