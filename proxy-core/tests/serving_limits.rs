@@ -253,3 +253,28 @@ async fn a_malformed_chunked_body_is_a_client_error() {
         );
     }
 }
+
+/// Drain waits for connections a dispatch step handles itself (an opaque
+/// tunnel), then cuts them at the drain deadline.
+#[tokio::test(start_paused = true)]
+async fn drain_waits_for_handled_connections_then_cuts_them() {
+    let mut server = start_with(limits(), Some(EchoOrHttp)).await;
+    let mut opaque = TcpStream::connect(server.addr).await.unwrap();
+    opaque.write_all(b"E").await.unwrap();
+    let mut got = [0u8; 1];
+    opaque.read_exact(&mut got).await.unwrap();
+    let stopped = Instant::now();
+    server.trigger.take().unwrap().trigger();
+    // The tunnel still works while draining...
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    opaque.write_all(b"E").await.unwrap();
+    opaque.read_exact(&mut got).await.unwrap();
+    assert!(
+        !server.task.is_finished(),
+        "serve returned with a tunnel open"
+    );
+    // ...and is cut when the 5 s drain deadline passes.
+    (&mut server.task).await.unwrap();
+    assert_eq!(stopped.elapsed(), Duration::from_secs(5));
+    assert!(closed(&mut opaque).await.is_empty());
+}
