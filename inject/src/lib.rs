@@ -31,4 +31,6 @@ pub use options::{
 pub use pod::{Outcome, SkipReason, inject_pod_template};
 pub use webhook::certs::CertificateFiles;
 pub use webhook::review::{ReviewError, review};
-pub use webhook::server::{WebhookArgs, load_tls, run_webhook, serve_webhook};
+pub use webhook::server::{
+    WebhookArgs, load_tls, run_webhook, serve_webhook, serve_webhook_with_limits, webhook_limits,
+};

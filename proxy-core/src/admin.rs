@@ -15,14 +15,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use crate::body::{self, Body};
 use crate::problem::Problem;
 use crate::reload::ReloadReport;
-use crate::server::{ConnInfo, Handler, ServeOptions};
+use crate::server::{ConnInfo, Handler, RequestBody, ServeOptions};
 use crate::shutdown::Shutdown;
 
 /// Produces a JSON document on demand (effective config, breaker state…).
@@ -83,7 +82,7 @@ fn text(status: StatusCode, content_type: &'static str, s: String) -> Response<B
 struct AdminHandler(Arc<AdminState>);
 
 impl Handler for AdminHandler {
-    async fn handle(self, req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Body> {
+    async fn handle(self, req: Request<RequestBody>, conn: Arc<ConnInfo>) -> Response<Body> {
         if let Err(problem) = self
             .0
             .access
@@ -114,7 +113,7 @@ impl Handler for AdminHandler {
     }
 }
 
-fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Body> {
+fn route(state: &AdminState, req: &Request<RequestBody>) -> Response<Body> {
     let path = req.uri().path();
     match (req.method(), path) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n".into()),

@@ -14,14 +14,13 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http::{Request, Response};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use proxy_core::body::{self, Body};
 use proxy_core::forward::{
     ForwardedInfo, ensure_request_id, is_upgrade_request, prepare_request_headers,
     strip_hop_by_hop, tunnel_upgrade,
 };
 use proxy_core::resilience::{TimeoutError, TimeoutKind};
-use proxy_core::server::{ConnInfo, Handler};
+use proxy_core::server::{ConnInfo, Handler, RequestBody};
 use proxy_core::shutdown::Shutdown;
 use proxy_core::telemetry::access_log::{Counted, PendingLine};
 use proxy_core::telemetry::{AccessLogFormat, ServerSpanInfo, Telemetry};
@@ -40,7 +39,7 @@ pub(crate) struct Inbound {
 impl Handler for Inbound {
     fn handle(
         self,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         conn: Arc<ConnInfo>,
     ) -> impl Future<Output = Response<Body>> + Send + 'static {
         let rt = self.runtime.load_full();
@@ -51,7 +50,7 @@ impl Handler for Inbound {
 async fn handle(
     rt: Arc<Runtime>,
     telemetry: Telemetry,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     conn: Arc<ConnInfo>,
 ) -> Response<Body> {
     let started = Instant::now();

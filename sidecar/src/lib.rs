@@ -46,7 +46,7 @@ use prometheus_client::registry::Registry;
 use proxy_core::admin::{AdminState, serve_admin};
 use proxy_core::config::ConfigErrors;
 use proxy_core::reload::{ReloadMetrics, Reloader};
-use proxy_core::server::{ConnLimits, ServeOptions, serve};
+use proxy_core::server::{ConnLimits, ServeOptions, serve, serve_with};
 use proxy_core::shutdown::{self, Shutdown};
 use proxy_core::telemetry::{Telemetry, TelemetryError};
 use tokio::net::TcpListener;
@@ -210,6 +210,8 @@ impl Sidecar {
     /// admin listener closes last.
     pub async fn serve(self, shutdown: Shutdown) -> Result<(), SidecarError> {
         let runtime = self.runtime.clone();
+        // What transparent mode must never forward to: ourselves.
+        let own_addrs = [self.inbound_addr(), self.outbound_addr(), self.admin_addr()];
         let json_rt = runtime.clone();
         let mut admin = AdminState::new(
             self.registry.clone(),
@@ -260,8 +262,12 @@ impl Sidecar {
         );
         let outbound = async {
             if self.transparent {
-                transparent::serve(self.outbound, runtime.clone(), shutdown.clone(), self.drain)
-                    .await;
+                let own = transparent::OwnAddrs::new(own_addrs);
+                let step = transparent::Transparent {
+                    runtime: runtime.clone(),
+                    own: Arc::new(own),
+                };
+                serve_with(self.outbound, opts.clone(), step, shutdown.clone()).await;
             } else {
                 let handler = Outbound {
                     runtime: runtime.clone(),

@@ -14,10 +14,9 @@ use std::sync::atomic::AtomicU64;
 
 use arc_swap::ArcSwap;
 use http::{Method, Request, Response, Uri};
-use hyper::body::Incoming;
 use proxy_core::body::{self, Body};
 use proxy_core::forward::{ensure_request_id, strip_hop_by_hop};
-use proxy_core::server::{ConnInfo, Handler};
+use proxy_core::server::{ConnInfo, Handler, RequestBody};
 use proxy_core::telemetry::AccessLogFormat;
 use proxy_core::telemetry::access_log::{Counted, PendingLine};
 use tokio::time::Instant;
@@ -36,7 +35,7 @@ pub(crate) struct Outbound {
 impl Handler for Outbound {
     fn handle(
         self,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         conn: Arc<ConnInfo>,
     ) -> impl Future<Output = Response<Body>> + Send + 'static {
         let rt = self.runtime.load_full();
@@ -46,7 +45,7 @@ impl Handler for Outbound {
 }
 
 /// The host a request names: the absolute-form URI's authority, else `Host`.
-fn request_host(req: &Request<Incoming>) -> Option<String> {
+fn request_host(req: &Request<RequestBody>) -> Option<String> {
     req.uri()
         .authority()
         .map(|a| a.as_str().to_owned())
@@ -60,7 +59,7 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
 
 async fn handle(
     rt: Arc<Runtime>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     client: SocketAddr,
     original_dst: Option<SocketAddr>,
 ) -> Response<Body> {

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Request, StatusCode};
-use hyper::body::Incoming;
+use proxy_core::server::RequestBody;
 use proxy_core::forward::{ForwardError, ensure_request_id, is_upgrade_request, strip_hop_by_hop};
 use proxy_core::problem::Problem;
 use proxy_core::telemetry::{AccessLogFormat, ServerSpanInfo, Telemetry};
@@ -26,7 +26,7 @@ use crate::snapshot::Snapshot;
 /// A request that matched a route and may be forwarded.
 pub(super) struct Routed<'s> {
     pub(super) parts: Parts,
-    pub(super) body: Incoming,
+    pub(super) body: RequestBody,
     pub(super) matched: Matched<'s>,
     /// The one authority (see `authority`), for `Host` and `X-Forwarded-Host`.
     pub(super) host: Option<HeaderValue>,
@@ -40,7 +40,7 @@ pub(super) struct Routed<'s> {
 /// header lists, are removed here and nowhere later on the request path:
 /// removing them after the gateway has added its own headers would let a
 /// client strip the request id or the identity headers by naming them.
-pub(super) fn begin<'s>(telemetry: &Telemetry, req: &mut Request<Incoming>) -> Ctx<'s> {
+pub(super) fn begin<'s>(telemetry: &Telemetry, req: &mut Request<RequestBody>) -> Ctx<'s> {
     let started = Instant::now();
     let headers = req.headers_mut();
     let upgrade = is_upgrade_request(headers);
@@ -67,7 +67,7 @@ pub(super) fn begin<'s>(telemetry: &Telemetry, req: &mut Request<Incoming>) -> C
 /// Finds the request's route, or answers it (400, 404, 405, 410, 413).
 pub(super) fn route<'s>(
     snapshot: &'s Snapshot,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ctx: &mut Ctx<'s>,
 ) -> Flow<Routed<'s>> {
     let (parts, body) = req.into_parts();

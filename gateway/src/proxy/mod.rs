@@ -45,7 +45,7 @@ use std::sync::atomic::AtomicU64;
 
 use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderValue, Method, Request, Response};
-use hyper::body::Incoming;
+use proxy_core::server::RequestBody;
 use proxy_core::balance::Endpoint;
 use proxy_core::body::Body;
 use proxy_core::problem::Problem;
@@ -67,7 +67,7 @@ pub struct GatewayHandler {
 }
 
 impl Handler for GatewayHandler {
-    async fn handle(self, req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Body> {
+    async fn handle(self, req: Request<RequestBody>, conn: Arc<ConnInfo>) -> Response<Body> {
         self.serve(req, conn).await
     }
 }
@@ -113,7 +113,7 @@ impl<'s> Ctx<'s> {
 
 impl GatewayHandler {
     /// The phases, in order; every response leaves through `respond`.
-    async fn serve(self, mut req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<Body> {
+    async fn serve(self, mut req: Request<RequestBody>, conn: Arc<ConnInfo>) -> Response<Body> {
         let snapshot = self.state.load_full();
         let mut ctx = admit::begin(&self.telemetry, &mut req);
         let resp = match self.phases(&snapshot, req, &conn, &mut ctx).await {
@@ -125,7 +125,7 @@ impl GatewayHandler {
     async fn phases<'s>(
         &self,
         snapshot: &'s Snapshot,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         conn: &ConnInfo,
         ctx: &mut Ctx<'s>,
     ) -> Flow<Response<Body>> {

@@ -13,16 +13,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use proxy_core::body::Body as CoreBody;
+use proxy_core::server::{ConnInfo, ConnLimits, Handler, RequestBody, ServeOptions, serve};
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::cli::InjectDefaults;
 use crate::error::WebhookError;
@@ -106,6 +104,17 @@ pub fn load_tls(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, WebhookErr
     CertificateFiles::load(cert, key)?.server_config()
 }
 
+/// The webhook's connection limits: the serving function's defaults (head
+/// deadline, idle bounds, header size) with fewer connections, since only
+/// the API server calls it.
+pub fn webhook_limits() -> ConnLimits {
+    ConnLimits {
+        max_connections: MAX_CONNECTIONS,
+        header_read_timeout: HANDSHAKE_TIMEOUT,
+        ..ConnLimits::default()
+    }
+}
+
 /// Serves the webhook on `listener` (HTTPS with `tls`, plain HTTP without,
 /// which only tests use) until `shutdown` completes, then lets in-flight
 /// reviews finish for up to 10 s.
@@ -115,104 +124,70 @@ pub async fn serve_webhook(
     opts: InjectOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WebhookError> {
-    let opts = Arc::new(opts);
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    serve_webhook_with_limits(listener, tls, opts, webhook_limits(), shutdown).await
+}
+
+/// [`serve_webhook`] with explicit connection limits.
+///
+/// The webhook is served by the same function as every gateway and sidecar
+/// listener (proxy-core's `server::serve`): connection cap, TLS handshake and
+/// head deadline, idle bounds, header limits, body read timeout and drain are
+/// the same code. The certificate stays reloadable: `tls` resolves the
+/// current certificate on each handshake ([`CertificateFiles`]).
+pub async fn serve_webhook_with_limits(
+    listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+    opts: InjectOptions,
+    limits: ConnLimits,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WebhookError> {
+    let serve_opts = ServeOptions {
+        limits,
+        tls: tls.map(|t| Arc::new(ArcSwap::new(t))),
+        drain: DRAIN_TIMEOUT,
+        active_connections: None,
+    };
+    let (trigger, stop) = proxy_core::shutdown::channel();
+    let serve = serve(listener, serve_opts, WebhookHandler(Arc::new(opts)), stop);
+    tokio::pin!(serve);
     let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                // Per-connection errors (the peer reset before accept, fd limits)
-                // must not stop the server; back off briefly on resource limits.
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let watcher = graceful.watcher();
-        let acceptor = acceptor.clone();
-        let opts = opts.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let service = hyper::service::service_fn(move |req| handle(req, opts.clone()));
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let result = match acceptor {
-                Some(acceptor) => {
-                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    watcher
-                        .watch(
-                            builder
-                                .serve_connection(TokioIo::new(tls), service)
-                                .into_owned(),
-                        )
-                        .await
-                }
-                None => {
-                    watcher
-                        .watch(
-                            builder
-                                .serve_connection(TokioIo::new(stream), service)
-                                .into_owned(),
-                        )
-                        .await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
+    tokio::select! {
+        () = &mut serve => return Ok(()),
+        () = &mut shutdown => {}
     }
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("in-flight reviews did not finish within the drain timeout");
-    }
+    trigger.trigger();
+    serve.await;
     Ok(())
+}
+
+/// The webhook's routes as a request handler for the shared serving function.
+#[derive(Clone)]
+struct WebhookHandler(Arc<InjectOptions>);
+
+impl Handler for WebhookHandler {
+    async fn handle(self, req: Request<RequestBody>, _conn: Arc<ConnInfo>) -> Response<CoreBody> {
+        handle(req, &self.0).await.map(proxy_core::body::boxed)
+    }
 }
 
 type Body = Full<Bytes>;
 
 /// Every response carries `x-weir-request-id`, and problem documents name it,
 /// so an error seen in `kubectl` output can be found in the webhook's log.
-async fn handle(
-    req: Request<Incoming>,
-    opts: Arc<InjectOptions>,
-) -> Result<Response<Body>, std::convert::Infallible> {
+async fn handle(req: Request<RequestBody>, opts: &InjectOptions) -> Response<Body> {
     let request_id = format!("{:016x}", fastrand::u64(..));
-    let mut response = route(req, &opts, &request_id).await;
+    let mut response = route(req, opts, &request_id).await;
     if let Ok(value) = http::HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-weir-request-id", value);
     }
-    Ok(response)
+    response
 }
 
-async fn route(req: Request<Incoming>, opts: &InjectOptions, request_id: &str) -> Response<Body> {
+async fn route(
+    req: Request<RequestBody>,
+    opts: &InjectOptions,
+    request_id: &str,
+) -> Response<Body> {
     let all = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n"),
         (&Method::POST, "/mutate") => false,

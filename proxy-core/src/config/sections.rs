@@ -24,17 +24,36 @@ impl Default for ShutdownConfig {
 }
 
 /// `limits:` what one client connection may cost the proxy.
+///
+/// Every listener (gateway listeners, admin, sidecar inbound, outbound and
+/// transparent, the injection webhook) is served by the same function with
+/// these limits, so each bound below holds on all of them.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Accepted connections beyond this wait in the kernel backlog.
     pub max_connections: usize,
-    /// Time a client has to send a complete request head (slowloris guard).
+    /// Time a client has to send a complete request head (slowloris guard),
+    /// for the first request of a connection and every one after it.
     pub header_read_timeout: HumanDuration,
-    /// An idle keep-alive connection is closed after this long.
+    /// A connection with no request in flight is closed after this long;
+    /// HTTP/2 PING frames (ours or the client's) do not count as activity.
     pub idle_timeout: HumanDuration,
+    /// A connection with requests in flight is closed when nothing moves for
+    /// this long: no request starts or ends and no body data flows either way
+    /// (a request waiting on an upstream that never answers, on a route with
+    /// no timeout).
+    pub request_idle_timeout: HumanDuration,
+    /// A request body that delivers no data for this long fails (the client
+    /// sent the head and part of the body, then went silent).
+    pub body_read_timeout: HumanDuration,
+    /// An upgraded connection (WebSocket, transparent opaque TCP) that moves
+    /// no byte in either direction for this long is closed.
+    pub tunnel_idle_timeout: HumanDuration,
     /// Largest request head accepted (`431` beyond it).
     pub max_header_bytes: ByteSize,
+    /// Most header fields in an HTTP/1.1 request head (`431` beyond it).
+    pub max_headers: usize,
     /// Largest request body accepted (`413` beyond it); routes may lower or raise it.
     pub max_body_bytes: ByteSize,
 }
@@ -45,7 +64,11 @@ impl Default for LimitsConfig {
             max_connections: 10_000,
             header_read_timeout: HumanDuration::from_secs(10),
             idle_timeout: HumanDuration::from_secs(60),
+            request_idle_timeout: HumanDuration::from_secs(300),
+            body_read_timeout: HumanDuration::from_secs(30),
+            tunnel_idle_timeout: HumanDuration::from_secs(3600),
             max_header_bytes: ByteSize::kib(64),
+            max_headers: 100,
             max_body_bytes: ByteSize::mib(10),
         }
     }

@@ -32,12 +32,8 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
 use super::ForwardError;
+pub use crate::body::ClientBodyError;
 use crate::body::BoxError;
-
-/// A failure reading the client's request body (see the module docs).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ClientBodyError(#[source] pub BoxError);
 
 /// How a watched client body failed, if it did: shared between the body
 /// (which the upstream client owns) and the proxy.

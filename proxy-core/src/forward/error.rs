@@ -61,6 +61,9 @@ impl ForwardError {
         if causes().any(|c| c.is::<LengthLimitError>()) {
             return ForwardError::BodyTooLarge { limit };
         }
+        if let Some(timeout) = causes().find_map(|c| c.downcast_ref::<crate::body::BodyReadTimeout>()) {
+            return ForwardError::ClientBody(ClientBodyError(Box::new(*timeout)));
+        }
         if let Some(body) = causes().find_map(|c| c.downcast_ref::<ClientBodyError>()) {
             // Described, not kept: `err` also names the upstream connection.
             return ForwardError::ClientBody(ClientBodyError(body.0.to_string().into()));

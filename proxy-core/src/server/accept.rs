@@ -5,13 +5,15 @@ use std::sync::Arc;
 use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use super::dispatch::{Dispatch, Dispatched, HttpOnly};
 use super::{Handler, ServeOptions, conn};
 use crate::shutdown::Shutdown;
 
-/// Serves `listener` until `shutdown` fires, then stops accepting and lets
-/// in-flight requests finish for up to `opts.drain` before returning.
+/// Serves `listener` as HTTP with `handler` until `shutdown` fires, then
+/// stops accepting and lets in-flight requests finish for up to `opts.drain`
+/// before returning.
 ///
 /// At most `max_connections` connections are open at once; beyond that the
 /// loop stops calling `accept`, so new clients wait in the kernel backlog
@@ -22,8 +24,22 @@ pub async fn serve<H: Handler>(
     handler: H,
     shutdown: Shutdown,
 ) {
+    serve_with(listener, opts, HttpOnly(handler), shutdown).await;
+}
+
+/// [`serve`] with a [`Dispatch`] step run on each connection before HTTP.
+pub async fn serve_with<D: Dispatch>(
+    listener: TcpListener,
+    opts: ServeOptions,
+    dispatch: D,
+    shutdown: Shutdown,
+) {
     let slots = Arc::new(Semaphore::new(opts.limits.max_connections));
     let graceful = GracefulShutdown::new();
+    // Every connection task holds a sender; `recv` returns `None` once all
+    // are gone, which is how drain waits for connections hyper does not
+    // watch (a dispatch step still running, an opaque tunnel).
+    let (task_alive, mut tasks_done) = mpsc::channel::<()>(1);
     // Fired (or dropped) when `serve` returns: connections still open after
     // the drain deadline end with it instead of outliving the server.
     let (close_all, closing) = crate::shutdown::channel();
@@ -51,23 +67,39 @@ pub async fn serve<H: Handler>(
             _ = &mut stop => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn_opts = opts.clone();
+        let opts = opts.clone();
         let watcher = graceful.watcher();
-        let handler = handler.clone();
+        let dispatch = dispatch.clone();
         let local = local.unwrap_or(remote);
-        let shutdown = shutdown.clone();
         let slot = ConnSlot::new(permit, opts.active_connections.clone());
         let closing = closing.wait();
+        let alive = task_alive.clone();
         tokio::spawn(async move {
+            let serve = async {
+                match dispatch.dispatch(stream, remote, &opts.limits).await {
+                    Dispatched::Http { stream, handler } => {
+                        conn::serve_connection(
+                            stream, slot, remote, local, &opts, handler, watcher,
+                        )
+                        .await;
+                    }
+                    Dispatched::Handled => drop(slot),
+                }
+            };
             tokio::select! {
-                _ = conn::serve_connection(stream, slot, remote, local, conn_opts, handler, watcher, shutdown) => {}
+                _ = serve => {}
                 _ = closing => {}
             }
+            drop(alive);
         });
     }
     drop(listener);
+    drop(task_alive);
     tokio::select! {
-        _ = graceful.shutdown() => tracing::debug!("all connections drained"),
+        _ = async {
+            graceful.shutdown().await;
+            let _ = tasks_done.recv().await;
+        } => tracing::debug!("all connections drained"),
         _ = tokio::time::sleep(opts.drain) => {
             tracing::warn!(drain = ?opts.drain, "drain deadline passed; closing remaining connections");
         }
@@ -82,7 +114,7 @@ pub async fn serve<H: Handler>(
 /// connection (WebSocket) moves the IO into its tunnel and keeps the slot
 /// until the tunnel closes.
 #[derive(Debug)]
-pub(super) struct ConnSlot {
+pub(crate) struct ConnSlot {
     _permit: OwnedSemaphorePermit,
     gauge: Option<Gauge>,
 }

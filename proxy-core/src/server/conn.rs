@@ -1,41 +1,67 @@
 //! One client connection: optional TLS handshake, then HTTP/1.1 or HTTP/2
-//! (detected from the preface, or chosen by ALPN), with upgrades enabled.
+//! (detected from the preface, or chosen by ALPN), with upgrades enabled, and
+//! the bounds that end it:
+//!
+//! - the first request head must arrive within `header_read_timeout`
+//!   (hyper's own timer bounds every later HTTP/1.1 head);
+//! - with no request in flight, the connection is closed after
+//!   `idle_timeout` without progress (PINGs are not progress, see
+//!   `progress.rs`);
+//! - with requests in flight, after `request_idle_timeout` without progress;
+//! - request bodies fail after `body_read_timeout` without data
+//!   ([`RequestBody`]);
+//! - once upgraded, the tunnel closes after `tunnel_idle_timeout` without a
+//!   byte ([`TunnelIo`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use http::{Request, StatusCode};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::accept::ConnSlot;
-use super::idle::{Activity, IdleIo};
-use super::{ConnInfo, Handler, ServeOptions};
-use crate::shutdown::Shutdown;
+use super::head_size;
+use super::progress::Progress;
+use super::response_body::ResponseBody;
+use super::tunnel::TunnelIo;
+use super::{ConnInfo, ConnLimits, Handler, RequestBody, ServeOptions};
 
-// One call site (the accept loop) passes everything a connection owns.
-#[allow(clippy::too_many_arguments)]
+/// How often we PING an HTTP/2 client to notice a dead peer. PINGs are not
+/// progress, so they never keep an unused connection open.
+const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// Most concurrent streams one HTTP/2 client may open.
+const H2_MAX_CONCURRENT_STREAMS: u32 = 1024;
+
 pub(super) async fn serve_connection<H: Handler>(
     stream: TcpStream,
     slot: ConnSlot,
     remote: SocketAddr,
     local: SocketAddr,
-    opts: ServeOptions,
+    opts: &ServeOptions,
     handler: H,
     watcher: Watcher,
-    shutdown: Shutdown,
 ) {
-    let activity = Activity::new();
-    let io = IdleIo::new(stream, activity.clone(), slot);
+    let upgraded = Arc::new(AtomicBool::new(false));
+    let io = TunnelIo::client(
+        stream,
+        opts.limits.tunnel_idle_timeout,
+        upgraded.clone(),
+        slot,
+    );
     match &opts.tls {
         None => {
             let info = Arc::new(ConnInfo::new(remote, local, false, None));
-            run_http(io, info, &opts, handler, watcher, activity, shutdown).await;
+            run_http(io, info, &opts.limits, handler, watcher, upgraded).await;
         }
         Some(tls) => {
             let acceptor = TlsAcceptor::from(tls.load_full());
@@ -54,59 +80,81 @@ pub(super) async fn serve_connection<H: Handler>(
             };
             let sni = tls_stream.get_ref().1.server_name().map(str::to_owned);
             let info = Arc::new(ConnInfo::new(remote, local, true, sni));
-            run_http(
-                tls_stream, info, &opts, handler, watcher, activity, shutdown,
-            )
-            .await;
+            run_http(tls_stream, info, &opts.limits, handler, watcher, upgraded).await;
         }
     }
+}
+
+/// The HTTP settings every listener shares.
+fn builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // hyper starts this timer whenever it waits for a head, so it bounds
+        // every request of a keep-alive connection, not only the first.
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL);
+    builder
 }
 
 async fn run_http<I, H>(
     io: I,
     info: Arc<ConnInfo>,
-    opts: &ServeOptions,
+    limits: &ConnLimits,
     handler: H,
     watcher: Watcher,
-    activity: Activity,
-    shutdown: Shutdown,
+    upgraded: Arc<AtomicBool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(opts.limits.header_read_timeout)
-        .max_buf_size(opts.limits.max_header_bytes.max(8192))
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(opts.limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(1024)
-        .keep_alive_interval(std::time::Duration::from_secs(30));
-
+    let progress = Progress::new();
     // Set once the first request head has arrived (see `first_head` below).
     let got_request = Arc::new(AtomicBool::new(false));
     let svc_got_request = got_request.clone();
     let svc_info = info.clone();
-    let service = service_fn(move |req| {
+    let svc_progress = progress.clone();
+    let body_read_timeout = limits.body_read_timeout;
+    let max_head = limits.max_header_bytes;
+    let service = service_fn(move |req: Request<Incoming>| {
         svc_got_request.store(true, Ordering::Relaxed);
-        let info = svc_info.clone();
-        info.active.fetch_add(1, Ordering::Relaxed);
-        let fut = handler.clone().handle(req, info.clone());
+        let busy = svc_progress.begin();
+        let (parts, body) = req.into_parts();
+        let size = head_size::head_size(&parts);
+        let work = if size <= max_head {
+            let body = RequestBody::new(body, body_read_timeout, svc_progress.clone());
+            Ok(handler
+                .clone()
+                .handle(Request::from_parts(parts, body), svc_info.clone()))
+        } else {
+            Err(head_size::too_large(&parts, size, max_head))
+        };
+        let upgraded = upgraded.clone();
         // Boxed: hyper keeps a slot the size of this future for the whole
         // life of a connection; boxed, an idle connection holds a pointer
         // instead of a whole request handler's state.
         Box::pin(async move {
-            let resp = fut.await;
-            info.active.fetch_sub(1, Ordering::Relaxed);
-            Ok::<_, std::convert::Infallible>(resp)
+            let resp = match work {
+                Ok(fut) => fut.await,
+                Err(refused) => refused,
+            };
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                // From here the connection is a tunnel with its own bound.
+                upgraded.store(true, Ordering::Relaxed);
+            }
+            Ok::<_, std::convert::Infallible>(resp.map(|b| ResponseBody::new(b, busy)))
         })
     });
-    let conn = builder
+    let conn = builder(limits)
         .serve_connection_with_upgrades(TokioIo::new(io), service)
         .into_owned();
     let conn = watcher.watch(conn);
@@ -117,27 +165,11 @@ async fn run_http<I, H>(
     // client that connects and sends nothing, or stalls inside the preface,
     // would hold its connection slot until the idle timeout. Bound the time
     // to the first request head here.
-    let head_deadline = tokio::time::Instant::now() + opts.limits.header_read_timeout;
+    let head_deadline = Instant::now() + limits.header_read_timeout;
     let first_head = async {
         tokio::time::sleep_until(head_deadline).await;
         if got_request.load(Ordering::Relaxed) {
             std::future::pending::<()>().await;
-        }
-    };
-    let idle_timeout = opts.limits.idle_timeout;
-    let idle = async {
-        loop {
-            let deadline = activity.last() + idle_timeout;
-            tokio::time::sleep_until(deadline).await;
-            if info.active_requests() == 0
-                && activity.last() + idle_timeout <= tokio::time::Instant::now()
-            {
-                return;
-            }
-            if info.active_requests() > 0 {
-                // A request is waiting on its upstream; check again later.
-                tokio::time::sleep(idle_timeout).await;
-            }
         }
     };
     tokio::select! {
@@ -146,10 +178,28 @@ async fn run_http<I, H>(
                 tracing::debug!(remote = %info.remote, error = %e, "connection ended with an error");
             }
         }
-        _ = idle => tracing::debug!(remote = %info.remote, "closing idle connection"),
+        _ = idle(&progress, limits) => tracing::debug!(remote = %info.remote, "closing idle connection"),
         _ = first_head => tracing::debug!(remote = %info.remote, "no request head within the header read timeout"),
     }
-    // `shutdown` is observed through the graceful watcher; keep the handle
-    // alive for the connection's lifetime so a dropped trigger is noticed.
-    drop(shutdown);
+}
+
+/// Resolves once the connection has made no progress for its bound:
+/// `idle_timeout` with nothing in flight, `request_idle_timeout` with
+/// requests in flight. Wakes at least every shorter bound to notice a change
+/// between the two, so at most a few timer wake-ups per bound.
+async fn idle(progress: &Progress, limits: &ConnLimits) {
+    let recheck = limits.idle_timeout.min(limits.request_idle_timeout);
+    loop {
+        let bound = if progress.busy() == 0 {
+            limits.idle_timeout
+        } else {
+            limits.request_idle_timeout
+        };
+        let now = Instant::now();
+        let deadline = progress.last() + bound;
+        if now >= deadline {
+            return;
+        }
+        tokio::time::sleep_until(deadline.min(now + recheck)).await;
+    }
 }
