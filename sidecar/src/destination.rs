@@ -244,7 +244,7 @@ struct SendTo {
 
 impl Service<Request<Body>> for SendTo {
     type Response = Response<Incoming>;
-    type Error = hyper_util::client::legacy::Error;
+    type Error = proxy_core::forward::ClientError;
     type Future = std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
     >;

@@ -5,6 +5,7 @@ use std::error::Error as _;
 use http::StatusCode;
 use http_body_util::LengthLimitError;
 
+use super::ClientError;
 use crate::problem::Problem;
 
 /// A failure on the upstream side of a hop. Each variant maps to one status,
@@ -15,13 +16,13 @@ pub enum ForwardError {
     Connect {
         endpoint: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: ClientError,
     },
     #[error("upstream {endpoint} failed")]
     Upstream {
         endpoint: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: ClientError,
     },
     #[error("request body larger than {limit} bytes")]
     BodyTooLarge { limit: u64 },
@@ -37,7 +38,7 @@ impl ForwardError {
     /// Classifies a hyper client error, finding body-limit breaches in its causes.
     pub fn from_client(
         endpoint: String,
-        err: hyper_util::client::legacy::Error,
+        err: ClientError,
         limit: u64,
     ) -> Self {
         if err.is_connect() {

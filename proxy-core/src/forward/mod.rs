@@ -2,12 +2,15 @@
 //! protocol upgrades (WebSocket and friends).
 
 mod client;
+mod client_error;
 mod error;
 mod headers;
+mod pool;
 mod request_id;
 mod upgrade;
 
 pub use client::{ClientOptions, UpstreamClient};
+pub use client_error::ClientError;
 pub use error::ForwardError;
 pub use headers::{ForwardedInfo, is_upgrade_request, prepare_request_headers, strip_hop_by_hop};
 pub use request_id::{REQUEST_ID, ensure_request_id, new_request_id};
