@@ -17,7 +17,7 @@
 # timer, not per request, and would make the idle difference depend on time.
 # The sidecar runs bench/sidecar-bench.yaml (retries, breaker, P2C-EWMA, OTLP
 # tracing with every trace sampled). The upstream, the OTLP sink and the
-# request driver are bench/callgrind_io.py (plain sockets, outside valgrind):
+# request driver are bench/loopback.py (plain sockets, outside valgrind):
 # one connection, one request after the other.
 #
 # Environment (defaults in brackets): TARGETS ["gateway sidecar"],
@@ -74,7 +74,7 @@ trap cleanup EXIT INT TERM
     echo "settings: REQUESTS=$REQUESTS WARMUP=$WARMUP"
 } >"$RUN/machine.txt"
 
-python3 "$BENCH/callgrind_io.py" serve $UPSTREAM_PORT $OTLP_SINK_PORT >"$RUN/upstream.log" 2>&1 &
+python3 "$BENCH/loopback.py" serve $UPSTREAM_PORT $OTLP_SINK_PORT >"$RUN/upstream.log" 2>&1 &
 STARTED+=("$!")
 
 # The gateway's config without health checks; its relative file paths made absolute.
@@ -92,9 +92,9 @@ wait_port() { # port; bounded: valgrind starts slowly
 
 drive() { # port count
     if [[ $1 == "$SIDECAR_PORT" ]]; then
-        timeout 1200 python3 "$BENCH/callgrind_io.py" drive "$1" "$2" "host: bench"
+        timeout 1200 python3 "$BENCH/loopback.py" drive "$1" "$2" "host: bench"
     else
-        timeout 1200 python3 "$BENCH/callgrind_io.py" drive "$1" "$2" "x-api-key: bench-key"
+        timeout 1200 python3 "$BENCH/loopback.py" drive "$1" "$2" "x-api-key: bench-key"
     fi
 }
 

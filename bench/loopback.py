@@ -1,19 +1,26 @@
 #!/usr/bin/env python3
-"""The bench's callgrind helpers that run outside valgrind: an upstream and a
-request driver, both on plain sockets so the callgrind mode needs no build.
+"""Loopback helpers of bench/callgrind.sh and bench/memory.sh: an upstream, a
+request driver and an idle-connection holder, on plain sockets so these
+modes need no build.
 
-  callgrind_io.py serve PORT [PORT...]
+  loopback.py serve PORT [PORT...]
       Answers every HTTP/1.1 request on 127.0.0.1:PORT with 200 and a fixed
       1 KiB body, keep-alive, one thread per connection. Request bodies
       (Content-Length or chunked, e.g. OTLP/HTTP trace exports) are read and
       dropped. Runs until killed.
 
-  callgrind_io.py drive PORT REQUESTS [HEADER...]
+  loopback.py drive PORT REQUESTS [HEADER...]
       Sends REQUESTS keep-alive `GET /bench/hello` one after the other on one
       connection (reconnecting if the proxy closes it), checks each answer is
       200 with the 1 KiB body, and prints `ok N` or exits 1 on the first bad
       answer. One connection and no pipelining: the figure is the cost of a
       request with nothing to batch it with, the same on every run.
+
+  loopback.py hold PORT CONNS SECS [HEADER...]
+      Opens CONNS keep-alive connections, sends one `GET /bench/hello` on each
+      (all sent before any answer is read, so the proxy has them in flight
+      together and opens upstream connections for them), reads every answer,
+      prints `holding N` and keeps them open and silent for SECS seconds.
 """
 
 import socket
@@ -156,10 +163,36 @@ def drive(port, requests, extra_headers):
     print("ok {} ({} connections)".format(done, reconnects), flush=True)
 
 
+def hold(port, conns, secs, extra_headers):
+    import time
+
+    req = "GET {} HTTP/1.1\r\nhost: 127.0.0.1\r\n{}\r\n".format(
+        PATH, "".join(h + "\r\n" for h in extra_headers)
+    ).encode()
+    socks = []
+    for _ in range(conns):
+        s = socket.create_connection(("127.0.0.1", port), timeout=60)
+        socks.append(s)
+    for s in socks:
+        s.sendall(req)
+    ok = 0
+    for s in socks:
+        conn = Conn(s)
+        status, headers = parse_head(conn.head())
+        conn.body(headers)
+        ok += status.startswith("HTTP/1.1 200")
+    print("holding {} ({} answered 200)".format(len(socks), ok), flush=True)
+    time.sleep(secs)
+    for s in socks:
+        s.close()
+
+
 def main():
     args = sys.argv[1:]
     if len(args) >= 2 and args[0] == "serve":
         serve([int(p) for p in args[1:]])
+    elif len(args) >= 4 and args[0] == "hold":
+        hold(int(args[1]), int(args[2]), float(args[3]), args[4:])
     elif len(args) >= 3 and args[0] == "drive":
         drive(int(args[1]), int(args[2]), args[3:])
     else:
