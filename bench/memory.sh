@@ -73,6 +73,8 @@ wait_port() {
     return 1
 }
 
+wait_port $UPSTREAM_PORT || { log "the upstream did not start"; exit 1; }
+
 printf '| variant | idle | holding %s | peak under wrk -c%s | after 1 s | after %s s | rps |\n| --- | --- | --- | --- | --- | --- | --- |\n' \
     "$CONNS" "$CONNS" "$AFTER_SECS" >"$RUN/summary.md"
 
