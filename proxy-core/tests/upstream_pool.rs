@@ -161,7 +161,11 @@ async fn sequential_requests_reuse_one_connection() {
     for _ in 0..5 {
         assert_eq!(call(&c, &up).await, "ok");
     }
-    assert_eq!(up.accepted(), 1, "one TCP connection for sequential requests");
+    assert_eq!(
+        up.accepted(),
+        1,
+        "one TCP connection for sequential requests"
+    );
     let endpoint = up.authority();
     until(|| c.idle_connections(&endpoint) == 1).await;
 }
@@ -183,7 +187,10 @@ async fn idle_connections_beyond_the_bound_are_closed() {
     // Three requests at once: the upstream holds each until all three are in,
     // so they cannot share a connection.
     let (a, b, d) = tokio::join!(call(&c, &up), call(&c, &up), call(&c, &up));
-    assert_eq!((a, b, d), (Bytes::from("ok"), Bytes::from("ok"), Bytes::from("ok")));
+    assert_eq!(
+        (a, b, d),
+        (Bytes::from("ok"), Bytes::from("ok"), Bytes::from("ok"))
+    );
     assert_eq!(up.accepted(), 3);
     // Only one may stay idle: the two others are closed.
     up.next_close().await;
@@ -281,7 +288,10 @@ async fn http2_requests_share_one_connection() {
         call_version(&c, &up, Version::HTTP_2),
         call_version(&c, &up, Version::HTTP_2)
     );
-    assert_eq!((a, b, d), (Bytes::from("ok"), Bytes::from("ok"), Bytes::from("ok")));
+    assert_eq!(
+        (a, b, d),
+        (Bytes::from("ok"), Bytes::from("ok"), Bytes::from("ok"))
+    );
     for _ in 0..3 {
         call_version(&c, &up, Version::HTTP_11).await;
     }

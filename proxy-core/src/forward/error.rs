@@ -36,11 +36,7 @@ pub enum ForwardError {
 
 impl ForwardError {
     /// Classifies a hyper client error, finding body-limit breaches in its causes.
-    pub fn from_client(
-        endpoint: String,
-        err: ClientError,
-        limit: u64,
-    ) -> Self {
+    pub fn from_client(endpoint: String, err: ClientError, limit: u64) -> Self {
         if err.is_connect() {
             return ForwardError::Connect {
                 endpoint,

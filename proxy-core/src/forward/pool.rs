@@ -78,7 +78,7 @@ struct Inner {
     /// Idle HTTP/1 connections per endpoint (`host:port`), most recent last.
     h1: Mutex<HashMap<Box<str>, Vec<Idle>>>,
     /// The HTTP/2 connection per endpoint; its async lock serialises connecting.
-    h2: Mutex<HashMap<Box<str>, Arc<tokio::sync::Mutex<Option<H2Conn>>>>>,
+    h2: Mutex<HashMap<Box<str>, Arc<H2Slot>>>,
     sweeping: AtomicBool,
 }
 
@@ -87,6 +87,9 @@ struct Idle {
     since: Instant,
     conn: Arc<ConnSlot>,
 }
+
+/// An endpoint's HTTP/2 connection, once connected.
+type H2Slot = tokio::sync::Mutex<Option<H2Conn>>;
 
 struct H2Conn {
     sender: H2Sender,
@@ -180,10 +183,7 @@ impl Pool {
             let mut map = lock(&self.inner.h2);
             match map.get(endpoint.as_str()) {
                 Some(slot) => slot.clone(),
-                None => map
-                    .entry(endpoint.as_str().into())
-                    .or_default()
-                    .clone(),
+                None => map.entry(endpoint.as_str().into()).or_default().clone(),
             }
         };
         let mut tries = 0;
@@ -477,11 +477,9 @@ async fn connect(endpoint: &Authority, timeout: Duration) -> Result<TcpStream, C
     let attempt = async {
         let addrs: Vec<SocketAddr> = match endpoint.as_str().parse::<SocketAddr>() {
             Ok(addr) => vec![addr],
-            Err(_) => {
-                tokio::net::lookup_host((endpoint.host(), endpoint.port_u16().unwrap_or(80)))
-                    .await?
-                    .collect()
-            }
+            Err(_) => tokio::net::lookup_host((endpoint.host(), endpoint.port_u16().unwrap_or(80)))
+                .await?
+                .collect(),
         };
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no address for the endpoint");
         for addr in addrs {
