@@ -5,7 +5,7 @@ use std::error::Error as _;
 use http::StatusCode;
 use http_body_util::LengthLimitError;
 
-use super::ClientBodyError;
+use super::{ClientBodyError, ClientError};
 use crate::problem::Problem;
 
 /// A failure forwarding a request. Each variant maps to one status, as
@@ -18,13 +18,13 @@ pub enum ForwardError {
     Connect {
         endpoint: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: ClientError,
     },
     #[error("upstream {endpoint} failed")]
     Upstream {
         endpoint: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: ClientError,
     },
     #[error("request body larger than {limit} bytes")]
     BodyTooLarge { limit: u64 },
@@ -41,14 +41,11 @@ pub enum ForwardError {
 }
 
 impl ForwardError {
-    /// Classifies a hyper client error, finding the client's own failures in
-    /// its causes: a body-limit breach (413), or a malformed body (400) when
-    /// the body was wrapped in [`ClientBody`](super::ClientBody).
-    pub fn from_client(
-        endpoint: String,
-        err: hyper_util::client::legacy::Error,
-        limit: u64,
-    ) -> Self {
+    /// Classifies an upstream client error, finding the client's own failures
+    /// in its causes: a body-limit breach (413), or a malformed or stalled body
+    /// (400) when the body was wrapped in [`ClientBody`](super::ClientBody) or
+    /// came from the serving function.
+    pub fn from_client(endpoint: String, err: ClientError, limit: u64) -> Self {
         if err.is_connect() {
             return ForwardError::Connect {
                 endpoint,

@@ -4,13 +4,16 @@
 
 mod client;
 mod client_body;
+mod client_error;
 mod error;
 mod headers;
+mod pool;
 mod request_id;
 mod upgrade;
 
 pub use client::{ClientOptions, UpstreamClient};
 pub use client_body::{BodyOutcome, ClientBody, ClientBodyError};
+pub use client_error::ClientError;
 pub use error::ForwardError;
 pub use headers::{
     ForwardedInfo, is_upgrade_request, prepare_request_headers, set_forwarded_headers,

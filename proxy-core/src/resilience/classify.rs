@@ -1,8 +1,8 @@
 //! What counts as a failure, shared by the retry layer and the breaker.
 //!
 //! Errors are classified by walking their `source()` chain, so a connect error
-//! wrapped by any number of layers is still recognised: hyper-util's client
-//! marks its connect failures (`is_connect`), and a refused or unreachable socket
+//! wrapped by any number of layers is still recognised: the upstream client
+//! (and hyper-util's) marks its connect failures (`is_connect`), and a refused or unreachable socket
 //! shows up as an `io::Error` of the matching kind.
 
 use std::error::Error as StdError;
@@ -37,6 +37,11 @@ pub fn classify_error(err: &(dyn StdError + 'static)) -> ErrorClass {
         }
         if e.is::<CircuitOpen>() {
             return ErrorClass::CircuitOpen;
+        }
+        if let Some(c) = e.downcast_ref::<crate::forward::ClientError>()
+            && c.is_connect()
+        {
+            return ErrorClass::Connect;
         }
         if let Some(h) = e.downcast_ref::<hyper_util::client::legacy::Error>()
             && h.is_connect()

@@ -33,7 +33,7 @@ impl SendTo {
 
 impl Service<Request<Body>> for SendTo {
     type Response = Response<Incoming>;
-    type Error = hyper_util::client::legacy::Error;
+    type Error = proxy_core::forward::ClientError;
     /// Boxed because the pool's `send_to` is an `async fn` borrowing the
     /// client: the one allocation per try the stack keeps.
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
