@@ -24,7 +24,7 @@ for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   echo "--- fuzz $t for ${secs}s"
   if ! cargo fuzz run "$t" "corpus/$t" "seeds/$t" -- \
-    -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
+    -seed=1 -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
     -print_final_stats=1 >"$log" 2>&1; then
     tail -n 60 "$log"
     echo "fuzz target $t failed (input saved under fuzz/artifacts/$t/)"

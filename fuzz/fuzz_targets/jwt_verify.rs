@@ -144,6 +144,8 @@ fn check_admitted(token: &str, f: &Fixture) {
     let header = part(token, 0);
     let claims = part(token, 1);
     let alg_name = header["alg"].as_str().expect("alg is a string");
+    // RFC 7515 §4.1.11: Weir understands no critical extension.
+    assert!(header.get("crit").is_none(), "token with crit admitted");
     let iss = claims["iss"].as_str().expect("iss is a string");
     let (allowed, key): (&[&str], DecodingKey) = match iss {
         DEMO_ISS => (&["RS256"], f.rsa_public.clone()),

@@ -105,7 +105,7 @@ async fn connection_tokens_cannot_strip_what_the_gateway_sets() {
         r.head,
         String::from_utf8_lossy(&r.body)
     );
-    assert_eq!(r.seen("x-weir-consumer"), ["demo"]);
+    assert_eq!(r.seen("x-weir-consumer"), ["apikey:demo"]);
     assert_eq!(r.seen("x-weir-scopes"), ["catalog:read"]);
     assert_eq!(r.seen("x-forwarded-for"), ["127.0.0.1"]);
     assert_eq!(r.seen("x-forwarded-proto"), ["http"]);
@@ -152,7 +152,7 @@ async fn request_trailers_cannot_carry_gateway_headers() {
         json!({}),
         "request trailers are dropped: {doc}"
     );
-    assert_eq!(r.seen("x-weir-consumer"), ["demo"]);
+    assert_eq!(r.seen("x-weir-consumer"), ["apikey:demo"]);
 }
 
 #[tokio::test]
@@ -181,7 +181,7 @@ async fn an_http2_client_cannot_forge_or_trail_gateway_headers() {
         let doc = r.json();
         assert_eq!(doc["body_len"], 5, "{path}: {doc}");
         assert_eq!(doc["trailers"], json!({}), "{path}: {doc}");
-        assert_eq!(r.seen("x-weir-consumer"), ["demo"], "{path}");
+        assert_eq!(r.seen("x-weir-consumer"), ["apikey:demo"], "{path}");
         assert_eq!(r.seen("x-weir-scopes"), ["catalog:read"], "{path}");
         assert_eq!(r.seen("x-forwarded-proto"), ["http"], "{path}");
         assert_eq!(

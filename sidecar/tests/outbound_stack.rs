@@ -86,7 +86,15 @@ async fn a_reload_rebuilds_only_the_destinations_whose_section_changed() {
         &format!("services:\n  other:\n    endpoints: [{}]\n", b.addr),
     );
     std::fs::write(&path, &with_other).unwrap();
-    let ok = send(&c, admin_addr, "POST", "admin", "/reload", "").await;
+    let ok = send(
+        &c,
+        admin_addr,
+        "POST",
+        &admin_addr.to_string(),
+        "/reload",
+        "",
+    )
+    .await;
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert_eq!(get(&c, outbound, "svc").await.status, 200);
     assert_eq!(get(&c, outbound, "other").await.status, 200);
@@ -96,7 +104,15 @@ async fn a_reload_rebuilds_only_the_destinations_whose_section_changed() {
     // `svc` changes: its stack is built again, `other`'s is kept.
     let changed = with_other.replace(&format!("[{}]", a.addr), &format!("[{}]", b.addr));
     std::fs::write(&path, &changed).unwrap();
-    let ok = send(&c, admin_addr, "POST", "admin", "/reload", "").await;
+    let ok = send(
+        &c,
+        admin_addr,
+        "POST",
+        &admin_addr.to_string(),
+        "/reload",
+        "",
+    )
+    .await;
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert_eq!(get(&c, outbound, "svc").await.status, 200);
     assert_eq!(counts(&c, admin_addr, "svc").await, (2.0, 2.0));

@@ -12,9 +12,9 @@ use std::time::SystemTime;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Request, StatusCode};
-use proxy_core::server::RequestBody;
 use proxy_core::forward::{ForwardError, ensure_request_id, is_upgrade_request, strip_hop_by_hop};
 use proxy_core::problem::Problem;
+use proxy_core::server::RequestBody;
 use proxy_core::telemetry::{AccessLogFormat, ServerSpanInfo, Telemetry};
 use tokio::time::Instant;
 

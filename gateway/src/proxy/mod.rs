@@ -45,10 +45,10 @@ use std::sync::atomic::AtomicU64;
 
 use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderValue, Method, Request, Response};
-use proxy_core::server::RequestBody;
 use proxy_core::balance::Endpoint;
 use proxy_core::body::Body;
 use proxy_core::problem::Problem;
+use proxy_core::server::RequestBody;
 use proxy_core::server::{ConnInfo, Handler};
 use proxy_core::telemetry::{ActiveSpan, Telemetry};
 use tokio::time::Instant;

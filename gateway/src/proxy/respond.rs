@@ -15,8 +15,8 @@ use proxy_core::server::ConnInfo;
 use proxy_core::telemetry::Telemetry;
 
 use super::Ctx;
-use proxy_core::telemetry::access_log::{Logged, PendingLine};
 use crate::snapshot::Snapshot;
+use proxy_core::telemetry::access_log::{Logged, PendingLine};
 
 /// Finishes the response of one request.
 pub(super) fn respond(

@@ -25,10 +25,10 @@ use proxy_core::server::ConnInfo;
 
 use super::admit::Routed;
 use super::{Ctx, Flow};
-use proxy_core::telemetry::access_log::Counted;
 use crate::metrics::{GatewayMetrics, UpstreamErrorLabels};
 use crate::snapshot::Snapshot;
 use crate::upstream::Upstream;
+use proxy_core::telemetry::access_log::Counted;
 
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 

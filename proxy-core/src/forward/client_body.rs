@@ -32,8 +32,8 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
 use super::ForwardError;
-pub use crate::body::ClientBodyError;
 use crate::body::BoxError;
+pub use crate::body::ClientBodyError;
 
 /// How a watched client body failed, if it did: shared between the body
 /// (which the upstream client owns) and the proxy.

@@ -58,7 +58,9 @@ impl ForwardError {
         if causes().any(|c| c.is::<LengthLimitError>()) {
             return ForwardError::BodyTooLarge { limit };
         }
-        if let Some(timeout) = causes().find_map(|c| c.downcast_ref::<crate::body::BodyReadTimeout>()) {
+        if let Some(timeout) =
+            causes().find_map(|c| c.downcast_ref::<crate::body::BodyReadTimeout>())
+        {
             return ForwardError::ClientBody(ClientBodyError(Box::new(*timeout)));
         }
         if let Some(body) = causes().find_map(|c| c.downcast_ref::<ClientBodyError>()) {

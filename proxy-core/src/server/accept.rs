@@ -70,7 +70,10 @@ pub async fn serve_with<D: Dispatch>(
         let opts = opts.clone();
         let watcher = graceful.watcher();
         let dispatch = dispatch.clone();
-        let local = local.unwrap_or(remote);
+        // The address this client reached: on a wildcard listener
+        // (`0.0.0.0:9901`) that is the interface's own address, which is
+        // what the client names in `Host` (the admin listener checks it).
+        let local = stream.local_addr().ok().or(local).unwrap_or(remote);
         let slot = ConnSlot::new(permit, opts.active_connections.clone());
         let closing = closing.wait();
         let alive = task_alive.clone();

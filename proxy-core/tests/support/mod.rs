@@ -10,7 +10,7 @@ use std::time::Duration;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
-use proxy_core::body::{self, Body, BodyReadTimeout};
+use proxy_core::body::{self, Body, BodyReadTimeout, ClientBodyError};
 use proxy_core::server::{
     ConnInfo, ConnLimits, Dispatch, Handler, RequestBody, ServeOptions, serve, serve_with,
 };
@@ -54,7 +54,11 @@ impl Handler for TestHandler {
                 Err(e) if e.is::<BodyReadTimeout>() => {
                     text(StatusCode::REQUEST_TIMEOUT, e.to_string())
                 }
-                Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
+                Err(e) if e.is::<ClientBodyError>() => text(
+                    StatusCode::BAD_REQUEST,
+                    format!("the client's request body failed: {e}"),
+                ),
+                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             },
             "/hang" => std::future::pending().await,
             "/upgrade" => {
