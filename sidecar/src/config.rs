@@ -27,11 +27,12 @@ use std::time::Duration;
 
 use proxy_core::admin::AdminAccess;
 use proxy_core::config::{
-    AdminConfig, ConfigError, ConfigErrors, EndpointAddr, HumanDuration, LoadBalancerKind,
-    PoolConfig, Protocol, ShutdownConfig, parse_yaml,
+    AdminConfig, ConfigError, ConfigErrors, EndpointAddr, HumanDuration, LimitsConfig,
+    LoadBalancerKind, PoolConfig, Protocol, ShutdownConfig, parse_yaml,
 };
 use proxy_core::resilience::config::{CircuitBreakerConfig, RetryConfig, TimeoutsConfig};
 use proxy_core::resilience::{BreakerSettings, BudgetSettings, RetryPolicy};
+use proxy_core::server::ConnLimits;
 use proxy_core::telemetry::{TelemetryConfig, TelemetrySettings};
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +57,11 @@ pub struct SidecarFile {
     pub telemetry: TelemetryConfig,
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    /// What one client connection may cost, on every listener (inbound,
+    /// outbound, transparent, admin): the same section and defaults as the
+    /// gateway's `limits:`.
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 /// `inbound:` traffic for the local app.
@@ -193,6 +199,8 @@ pub struct SidecarConfig {
     pub admin_access: AdminAccess,
     pub telemetry: TelemetrySettings,
     pub drain: Duration,
+    /// Connection limits of every listener (`limits:`).
+    pub limits: ConnLimits,
     /// The file after environment overrides (served on `/config`).
     pub effective: SidecarFile,
 }
@@ -240,6 +248,7 @@ impl SidecarConfig {
             admin: AdminConfig::at(SocketAddr::from(([0, 0, 0, 0], 4191))),
             telemetry: TelemetryConfig::default(),
             shutdown: ShutdownConfig::default(),
+            limits: LimitsConfig::default(),
         };
         apply_env(&mut file, env)?;
         file.validate(env)
@@ -285,6 +294,17 @@ impl SidecarFile {
             && !p.starts_with('/')
         {
             errs.push("inbound.app_health_path", "must start with /");
+        }
+        if self.limits.max_body_bytes != LimitsConfig::default().max_body_bytes {
+            // The section is shared with the gateway; refuse what the sidecar
+            // would silently ignore rather than pretend to apply it.
+            errs.push(
+                "limits.max_body_bytes",
+                "the sidecar does not limit request bodies; remove it",
+            );
+        }
+        if self.limits.max_connections == 0 {
+            errs.push("limits.max_connections", "must be at least 1");
         }
         let out = &self.outbound;
         if out.detect_timeout.get().is_zero() {
@@ -394,6 +414,7 @@ impl SidecarFile {
             admin_access,
             telemetry,
             drain: self.shutdown.drain.get(),
+            limits: ConnLimits::from(&self.limits),
             effective: self,
         })
     }

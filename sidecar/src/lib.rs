@@ -90,6 +90,8 @@ pub struct Sidecar {
     registry: Arc<Registry>,
     telemetry: Telemetry,
     drain: Duration,
+    /// `limits:` of the inbound and outbound listeners.
+    limits: ConnLimits,
     transparent: bool,
 }
 
@@ -154,7 +156,7 @@ impl Sidecar {
         reload_metrics: Option<ReloadMetrics>,
         telemetry: Telemetry,
     ) -> Result<Sidecar, SidecarError> {
-        let (inbound_addr, outbound_addr, admin_addr, drain, transparent) = {
+        let (inbound_addr, outbound_addr, admin_addr, drain, limits, transparent) = {
             let rt = runtime.load();
             let c = &rt.config;
             (
@@ -162,6 +164,7 @@ impl Sidecar {
                 c.outbound.address,
                 c.admin,
                 c.drain,
+                c.limits.clone(),
                 c.outbound.transparent,
             )
         };
@@ -180,6 +183,7 @@ impl Sidecar {
             registry: Arc::new(registry),
             telemetry,
             drain,
+            limits,
             transparent,
         })
     }
@@ -247,7 +251,7 @@ impl Sidecar {
         ));
 
         let opts = ServeOptions {
-            limits: ConnLimits::default(),
+            limits: self.limits.clone(),
             drain: self.drain,
             ..ServeOptions::default()
         };

@@ -242,3 +242,34 @@ async fn h2_pinging_lifetime(
     let answered = reader.await.unwrap().expect("the request was answered");
     answered.elapsed()
 }
+
+/// `limits:` in `sidecar.yaml` sets the bounds of the inbound and outbound
+/// listeners: the same 4 KiB head passes with the defaults and is refused
+/// with `431` under `max_header_bytes: 2KiB`.
+#[tokio::test(start_paused = true)]
+async fn the_limits_section_bounds_inbound_and_outbound() {
+    let app = refused_addr().await;
+    let defaults = start_sidecar(&config(app, &[app], "")).await;
+    let strict =
+        start_sidecar(&(config(app, &[app], "") + "limits: { max_header_bytes: 2KiB }\n")).await;
+    let head = request(&format!("X-Big: {}\r\n", "x".repeat(4 * 1024)));
+    for (name, addr, expect) in [
+        ("inbound, defaults", defaults.inbound, None),
+        ("outbound, defaults", defaults.outbound, None),
+        ("inbound, 2KiB", strict.inbound, Some("HTTP/1.1 431")),
+        ("outbound, 2KiB", strict.outbound, Some("HTTP/1.1 431")),
+    ] {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        let got = response(&mut tcp).await.unwrap_or_default();
+        match expect {
+            Some(status) => assert!(got.starts_with(status), "{name}: {got:?}"),
+            None => assert!(
+                got.starts_with("HTTP/1.1 ") && !got.starts_with("HTTP/1.1 431"),
+                "{name}: {got:?}"
+            ),
+        }
+    }
+    defaults.stop().await;
+    strict.stop().await;
+}

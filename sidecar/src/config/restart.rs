@@ -1,7 +1,7 @@
 //! The parts of `sidecar.yaml` a reload cannot apply.
 //!
-//! The listeners are bound, the telemetry pipeline is built and the drain
-//! time is fixed when the sidecar starts; everything else (destinations,
+//! The listeners are bound with their `limits:`, the telemetry pipeline is
+//! built and the drain time is fixed when the sidecar starts; everything else (destinations,
 //! retries, breakers, the app address, opaque ports…) lives in the runtime
 //! snapshot a reload swaps. A reload that changes one of these fields says so
 //! (`POST /reload` answers `restart-required`, the log names the field)
@@ -37,5 +37,6 @@ pub fn restart_required(running: &SidecarFile, new: &SidecarFile) -> Vec<String>
         &new.telemetry,
     ));
     out.extend(changed_fields("shutdown", &running.shutdown, &new.shutdown));
+    out.extend(changed_fields("limits", &running.limits, &new.limits));
     out
 }

@@ -142,3 +142,16 @@ fn env_only_config_for_injected_pods() {
     assert!(c.services.is_empty());
     assert_eq!(c.outbound.opaque_ports, DEFAULT_OPAQUE_PORTS);
 }
+
+#[test]
+fn limits_apply_and_a_body_limit_the_sidecar_would_ignore_is_refused() {
+    let text = format!("{SKETCH}limits: {{ max_header_bytes: 2KiB, idle_timeout: 5s }}\n");
+    let cfg = SidecarConfig::from_yaml(&text, &no_env).unwrap();
+    assert_eq!(cfg.limits.max_header_bytes, 2048);
+    assert_eq!(cfg.limits.idle_timeout, Duration::from_secs(5));
+
+    let text = format!("{SKETCH}limits: {{ max_body_bytes: 1MiB }}\n");
+    let e = SidecarConfig::from_yaml(&text, &no_env).unwrap_err();
+    let paths: Vec<_> = e.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["limits.max_body_bytes"], "{e}");
+}
