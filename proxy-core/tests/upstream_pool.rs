@@ -343,3 +343,76 @@ async fn upstream_failing_mid_exchange_is_not_a_connect_error() {
         "upstream-error"
     );
 }
+
+/// A request that finds the pool empty while its connect cannot complete
+/// (the upstream's accept queue is full, so the kernel drops its SYN and
+/// retries it a second later) is served by a connection put back meanwhile,
+/// instead of waiting out the connect timeout: a burst is not answered with
+/// 502s because a few connects hit a full accept queue.
+#[tokio::test]
+async fn a_request_waiting_on_a_connect_takes_a_connection_put_back() {
+    use socket2::{Domain, Socket, Type};
+    // An upstream whose accept queue holds one connection, and which accepts
+    // exactly one: that connection answers once released.
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    socket.listen(0).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let listener = TcpListener::from_std(std::net::TcpListener::from(socket)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let released = Arc::new(std::sync::Mutex::new(Some(released)));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        count.fetch_add(1, Ordering::SeqCst);
+        let svc = service_fn(move |_req: Request<Incoming>| {
+            let wait = released.lock().unwrap().take();
+            async move {
+                if let Some(wait) = wait {
+                    let _ = wait.await;
+                }
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+            }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(tcp), svc)
+            .await;
+        // The listener lives (and accepts nothing more) until here.
+        drop(listener);
+    });
+    let endpoint = Authority::try_from(addr.to_string()).unwrap();
+    let client = client(Protocol::Http1, 8, Duration::from_secs(90));
+
+    // A holds the one accepted connection until released.
+    let a = tokio::spawn({
+        let (client, endpoint) = (client.clone(), endpoint.clone());
+        async move {
+            let resp = client.send_to(get(Version::HTTP_11), endpoint).await?;
+            let _ = resp.into_body().collect().await;
+            Ok::<_, proxy_core::forward::ClientError>(())
+        }
+    });
+    until(|| accepted.load(Ordering::SeqCst) == 1).await;
+    // Fill the accept queue: the next connect's SYN is dropped.
+    let _filler = tokio::net::TcpStream::connect(addr).await.unwrap();
+
+    // B finds no idle connection and starts connecting (polled once).
+    let b = client.send_to(get(Version::HTTP_11), endpoint.clone());
+    tokio::pin!(b);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(b.as_mut().poll(cx))).await;
+    assert!(first.is_pending(), "B cannot be served yet");
+
+    // A's answer puts its connection back; B takes it.
+    release.send(()).unwrap();
+    a.await.unwrap().unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(30), b)
+        .await
+        .expect("B is answered")
+        .expect("B is served over the connection A put back");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}

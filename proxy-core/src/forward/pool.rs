@@ -80,6 +80,9 @@ struct Inner {
     /// The HTTP/2 connection per endpoint; its async lock serialises connecting.
     h2: Mutex<HashMap<Box<str>, Arc<H2Slot>>>,
     sweeping: AtomicBool,
+    /// Signalled whenever an HTTP/1 connection is put back, so requests
+    /// waiting on a new connection can take it instead (see `send_h1`).
+    returned: tokio::sync::Notify,
 }
 
 struct Idle {
@@ -125,6 +128,7 @@ impl Pool {
                 h1: Mutex::new(HashMap::new()),
                 h2: Mutex::new(HashMap::new()),
                 sweeping: AtomicBool::new(false),
+                returned: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -154,6 +158,7 @@ impl Pool {
             };
             let (mut sender, slot, reused) = match pooled {
                 Some((sender, slot)) => (sender, slot, true),
+                None if tries <= MAX_POOLED_TRIES => self.connect_or_returned(endpoint).await?,
                 None => {
                     let (sender, slot) = self.connect_h1(endpoint).await?;
                     (sender, slot, false)
@@ -214,6 +219,40 @@ impl Pool {
                     Some(_) => return Err(ClientError::canceled(e.into_error())),
                     None => return Err(ClientError::send(e.into_error())),
                 },
+            }
+        }
+    }
+
+    /// A new connection to `endpoint`, or an idle one put back while the new
+    /// one is still connecting, whichever comes first (`reused` tells which).
+    ///
+    /// Under a burst every request finds the pool empty and connects; when
+    /// the upstream's accept queue overflows, some connects wait a whole SYN
+    /// retransmission (1 s) and would run into the connect timeout. A
+    /// connection that finishes its exchange meanwhile serves such a request
+    /// instead, as hyper-util's legacy pool did by racing checkout and
+    /// connect.
+    async fn connect_or_returned(
+        &self,
+        endpoint: &Authority,
+    ) -> Result<(H1Sender, Arc<ConnSlot>, bool), ClientError> {
+        let connecting = self.connect_h1(endpoint);
+        tokio::pin!(connecting);
+        loop {
+            let returned = self.inner.returned.notified();
+            tokio::pin!(returned);
+            // Registered before looking, so a put between the look and the
+            // wait is not missed.
+            returned.as_mut().enable();
+            if let Some((sender, slot)) = self.checkout_h1(endpoint) {
+                return Ok((sender, slot, true));
+            }
+            tokio::select! {
+                connected = &mut connecting => {
+                    let (sender, slot) = connected?;
+                    return Ok((sender, slot, false));
+                }
+                () = &mut returned => {}
             }
         }
     }
@@ -304,6 +343,7 @@ impl Inner {
         };
         if rejected.is_none() {
             self.start_sweeping();
+            self.returned.notify_waiters();
         }
         drop(rejected);
     }
