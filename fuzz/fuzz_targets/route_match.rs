@@ -303,6 +303,9 @@ fn check(table: &RouteTable, req: &Request) {
         RouteMatch::Gone { route } => {
             panic!("route {} is gone without a deprecation", route.name())
         }
+        RouteMatch::BadVersion { header } => {
+            panic!("no version header is configured, yet {header} was refused")
+        }
     }
 }
 
