@@ -28,7 +28,8 @@ use weir_policy::{Policies, PolicyState, RoutePolicy, RouteRef};
 
 const DEMO_ISS: &str = "https://demo.weir.dev";
 const HS_ISS: &str = "https://hs.weir.test";
-const HS_SECRET: &str = "weir-fuzz-shared-secret-0123456789abcdef";
+/// 48 bytes: RFC 7518 §3.2 asks HS384 for a key at least as long as its hash.
+const HS_SECRET: &str = "weir-fuzz-shared-secret-0123456789abcdef-0123456";
 const LEEWAY: u64 = 30;
 const FORGED: &str = "forged-by-client";
 
@@ -53,12 +54,14 @@ fn fixture() -> &'static Fixture {
                     "algorithms": ["RS256"],
                     "leeway": "30s",
                     "forward_claims": { "sub": "x-user-id" },
+                    "consumer_namespace": "demo",
                 },
                 {
                     "issuer": HS_ISS,
                     "secret": HS_SECRET,
                     "algorithms": ["HS256", "HS384"],
                     "leeway": "30s",
+                    "consumer_namespace": "hs",
                 },
             ],
             "scopes_header": "x-weir-scopes",
