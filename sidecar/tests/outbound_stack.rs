@@ -29,16 +29,18 @@ async fn counts(c: &HttpClient, admin: SocketAddr, destination: &str) -> (f64, f
 #[tokio::test]
 async fn requests_and_retries_build_nothing() {
     let app = Upstream::start().await;
-    // Every third call fails once, so the retry loop runs through the stack too.
-    let a = Upstream::with(|n, _| {
+    // Each endpoint fails its first call and every third after it, so the
+    // retry loop runs through the stack too, whichever endpoint the balancer
+    // favours.
+    let every_third = |n: u64, _: &http::request::Parts| {
         if n % 3 == 0 {
             Action::Status(503)
         } else {
             Action::Status(200)
         }
-    })
-    .await;
-    let b = Upstream::start().await;
+    };
+    let a = Upstream::with(every_third).await;
+    let b = Upstream::with(every_third).await;
     let yaml = config(
         app.addr,
         &[a.addr, b.addr],
