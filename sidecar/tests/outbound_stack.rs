@@ -33,7 +33,7 @@ async fn requests_and_retries_build_nothing() {
     // retry loop runs through the stack too, whichever endpoint the balancer
     // favours.
     let every_third = |n: u64, _: &http::request::Parts| {
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             Action::Status(503)
         } else {
             Action::Status(200)

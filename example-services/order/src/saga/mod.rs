@@ -128,6 +128,9 @@ pub(crate) struct Saga {
     pub(crate) events: Arc<tokio::sync::Notify>,
     /// Wakes the recovery loop when a retry was scheduled.
     scheduled: tokio::sync::Notify,
+    /// When this process's saga began (ms since epoch): orders touched
+    /// before it belong to a driver that is gone.
+    started_ms: i64,
 }
 
 /// Removes an order from the in-flight set when its driver ends, even by panic or cancellation.
@@ -155,6 +158,7 @@ impl Saga {
             in_flight: Mutex::new(HashSet::new()),
             events,
             scheduled: tokio::sync::Notify::new(),
+            started_ms: now_millis(),
         }
     }
 
@@ -310,9 +314,12 @@ const MIN_PAUSE: Duration = Duration::from_millis(20);
 /// due and at least every `interval`, picking up orders whose driver died or
 /// stalled.
 pub(crate) async fn recovery_loop(saga: Arc<Saga>, interval: Duration) {
-    // At start-up every order in progress belongs to a driver that is gone,
-    // and a scheduled retry need not wait: it is tried at once.
-    if let Err(error) = saga.recover(i64::MAX, i64::MAX).await {
+    // At start-up every order in progress that was last touched before this
+    // process began belongs to a driver that is gone, and a scheduled retry
+    // need not wait: it is tried at once. Orders placed since are driven by
+    // their own requests: taking them here would leave those requests to
+    // answer `pending` while this pass runs their steps.
+    if let Err(error) = saga.recover(saga.started_ms - 1, i64::MAX).await {
         tracing::warn!(%error, "start-up recovery failed");
     }
     let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
