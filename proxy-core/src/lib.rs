@@ -7,6 +7,7 @@
 //! - [`reload`]: hot reload of a whole runtime snapshot through `arc-swap`.
 //! - [`server`]: listeners, TLS termination, connection limits, graceful drain.
 //! - [`forward`]: the pooled upstream client and header hygiene of a proxy hop.
+//! - [`identity`]: workload identity (SPIFFE IDs) and the credentials that prove it.
 //! - [`balance`]: endpoint sets, load balancers, active health checks.
 //! - [`resilience`]: timeouts, retries with budgets, circuit breaking.
 //! - [`telemetry`]: OpenTelemetry tracing, propagation, logging.
@@ -19,6 +20,7 @@ pub mod balance;
 pub mod body;
 pub mod config;
 pub mod forward;
+pub mod identity;
 pub mod metrics;
 pub mod problem;
 pub mod process;
