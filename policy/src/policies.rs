@@ -145,6 +145,7 @@ impl Policies {
             .iter()
             .map(|l| metrics.decision_counters(r.name, &l.name))
             .collect();
+        rp.limit_policy_header = headers::policy_header(&rp.limits);
         errs.into_result(rp)
     }
 
@@ -291,7 +292,12 @@ impl Policies {
                 decision: o.decision(),
             })
             .collect();
-        headers::write(inner.settings.headers, &reported, &mut response_headers);
+        headers::write(
+            inner.settings.headers,
+            route.limit_policy_header.as_ref(),
+            &reported,
+            &mut response_headers,
+        );
 
         // The strictest decides: a closed failure first, then the longest wait.
         if let Some((p, _)) = route

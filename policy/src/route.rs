@@ -31,6 +31,8 @@ pub struct RoutePolicy {
     pub(crate) limits: Vec<Arc<LimitPolicy>>,
     /// One set per entry of `limits`, filled by `Policies::route`.
     pub(crate) counters: Vec<DecisionCounters>,
+    /// `RateLimit-Policy` of `limits`, rendered once (see `ratelimit::headers`).
+    pub(crate) limit_policy_header: Option<http::HeaderValue>,
     pub(crate) cors: Option<Arc<Cors>>,
 }
 
@@ -104,6 +106,7 @@ pub(crate) fn compile(
         auth: route_auth,
         limits,
         counters: Vec::new(),
+        limit_policy_header: None,
         cors,
     }
 }

@@ -16,6 +16,8 @@ use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 
 use super::config::B3Output;
 
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 const B3_SINGLE: HeaderName = HeaderName::from_static("b3");
 const B3_TRACE_ID: HeaderName = HeaderName::from_static("x-b3-traceid");
 const B3_SPAN_ID: HeaderName = HeaderName::from_static("x-b3-spanid");
@@ -109,7 +111,13 @@ impl Propagation {
         let span = cx.span();
         let sc = span.span_context();
         if sc.is_valid() {
-            self.w3c.inject_context(cx, &mut HeaderInjector(headers));
+            headers.insert(TRACEPARENT, traceparent(sc));
+            let state = sc.trace_state().header();
+            if state.is_empty() {
+                headers.remove(TRACESTATE);
+            } else if let Ok(v) = HeaderValue::try_from(state) {
+                headers.insert(TRACESTATE, v);
+            }
             for name in [
                 B3_SINGLE,
                 B3_TRACE_ID,
@@ -123,13 +131,13 @@ impl Propagation {
             match self.b3_output {
                 B3Output::None => {}
                 B3Output::Single => {
-                    let v = format!(
-                        "{}-{}-{}",
-                        sc.trace_id(),
-                        sc.span_id(),
-                        if sc.is_sampled() { "1" } else { "0" }
-                    );
-                    if let Ok(v) = HeaderValue::try_from(v) {
+                    let mut v = [0u8; 32 + 1 + 16 + 2];
+                    hex_into(&mut v[..32], &sc.trace_id().to_bytes());
+                    v[32] = b'-';
+                    hex_into(&mut v[33..49], &sc.span_id().to_bytes());
+                    v[49] = b'-';
+                    v[50] = if sc.is_sampled() { b'1' } else { b'0' };
+                    if let Ok(v) = HeaderValue::from_bytes(&v) {
                         headers.insert(B3_SINGLE, v);
                     }
                 }
@@ -146,6 +154,30 @@ impl Propagation {
         }
         self.baggage
             .inject_context(cx, &mut HeaderInjector(headers));
+    }
+}
+
+/// `00-<trace id>-<span id>-<flags>`, written into a fixed buffer.
+///
+/// The SDK's propagator formats the ids through `fmt` (about 5,000
+/// instructions per outgoing request); this is the same text for a tenth.
+fn traceparent(sc: &SpanContext) -> HeaderValue {
+    let mut v = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    hex_into(&mut v[3..35], &sc.trace_id().to_bytes());
+    hex_into(&mut v[36..52], &sc.span_id().to_bytes());
+    hex_into(
+        &mut v[53..55],
+        &[(sc.trace_flags() & TraceFlags::SAMPLED).to_u8()],
+    );
+    HeaderValue::from_bytes(&v).expect("hex digits and dashes are header text")
+}
+
+/// Lower-case hex of `bytes` into `out` (twice as long).
+fn hex_into(out: &mut [u8], bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
     }
 }
 
