@@ -132,16 +132,24 @@ async fn run_http<I, H>(
         let size = head_size::head_size(&parts);
         let work = if size <= max_head {
             let body = RequestBody::new(body, body_read_timeout, svc_progress.clone());
-            Ok(handler
-                .clone()
-                .handle(Request::from_parts(parts, body), svc_info.clone()))
+            let req = Request::from_parts(parts, body);
+            // The handler's future is large (every phase's state is inlined
+            // into it). Allocated first and then written, it is built in its
+            // heap slot; built on the stack and then boxed, it was copied
+            // twice per request (15 % of the gateway's instructions).
+            let slot = Box::new_uninit();
+            Ok(Box::into_pin(Box::write(
+                slot,
+                handler.clone().handle(req, svc_info.clone()),
+            )))
         } else {
             Err(head_size::too_large(&parts, size, max_head))
         };
         let upgraded = upgraded.clone();
         // Boxed: hyper keeps a slot the size of this future for the whole
         // life of a connection; boxed, an idle connection holds a pointer
-        // instead of a whole request handler's state.
+        // instead of a whole request handler's state. It is small itself:
+        // the handler's future is behind its own box.
         Box::pin(async move {
             let resp = match work {
                 Ok(fut) => fut.await,
