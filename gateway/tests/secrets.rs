@@ -21,6 +21,8 @@ const HMAC: &str = "hmac-secret-that-is-long-enough-0123456789";
 const REDIS_PASS: &str = "redis-pass-7f3a9c";
 const OTLP_HEADER: &str = "otlp-header-secret-41d2";
 const ADMIN_TOKEN: &str = "admin-token-secret-9b8e7d6c";
+const JWKS_PASS: &str = "jwks-pass-5e1c";
+const JWKS_SIG: &str = "jwks-sig-0a9d";
 
 /// Collects what the subscriber writes.
 #[derive(Clone, Default)]
@@ -91,6 +93,11 @@ auth:
     - issuer: https://hs.test
       secret: "{HMAC}"
       algorithms: [{alg}]
+      consumer_namespace: hs
+    - issuer: https://idp.test
+      jwks: {{ url: "http://reader:{JWKS_PASS}@127.0.0.1:1/keys?sig={JWKS_SIG}" }}
+      algorithms: [RS256]
+      consumer_namespace: idp
 rate_limits:
   backend: redis
   redis: {{ url: "redis://:{REDIS_PASS}@127.0.0.1:1/0", on_error: closed, replicas: {replicas}, timeout: 200ms }}
@@ -138,6 +145,8 @@ fn assert_clean(what: &str, text: &str, tls_key_line: &str) {
         REDIS_PASS,
         OTLP_HEADER,
         ADMIN_TOKEN,
+        JWKS_PASS,
+        JWKS_SIG,
         tls_key_line,
     ] {
         assert!(
@@ -177,6 +186,10 @@ async fn no_secret_appears_in_config_metrics_errors_problems_or_logs() {
         "{doc}"
     );
     assert_eq!(
+        doc["auth"]["jwt"][1]["jwks"]["url"], "http://<redacted>@127.0.0.1:1/keys?<redacted>",
+        "{doc}"
+    );
+    assert_eq!(
         doc["telemetry"]["otlp"]["headers"]["x-api-key"], "<redacted>",
         "{doc}"
     );
@@ -189,6 +202,17 @@ async fn no_secret_appears_in_config_metrics_errors_problems_or_logs() {
     // Problem documents: a refused credential, and Redis failing closed.
     let r = get_with(&gw.url("/keyed"), &[("x-api-key", "wrong-key")]).await;
     assert_eq!(r.status, 401);
+    assert_clean("401 problem", &r.text(), &key_line);
+    // A token from the issuer whose JWKS URL carries credentials: the
+    // request waits for the key fetch, which fails and is logged.
+    let token = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIiwidHlwIjoiSldUIn0.\
+                 eyJpc3MiOiJodHRwczovL2lkcC50ZXN0Iiwic3ViIjoieCIsImV4cCI6NDEwMjQ0NDgwMH0.c2ln";
+    let r = get_with(
+        &gw.url("/keyed"),
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.text());
     assert_clean("401 problem", &r.text(), &key_line);
     let r = get(&gw.url("/limited")).await;
     assert_eq!(r.status, 503, "{}", r.text());
@@ -229,6 +253,10 @@ async fn no_secret_appears_in_config_metrics_errors_problems_or_logs() {
     assert!(
         logs.contains("configuration reload refused"),
         "the capture sees the gateway's logs: {logs}"
+    );
+    assert!(
+        logs.contains("JWKS fetch failed") && logs.contains("127.0.0.1:1/keys"),
+        "the failed JWKS fetch is logged, naming its host: {logs}"
     );
     assert_clean("logs", &logs, &key_line);
 }

@@ -339,7 +339,7 @@ fn jwks_source(
     if let Some(inline) = &j.inline {
         return parse(inline, "inline", errs);
     }
-    let url = j.url.as_deref().unwrap_or_default();
+    let url = j.url.as_ref().map_or("", |u| u.expose());
     let ca = j.ca_file.as_ref().map(|f| base_dir.join(f));
     let target = match Target::new(url, ca.as_deref()) {
         Ok(t) => t,

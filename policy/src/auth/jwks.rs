@@ -15,6 +15,7 @@ use super::keys::KeySet;
 /// One remote JWK set, shared by every provider (and every config generation)
 /// that names the same URL.
 pub(crate) struct RemoteJwks {
+    /// The URL as logs may show it: without credentials or query.
     url: String,
     target: Target,
     current: ArcSwap<KeySet>,
@@ -34,7 +35,7 @@ impl RemoteJwks {
         timeout: Duration,
     ) -> Arc<Self> {
         Arc::new(Self {
-            url,
+            url: proxy_core::config::SecretUrl::new(url).to_string(),
             target,
             current: ArcSwap::from_pointee(KeySet::default()),
             last_attempt: tokio::sync::Mutex::new(None),

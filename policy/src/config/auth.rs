@@ -159,9 +159,11 @@ fn default_consumer_claim() -> String {
 pub struct JwksConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
-    /// `http://` or `https://` URL, fetched in the background.
+    /// `http://` or `https://` URL, fetched in the background. Shown (in
+    /// `/config`, logs and errors) without user information or query, which
+    /// some identity providers use to carry a credential.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
+    pub url: Option<proxy_core::config::SecretUrl>,
     /// CA bundle (PEM) trusted for an `https://` URL; the system bundle otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
