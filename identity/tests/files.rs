@@ -6,12 +6,12 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use identity::ca::Ca;
-use identity::sign::sign_csr;
-use identity::{FileSource, IdentityMetrics};
 use proxy_core::identity::{SpiffeId, credentials_channel};
 use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256};
 use support::Scratch;
+use weir_identity::ca::Ca;
+use weir_identity::sign::sign_csr;
+use weir_identity::{FileSource, IdentityMetrics};
 
 const BOUND: Duration = Duration::from_secs(30);
 

@@ -7,11 +7,11 @@ mod support;
 use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
-use identity::client::FetchError;
-use identity::svid::SvidError;
-use identity::{IdentityClient, TokenSource};
 use proxy_core::identity::SpiffeId;
 use support::{Scratch, bootstrap, local, mutual_tls, start_issuer, token};
+use weir_identity::client::FetchError;
+use weir_identity::svid::SvidError;
+use weir_identity::{IdentityClient, TokenSource};
 
 fn id(sa: &str) -> SpiffeId {
     SpiffeId::for_workload("weir.local", "default", sa).unwrap()
@@ -138,9 +138,9 @@ async fn refuses_unknown_tokens_with_a_problem() {
     }
 
     // The raw answers: problem+json, for no token and for a broken body.
-    let tls = identity::https::client_config(&issuer.anchors).unwrap();
+    let tls = weir_identity::https::client_config(&issuer.anchors).unwrap();
     let uri: http::Uri = format!("{}/v1/certificates", issuer.url).parse().unwrap();
-    let no_token = identity::https::post_json(
+    let no_token = weir_identity::https::post_json(
         &uri,
         Some(&tls),
         None,
@@ -152,7 +152,7 @@ async fn refuses_unknown_tokens_with_a_problem() {
     .unwrap();
     assert_eq!(no_token.status, StatusCode::UNAUTHORIZED);
     assert_eq!(no_token.content_type.unwrap(), "application/problem+json");
-    let bad_csr = identity::https::post_json(
+    let bad_csr = weir_identity::https::post_json(
         &uri,
         Some(&tls),
         Some(&token("catalog")),
@@ -165,7 +165,7 @@ async fn refuses_unknown_tokens_with_a_problem() {
     assert_eq!(bad_csr.status, StatusCode::BAD_REQUEST);
     let doc: serde_json::Value = serde_json::from_slice(&bad_csr.body).unwrap();
     assert_eq!(doc["type"], "https://weir.dev/problems/identity-bad-csr");
-    let huge = identity::https::post_json(
+    let huge = weir_identity::https::post_json(
         &uri,
         Some(&tls),
         Some(&token("catalog")),

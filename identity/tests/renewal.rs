@@ -7,10 +7,10 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use identity::client::{RenewPolicy, run};
-use identity::{IdentityClient, IdentityMetrics, TokenSource};
 use proxy_core::identity::{Credentials, CredentialsWatch, credentials_channel};
 use support::{Scratch, bootstrap, local, mutual_tls, start_issuer, token};
+use weir_identity::client::{RenewPolicy, run};
+use weir_identity::{IdentityClient, IdentityMetrics, TokenSource};
 
 const BOUND: Duration = Duration::from_secs(60);
 

@@ -13,12 +13,12 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use identity::authn::{Authenticator, AuthnError, TokenReview};
-use identity::client::FetchError;
-use identity::{IdentityClient, TokenSource};
 use proxy_core::identity::SpiffeId;
 use support::{Scratch, local, start_issuer};
 use tokio::net::TcpListener;
+use weir_identity::authn::{Authenticator, AuthnError, TokenReview};
+use weir_identity::client::FetchError;
+use weir_identity::{IdentityClient, TokenSource};
 
 const ISSUER_SA_TOKEN: &str = "issuer-own-service-account-token";
 

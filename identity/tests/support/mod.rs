@@ -8,8 +8,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use identity::authn::{Authenticator, BootstrapTokens};
-use identity::{Issuer, IssuerOptions};
 use proxy_core::identity::{Credentials, SpiffeId};
 use proxy_core::shutdown::ShutdownTrigger;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -17,6 +15,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use weir_identity::authn::{Authenticator, BootstrapTokens};
+use weir_identity::{Issuer, IssuerOptions};
 
 pub struct Scratch(pub PathBuf);
 
@@ -126,7 +126,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
             now,
             self.provider.signature_verification_algorithms.all,
         )?;
-        let (id, _) = identity::svid::identity_of(end_entity)
+        let (id, _) = weir_identity::svid::identity_of(end_entity)
             .map_err(|e| rustls::Error::General(e.to_string()))?;
         if id != self.expected {
             return Err(rustls::Error::General(format!("peer is {id}")));
@@ -216,7 +216,7 @@ pub async fn mutual_tls(server: &Credentials, client: &Credentials) -> Result<Sp
         tls.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
         tls.write_all(b"pong").await.map_err(|e| e.to_string())?;
         tls.shutdown().await.ok();
-        Ok::<_, String>(identity::svid::identity_of(&peer).unwrap().0)
+        Ok::<_, String>(weir_identity::svid::identity_of(&peer).unwrap().0)
     });
     let tcp = TcpStream::connect(addr).await.unwrap();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(client_cfg));
