@@ -24,10 +24,12 @@
 //! - `svid.rs`: the checks every certificate passes before it is published.
 //! - `https.rs`: the small JSON-over-HTTPS client both sides use.
 //! - `metrics.rs`: renewals, failures, expiry.
+//! - `cli.rs`: `sidecar identity init / token / issuer`.
 
 pub mod api;
 pub mod authn;
 pub mod ca;
+pub mod cli;
 pub mod client;
 pub mod files;
 pub mod https;

@@ -69,10 +69,8 @@ pub fn sign_csr(
     params.not_after = not_after.into();
     params.serial_number = Some(random_serial());
     params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
+    // ECDSA keys only sign (TLS 1.3 and ECDHE suites): no key encipherment.
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
