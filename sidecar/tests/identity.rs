@@ -92,3 +92,95 @@ async fn unusable_files_fail_the_start_with_the_path() {
     assert!(err.to_string().contains("tls.crt"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The `sidecar identity` commands as a user runs them: `init` makes a CA,
+/// `token` adds a token, `issuer` serves certificates for it.
+#[tokio::test]
+async fn the_identity_commands_make_a_ca_and_serve_it() {
+    use std::process::{Command, Stdio};
+    let dir = scratch("cli");
+    let bin = env!("CARGO_BIN_EXE_sidecar");
+    let ca = dir.join("ca");
+    let init = Command::new(bin)
+        .args(["identity", "init", "--trust-domain", "weir.local", "--dir"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let again = Command::new(bin)
+        .args(["identity", "init", "--dir"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "init must not overwrite a CA");
+    let tokens = dir.join("tokens.yaml");
+    let out = Command::new(bin)
+        .args(["identity", "token", "--service", "payment", "--tokens"])
+        .arg(&tokens)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+
+    // A free port for the child to bind (the command takes an address).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = tokio::process::Command::new(bin)
+        .args([
+            "identity",
+            "issuer",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--dir",
+        ])
+        .arg(&ca)
+        .arg("--tokens")
+        .arg(&tokens)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let anchor = std::fs::read(ca.join("anchor.crt")).unwrap();
+    let anchors: Vec<_> = rustls_pki_types::pem::PemObject::pem_slice_iter(&anchor)
+        .collect::<Result<Vec<rustls_pki_types::CertificateDer<'static>>, _>>()
+        .unwrap();
+    let client = weir_identity::IdentityClient::new(
+        &format!("https://localhost:{port}"),
+        &anchors,
+        weir_identity::TokenSource::Value(token),
+        None,
+    )
+    .unwrap();
+    // No event says the child is listening: retry, bounded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let creds = loop {
+        match client.fetch().await {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "issuer never answered: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(
+        creds.id.as_str(),
+        "spiffe://weir.local/ns/default/sa/payment"
+    );
+    child.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
