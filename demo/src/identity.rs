@@ -129,3 +129,65 @@ fn token_for(path: &Path) -> Result<String, StackError> {
         .map_err(|e| err(format!("{}: {e}", path.display())))?;
     Ok(token)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch() -> PathBuf {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        std::env::temp_dir().join(format!("weir-demo-id-{}-{nanos}", std::process::id()))
+    }
+
+    /// What a sidecar of the demo gets: a config section that validates
+    /// and, started, yields its certificate from the in-process issuer. A
+    /// second start reuses the same anchor and tokens.
+    #[tokio::test]
+    async fn sidecars_get_their_identity_from_the_in_process_issuer() {
+        let data = scratch();
+        let local = SocketAddr::from(([127, 0, 0, 1], 0));
+        let first = DemoIdentity::prepare(&data, &["catalog", "order"], local)
+            .await
+            .unwrap();
+        let anchor = std::fs::read(&first.trust_anchor).unwrap();
+        let token = std::fs::read(first.tokens.join("order")).unwrap();
+        drop(first);
+        let id = DemoIdentity::prepare(&data, &["catalog", "order"], local)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&id.trust_anchor).unwrap(), anchor);
+        assert_eq!(std::fs::read(id.tokens.join("order")).unwrap(), token);
+
+        let mut doc: Value = serde_norway::from_str(
+            "service: order\ninbound: { address: 127.0.0.1:0, app: 127.0.0.1:9 }\nadmin: { address: 127.0.0.1:0 }\n",
+        )
+        .unwrap();
+        id.patch(&mut doc, "order");
+        let text = serde_norway::to_string(&doc).unwrap();
+        let cfg = sidecar::SidecarConfig::from_yaml(&text, &|_: &str| None).unwrap();
+        let settings = cfg.identity.unwrap();
+
+        let (stop, shutdown) = proxy_core::shutdown::channel();
+        let issuer = id.spawn(shutdown.clone());
+        let mut registry = prometheus_client::registry::Registry::default();
+        let mut watch = sidecar::identity::start(&settings, &mut registry, shutdown)
+            .await
+            .unwrap();
+        let creds = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            watch.wait_for(Option::is_some),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .clone()
+        .unwrap();
+        assert_eq!(creds.id.as_str(), "spiffe://weir.local/ns/default/sa/order");
+        stop.trigger();
+        issuer.await.unwrap().unwrap();
+        let _ = std::fs::remove_dir_all(data);
+    }
+}
