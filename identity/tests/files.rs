@@ -118,3 +118,42 @@ fn refuses_to_start_on_unusable_files() {
     std::fs::remove_file(scratch.0.join("ca.crt")).unwrap();
     assert!(FileSource::in_dir(&scratch.0).load().is_err());
 }
+
+/// The way the kubelet updates a Secret volume: the files are symlinks
+/// through `..data`, which is swapped in one rename to a new directory.
+#[tokio::test]
+async fn follows_a_kubernetes_secret_volume_update() {
+    use std::os::unix::fs::symlink;
+    let scratch = Scratch::new("files-k8s");
+    let ca = Ca::init(&scratch.0.join("ca"), "weir.local").unwrap();
+    let vol = scratch.0.join("volume");
+    let v1 = vol.join("..2026_12_07_20_00_00.000000001");
+    std::fs::create_dir_all(&v1).unwrap();
+    write_secret(&ca, &v1, "catalog");
+    symlink(v1.file_name().unwrap(), vol.join("..data")).unwrap();
+    for f in ["tls.crt", "tls.key", "ca.crt"] {
+        symlink(Path::new("..data").join(f), vol.join(f)).unwrap();
+    }
+
+    let (tx, mut watch) = credentials_channel();
+    let (stop, shutdown) = proxy_core::shutdown::channel();
+    FileSource::in_dir(&vol)
+        .watch(tx, IdentityMetrics::default(), shutdown)
+        .unwrap();
+    let first = watch.borrow_and_update().clone().unwrap();
+
+    let v2 = vol.join("..2026_12_07_21_00_00.000000002");
+    std::fs::create_dir_all(&v2).unwrap();
+    write_secret(&ca, &v2, "catalog");
+    symlink(v2.file_name().unwrap(), vol.join("..data_tmp")).unwrap();
+    std::fs::rename(vol.join("..data_tmp"), vol.join("..data")).unwrap();
+    std::fs::remove_dir_all(&v1).unwrap();
+
+    tokio::time::timeout(BOUND, watch.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    let second = watch.borrow_and_update().clone().unwrap();
+    assert_ne!(second.chain[0], first.chain[0]);
+    stop.trigger();
+}
