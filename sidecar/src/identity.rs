@@ -6,7 +6,8 @@
 //! from the issuer and renewed at 70 % of its lifetime; with `files:` the
 //! cert-manager files are loaded and reloaded on change. Both report
 //! `weir_identity_renewals_total`, `weir_identity_renewal_failures_total`
-//! and `weir_identity_certificate_expiry_timestamp_seconds`.
+//! and `weir_identity_certificate_expiry_timestamp_seconds`; [`state_json`]
+//! is the identity part of `/state`.
 
 use prometheus_client::registry::Registry;
 use proxy_core::identity::{CredentialsWatch, credentials_channel};
@@ -81,4 +82,23 @@ pub async fn start(
     }
     tracing::info!(spiffe_id = %settings.id, "workload identity source started");
     Ok(watch)
+}
+
+/// What `GET /state` shows about the identity: the SPIFFE ID of the
+/// certificate in use and when it expires, or `null` before the first one.
+pub fn state_json(watch: &CredentialsWatch) -> serde_json::Value {
+    let current = watch.borrow();
+    let Some(creds) = current.as_ref() else {
+        return serde_json::Value::Null;
+    };
+    let expires_in = creds
+        .not_after
+        .duration_since(std::time::SystemTime::now())
+        .map_or(0, |d| d.as_secs());
+    serde_json::json!({
+        "spiffe_id": creds.id.as_str(),
+        "not_after": humantime::format_rfc3339_seconds(creds.not_after).to_string(),
+        "expires_in_seconds": expires_in,
+        "trust_anchors": creds.trust_anchors.len(),
+    })
 }

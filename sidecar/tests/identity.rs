@@ -63,6 +63,12 @@ async fn a_sidecar_obtains_its_identity_from_the_issuer() {
         .clone()
         .unwrap();
     assert_eq!(creds.id.as_str(), "spiffe://weir.local/ns/default/sa/order");
+    let state = sidecar::identity::state_json(&watch);
+    assert_eq!(
+        state["spiffe_id"],
+        "spiffe://weir.local/ns/default/sa/order"
+    );
+    assert!(state["expires_in_seconds"].as_u64().unwrap() > 3600);
     let text = encode_text(&registry);
     assert!(text.contains("weir_identity_renewals_total 1"), "{text}");
     assert!(
