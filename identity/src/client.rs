@@ -235,7 +235,11 @@ pub async fn run(
         let wait = tokio::select! {
             r = client.fetch() => match r {
                 Ok(creds) => {
-                    let wait = renew_after(SystemTime::now(), creds.not_after, policy.renew_at);
+                    // Never sooner than the shortest backoff: a certificate
+                    // cut short (the issuer's own expires soon) must not
+                    // make the client hammer the issuer.
+                    let wait = renew_after(SystemTime::now(), creds.not_after, policy.renew_at)
+                        .max(policy.min_backoff);
                     tracing::info!(
                         spiffe_id = %creds.id,
                         not_after = %humantime::format_rfc3339_seconds(creds.not_after),
