@@ -10,7 +10,9 @@
 //! The `demo` binary runs it on the documented ports; end-to-end tests run the
 //! very same code with every port taken from `127.0.0.1:0`.
 
+mod identity;
 mod patch;
 mod stack;
 
+pub use identity::TRUST_DOMAIN;
 pub use stack::{EnvLookup, SidecarAddrs, Stack, StackError, StackOptions};

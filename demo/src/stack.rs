@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use crate::identity::DemoIdentity;
 use crate::patch;
 
 /// An environment lookup handed to every component instead of mutating the
@@ -67,6 +68,8 @@ pub enum StackError {
     Gateway(#[from] gateway::GatewayError),
     #[error("{service} sidecar: {message}")]
     Sidecar { service: String, message: String },
+    #[error("identity: {0}")]
+    Identity(String),
     #[error("the stack did not become ready within {0:?}: {1}")]
     NotReady(Duration, String),
 }
@@ -87,6 +90,10 @@ pub struct Stack {
     pub apps: BTreeMap<&'static str, SocketAddr>,
     /// Sidecar addresses by service name.
     pub sidecars: BTreeMap<&'static str, SidecarAddrs>,
+    /// The in-process identity issuer (HTTPS) and the trust anchor its
+    /// certificates lead to.
+    pub identity_issuer: SocketAddr,
+    pub trust_anchor: PathBuf,
     trigger: ShutdownTrigger,
     tasks: Vec<(String, JoinHandle<Result<(), String>>)>,
 }
@@ -155,6 +162,10 @@ impl Stack {
             app_listeners.insert(svc, l);
         }
 
+        // The identity issuer: CA and tokens under the data dir, made once.
+        let identity = DemoIdentity::prepare(&opts.data_dir, &SERVICES, port(7443)).await?;
+        let (identity_issuer, trust_anchor) = (identity.addr, identity.trust_anchor.clone());
+
         // 2. A sidecar per app, from config/sidecar-<service>.yaml.
         let mut sidecars = BTreeMap::new();
         let mut bound_sidecars = Vec::new();
@@ -167,6 +178,7 @@ impl Stack {
                 }
             }
             patch::set(&mut doc, "inbound.app", yaml_str(apps[svc]));
+            identity.patch(&mut doc, svc);
             if svc == "order" {
                 for peer in ["catalog", "payment"] {
                     let addrs: &SidecarAddrs = &sidecars[peer];
@@ -257,6 +269,7 @@ impl Stack {
             path: PathBuf::from(svc),
             message: format!("telemetry: {e}"),
         };
+        tasks.push(("identity-issuer".to_owned(), identity.spawn(signal.clone())));
         let catalog_cfg = catalog::Config::new(&opts.data_dir)
             .with_telemetry_from(&service_env)
             .map_err(|e| telemetry_error("catalog", &e))?;
@@ -321,6 +334,8 @@ impl Stack {
             gateway_admin,
             apps,
             sidecars,
+            identity_issuer,
+            trust_anchor,
             trigger,
             tasks,
         })

@@ -27,6 +27,10 @@ pub struct InjectDefaults {
     /// Seconds of preStop sleep before the sidecar drains (weir.dev/drain-seconds).
     #[arg(long, default_value_t = 5)]
     pub drain_seconds: u32,
+    /// Identity issuer URL: sidecars get a SPIFFE identity from it with a
+    /// projected ServiceAccount token (docs/identity.md).
+    #[arg(long, env = "WEIR_INJECT_IDENTITY_ISSUER")]
+    pub identity_issuer: Option<String>,
 }
 
 impl InjectDefaults {
@@ -39,6 +43,7 @@ impl InjectDefaults {
             otlp_endpoint: self.otlp_endpoint.clone(),
             config_map: self.config_map.clone(),
             drain_seconds: self.drain_seconds,
+            identity_issuer: self.identity_issuer.clone(),
             ..InjectOptions::default()
         }
     }

@@ -14,6 +14,13 @@ pub(crate) const XTABLES_VOLUME: &str = "weir-xtables-lock";
 pub(crate) const ADMIN_TOKEN_VOLUME: &str = "weir-admin-token";
 /// Where that Secret is mounted; the sidecar reads `token` through `WEIR_ADMIN_TOKEN_FILE`.
 const ADMIN_TOKEN_DIR: &str = "/etc/weir-admin";
+/// The projected volume with the identity token and the trust anchor.
+pub(crate) const IDENTITY_VOLUME: &str = "weir-identity";
+const IDENTITY_DIR: &str = "/var/run/weir/identity";
+/// The audience of the projected token: only the issuer accepts it.
+pub(crate) const IDENTITY_AUDIENCE: &str = "weir-identity";
+/// The ConfigMap with the trust anchor (`anchor.crt`) in the pod's namespace.
+pub(crate) const TRUST_ANCHOR_CONFIG_MAP: &str = "weir-trust-anchor";
 
 fn field_env(name: &str, field: &str) -> Value {
     json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": field}}})
@@ -55,6 +62,17 @@ pub(crate) fn sidecar_container(s: &PodSettings, app_port: Option<u16>) -> Value
         mounts.push(
             json!({"name": ADMIN_TOKEN_VOLUME, "mountPath": ADMIN_TOKEN_DIR, "readOnly": true}),
         );
+    }
+
+    if let Some(issuer) = &s.identity_issuer {
+        env.extend([
+            json!({"name": "WEIR_IDENTITY_ISSUER_URL", "value": issuer}),
+            json!({"name": "WEIR_IDENTITY_TRUST_ANCHOR", "value": format!("{IDENTITY_DIR}/anchor.crt")}),
+            json!({"name": "WEIR_IDENTITY_TOKEN_FILE", "value": format!("{IDENTITY_DIR}/token")}),
+            field_env("WEIR_IDENTITY_NAMESPACE", "metadata.namespace"),
+            field_env("WEIR_IDENTITY_SERVICE_ACCOUNT", "spec.serviceAccountName"),
+        ]);
+        mounts.push(json!({"name": IDENTITY_VOLUME, "mountPath": IDENTITY_DIR, "readOnly": true}));
     }
 
     let mut requests = Map::new();
@@ -173,5 +191,24 @@ pub(crate) fn init_container(s: &PodSettings) -> Value {
             "runAsGroup": 0,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
+    })
+}
+
+/// The sidecar's identity volume: a ServiceAccount token for the issuer's
+/// audience (rotated by the kubelet) and the trust anchor.
+pub(crate) fn identity_volume() -> Value {
+    json!({
+        "name": IDENTITY_VOLUME,
+        "projected": {"sources": [
+            {"serviceAccountToken": {
+                "audience": IDENTITY_AUDIENCE,
+                "expirationSeconds": 3600,
+                "path": "token",
+            }},
+            {"configMap": {
+                "name": TRUST_ANCHOR_CONFIG_MAP,
+                "items": [{"key": "anchor.crt", "path": "anchor.crt"}],
+            }},
+        ]},
     })
 }

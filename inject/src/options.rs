@@ -66,6 +66,9 @@ pub struct InjectOptions {
     pub cpu_limit: Option<String>,
     pub memory_request: String,
     pub memory_limit: Option<String>,
+    /// URL of the identity issuer; when set, the sidecar gets its workload
+    /// identity from it with a projected ServiceAccount token.
+    pub identity_issuer: Option<String>,
 }
 
 impl Default for InjectOptions {
@@ -84,6 +87,7 @@ impl Default for InjectOptions {
             cpu_limit: None,
             memory_request: "32Mi".to_owned(),
             memory_limit: Some("128Mi".to_owned()),
+            identity_issuer: None,
         }
     }
 }
@@ -111,6 +115,8 @@ pub(crate) struct PodSettings {
     /// A Secret whose `token` key is the admin listener's bearer token
     /// (`weir.dev/admin-token-secret`), mounted for the sidecar.
     pub(crate) admin_token_secret: Option<String>,
+    /// [`InjectOptions::identity_issuer`].
+    pub(crate) identity_issuer: Option<String>,
 }
 
 /// Every annotation the injector reads (besides `inject`/`injected`); anything
@@ -311,6 +317,7 @@ impl PodSettings {
             skip_inbound_ports,
             skip_outbound_ports,
             admin_token_secret,
+            identity_issuer: opts.identity_issuer.clone(),
         })
     }
 }

@@ -15,7 +15,8 @@
 use serde_json::{Map, Value, json};
 
 use crate::containers::{
-    ADMIN_TOKEN_VOLUME, CONFIG_VOLUME, XTABLES_VOLUME, init_container, sidecar_container,
+    ADMIN_TOKEN_VOLUME, CONFIG_VOLUME, IDENTITY_VOLUME, XTABLES_VOLUME, identity_volume,
+    init_container, sidecar_container,
 };
 use crate::error::InjectError;
 use crate::options::{
@@ -182,6 +183,9 @@ pub fn inject_pod_template(pod: &mut Value, opts: &InjectOptions) -> Result<Outc
     if let Some(secret) = &settings.admin_token_secret {
         volumes.push(json!({"name": ADMIN_TOKEN_VOLUME, "secret": {"secretName": secret}}));
     }
+    if settings.identity_issuer.is_some() {
+        volumes.push(identity_volume());
+    }
     if !volumes.is_empty() {
         match spec.get_mut("volumes") {
             Some(Value::Array(existing)) => existing.extend(volumes),
@@ -243,7 +247,14 @@ fn check_conflicts(
         .map(Vec::as_slice)
         .unwrap_or_default();
     for v in volumes.iter().filter_map(|v| v.get("name")?.as_str()) {
-        if v == CONFIG_VOLUME || v == XTABLES_VOLUME || v == ADMIN_TOKEN_VOLUME {
+        if [
+            CONFIG_VOLUME,
+            XTABLES_VOLUME,
+            ADMIN_TOKEN_VOLUME,
+            IDENTITY_VOLUME,
+        ]
+        .contains(&v)
+        {
             problems.push(format!("volume name {v} is reserved for the sidecar"));
         }
     }

@@ -19,6 +19,7 @@
 //! | `WEIR_ADMIN_ADDRESS` | `admin.address` |
 //! | `WEIR_ADMIN_TOKEN`, `WEIR_ADMIN_TOKEN_FILE` | `admin.token_file` (the bearer token `POST /reload` requires) |
 //! | `OTEL_*` | `telemetry` (see `proxy_core::telemetry::config`) |
+//! | `WEIR_IDENTITY_*` | `identity` (see `config/identity.rs`) |
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -62,6 +63,9 @@ pub struct SidecarFile {
     /// gateway's `limits:`.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Where the mTLS certificate comes from (absent: no workload identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentityFile>,
 }
 
 /// `inbound:` traffic for the local app.
@@ -201,6 +205,8 @@ pub struct SidecarConfig {
     pub drain: Duration,
     /// Connection limits of every listener (`limits:`).
     pub limits: ConnLimits,
+    /// The workload identity and its source (`identity:`).
+    pub identity: Option<IdentitySettings>,
     /// The file after environment overrides (served on `/config`).
     pub effective: SidecarFile,
 }
@@ -224,6 +230,9 @@ impl SidecarConfig {
             && tf.is_relative()
         {
             *tf = dir.join(&*tf);
+        }
+        if let (Some(id), Some(dir)) = (&mut file.identity, path.parent()) {
+            id.resolve_paths(dir);
         }
         file.validate(env)
     }
@@ -249,6 +258,7 @@ impl SidecarConfig {
             telemetry: TelemetryConfig::default(),
             shutdown: ShutdownConfig::default(),
             limits: LimitsConfig::default(),
+            identity: None,
         };
         apply_env(&mut file, env)?;
         file.validate(env)
@@ -370,6 +380,10 @@ impl SidecarFile {
             );
         }
 
+        let identity = self
+            .identity
+            .as_ref()
+            .and_then(|i| i.validate(&self.service, &mut errs));
         // `load` has made a relative `admin.token_file` relative to the file.
         let admin_access = match AdminAccess::resolve(&self.admin, Path::new("."), env) {
             Ok(a) => a,
@@ -415,15 +429,20 @@ impl SidecarFile {
             telemetry,
             drain: self.shutdown.drain.get(),
             limits: ConnLimits::from(&self.limits),
+            identity,
             effective: self,
         })
     }
 }
 
 mod env;
+mod identity;
 mod restart;
 
 pub use env::apply_env;
+pub use identity::{
+    DEFAULT_TRUST_DOMAIN, FilesFile, IdentityFile, IdentitySettings, IdentitySource, IssuerFile,
+};
 pub use restart::restart_required;
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ mod destination;
 mod discovery;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod identity;
 mod inbound;
 pub mod iptables;
 pub mod metrics;

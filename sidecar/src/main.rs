@@ -1,4 +1,4 @@
-//! `sidecar`: run, validate, init-iptables, inject, webhook.
+//! `sidecar`: run, validate, init-iptables, inject, webhook, identity.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +39,11 @@ enum Command {
     Inject(weir_inject::InjectArgs),
     /// Serve the mutating admission webhook (HTTPS).
     Webhook(weir_inject::WebhookArgs),
+    /// Workload identity: create a trust anchor, add tokens, run the issuer.
+    Identity {
+        #[command(subcommand)]
+        command: weir_identity::cli::IdentityCommand,
+    },
 }
 
 #[derive(Args)]
@@ -121,5 +126,6 @@ fn main() -> ExitCode {
             process::init_process_logging();
             process::run_main("webhook", weir_inject::run_webhook(args, os_signal()))
         }
+        Command::Identity { command } => weir_identity::cli::run_cli(command),
     }
 }

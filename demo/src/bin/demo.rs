@@ -107,6 +107,11 @@ fn print_banner(stack: &Stack, otlp: Option<&str>, data_dir: &std::path::Path) {
             sc.inbound, sc.outbound, sc.admin
         );
     }
+    println!(
+        "  identity       issuer https://{}   trust anchor {}",
+        stack.identity_issuer,
+        stack.trust_anchor.display()
+    );
     println!("  data           {}", data_dir.display());
     println!();
     println!("Try:");

@@ -56,5 +56,6 @@ pub fn apply_env(
             ),
         }
     }
+    super::identity::apply_env(&mut file.identity, env);
     errs.into_result(())
 }

@@ -38,5 +38,6 @@ pub fn restart_required(running: &SidecarFile, new: &SidecarFile) -> Vec<String>
     ));
     out.extend(changed_fields("shutdown", &running.shutdown, &new.shutdown));
     out.extend(changed_fields("limits", &running.limits, &new.limits));
+    out.extend(changed_fields("identity", &running.identity, &new.identity));
     out
 }
