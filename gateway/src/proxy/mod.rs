@@ -13,8 +13,9 @@
 //!       │    X-Forwarded-*, route request headers, Host
 //!  send      client span, route timeout (504), connect failure → ejection
 //!       │    (502), client body failure (400/413), protocol upgrade tunnel
-//!  respond   route and policy response headers, deprecation, request id,
-//!            span status, metrics, access log
+//!  respond   a refusal in gRPC terms for a gRPC client, route and policy
+//!            response headers, deprecation, request id, span status
+//!            (`rpc.grpc.status_code`), metrics, access log
 //! ```
 //!
 //! A phase either hands the request to the next or answers it:
@@ -47,6 +48,7 @@ use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use proxy_core::balance::Endpoint;
 use proxy_core::body::Body;
+use proxy_core::grpc::Protocol;
 use proxy_core::problem::Problem;
 use proxy_core::server::RequestBody;
 use proxy_core::server::{ConnInfo, Handler};
@@ -98,6 +100,9 @@ pub(crate) struct Ctx<'s> {
     consumer: Option<String>,
     /// Rate-limit and CORS headers the policies add to the response.
     policy_headers: Option<HeaderMap>,
+    /// The client speaks gRPC (or gRPC-Web): the gateway's own refusals are
+    /// answered trailers-only, and the outcome is read from `grpc-status`.
+    grpc: Option<Protocol>,
 }
 
 impl<'s> Ctx<'s> {
@@ -107,6 +112,7 @@ impl<'s> Ctx<'s> {
             Ok(id) => problem.request_id(id),
             Err(_) => problem,
         }
+        .grpc(self.grpc)
         .into_response()
     }
 }

@@ -1,7 +1,10 @@
 //! Phase 4, send: one exchange with the chosen endpoint.
 //!
 //! The route's timeout is proxy-core's [`Timeout`] (the deadline covers the
-//! response head; a streaming body is not cut off by it) and answers `504`.
+//! response head; a streaming body is not cut off by it) and answers `504`
+//! (`DEADLINE_EXCEEDED` to a gRPC client). A gRPC call's own `grpc-timeout`
+//! is the deadline when it is shorter; when the route's is shorter, the
+//! upstream is sent that one instead, so it stops when the gateway does.
 //! A refused connection ejects the endpoint for a while and answers `502`.
 //! A failure of the client's own body while it streams up is the client's:
 //! `413` past the limit, `400` when malformed, never `502`. A `101` answer
@@ -51,7 +54,12 @@ pub(super) async fn send<'s>(
             endpoint: Some(endpoint_label),
         },
     );
-    let timeout = ctx.route.and_then(|r| r.timeout());
+    let route_timeout = ctx.route.and_then(|r| r.timeout());
+    // A gRPC client's `grpc-timeout` is honoured, capped by the route's.
+    let timeout = match ctx.grpc {
+        Some(_) => proxy_core::grpc::timeout::cap(req.headers_mut(), route_timeout),
+        None => route_timeout,
+    };
 
     let in_flight = endpoint.start();
     let result = exchange(
