@@ -65,6 +65,7 @@ pub struct Reply {
 pub struct ProbeState {
     calls: AtomicU32,
     plan: Mutex<VecDeque<Code>>,
+    always: Mutex<Option<Code>>,
     timeouts: Mutex<Vec<Option<String>>>,
     streams_dropped: AtomicU32,
     dropped: Notify,
@@ -79,6 +80,11 @@ impl ProbeState {
     /// The next calls fail with these codes, one each, whatever they ask.
     pub fn plan(&self, codes: &[Code]) {
         self.plan.lock().unwrap().extend(codes.iter().copied());
+    }
+
+    /// Every call fails with `code` until told otherwise (`None`).
+    pub fn always(&self, code: Option<Code>) {
+        *self.always.lock().unwrap() = code;
     }
 
     /// The `grpc-timeout` of every call received, in order.
@@ -104,7 +110,8 @@ impl ProbeState {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         self.timeouts.lock().unwrap().push(t);
-        match self.plan.lock().unwrap().pop_front() {
+        let planned = self.plan.lock().unwrap().pop_front();
+        match planned.or(*self.always.lock().unwrap()) {
             Some(code) => Err(Status::new(code, format!("planned {code:?}"))),
             None => Ok(()),
         }
