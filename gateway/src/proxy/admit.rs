@@ -69,6 +69,7 @@ pub(super) fn begin<'s>(telemetry: &Telemetry, req: &mut Request<RequestBody>) -
         consumer: None,
         policy_headers: None,
         grpc,
+        grpc_web_text: false,
     }
 }
 

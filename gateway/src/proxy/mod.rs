@@ -103,6 +103,8 @@ pub(crate) struct Ctx<'s> {
     /// The client speaks gRPC (or gRPC-Web): the gateway's own refusals are
     /// answered trailers-only, and the outcome is read from `grpc-status`.
     grpc: Option<Protocol>,
+    /// The client speaks `application/grpc-web-text`: its body is base64.
+    grpc_web_text: bool,
 }
 
 impl<'s> Ctx<'s> {
@@ -121,11 +123,18 @@ impl GatewayHandler {
     /// The phases, in order; every response leaves through `respond`.
     async fn serve(self, mut req: Request<RequestBody>, conn: Arc<ConnInfo>) -> Response<Body> {
         let snapshot = self.state.load_full();
+        // A browser's gRPC-Web call goes through as gRPC, and back.
+        let web = crate::grpc_web::accept(&mut req);
         let mut ctx = admit::begin(&self.telemetry, &mut req);
+        ctx.grpc_web_text = web.as_ref().is_some_and(|w| w.text);
         let resp = match self.phases(&snapshot, req, &conn, &mut ctx).await {
             ControlFlow::Continue(resp) | ControlFlow::Break(resp) => resp,
         };
-        respond::respond(&self.telemetry, &snapshot, ctx, resp, &conn)
+        let resp = respond::respond(&self.telemetry, &snapshot, ctx, resp, &conn);
+        match &web {
+            Some(web) => crate::grpc_web::respond(resp, web),
+            None => resp,
+        }
     }
 
     async fn phases<'s>(

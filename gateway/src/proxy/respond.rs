@@ -41,6 +41,7 @@ pub(super) fn respond(
         consumer,
         policy_headers,
         grpc,
+        grpc_web_text: _,
     } = ctx;
     if let Some(protocol) = grpc {
         // The policies' rejections were rendered as problem+json.

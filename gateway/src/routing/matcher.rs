@@ -21,7 +21,9 @@ pub enum HeaderCondition {
     Present,
     /// The header is absent.
     Absent,
-    /// The `content-type` is gRPC's or gRPC-Web's (`match.grpc`).
+    /// The `content-type` is gRPC's or gRPC-Web's (`match.grpc`), or the
+    /// request is a CORS preflight (which has no body, so no content type)
+    /// asking about such a call from a browser.
     Grpc,
 }
 
@@ -46,11 +48,14 @@ impl HeaderMatcher {
             HeaderCondition::Equals(v) => headers.get_all(&self.name).iter().any(|h| h == v),
             HeaderCondition::Present => headers.contains_key(&self.name),
             HeaderCondition::Absent => !headers.contains_key(&self.name),
-            HeaderCondition::Grpc => headers
-                .get(&self.name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(proxy_core::grpc::Protocol::from_content_type)
-                .is_some(),
+            HeaderCondition::Grpc => {
+                headers
+                    .get(&self.name)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(proxy_core::grpc::Protocol::from_content_type)
+                    .is_some()
+                    || headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+            }
         }
     }
 }
