@@ -252,12 +252,22 @@ impl ProbeServer {
     /// `grpc-timeout` it receives), beside `grpc.health.v1` reporting the
     /// probe service as serving.
     pub async fn start() -> ProbeServer {
+        Self::start_reporting(true).await
+    }
+
+    /// Like [`ProbeServer::start`], with `grpc.health.v1` saying the probe
+    /// service is `SERVING` or `NOT_SERVING`.
+    pub async fn start_reporting(serving: bool) -> ProbeServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(ProbeState::default());
         let svc = ProbeService(state.clone());
         let (reporter, health) = tonic_health::server::health_reporter();
-        reporter.set_serving::<ProbeService>().await;
+        if serving {
+            reporter.set_serving::<ProbeService>().await;
+        } else {
+            reporter.set_not_serving::<ProbeService>().await;
+        }
         let router = tonic::transport::Server::builder()
             .add_service(health)
             .add_service(svc);

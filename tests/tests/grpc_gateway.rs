@@ -310,3 +310,62 @@ fn grpc_frame(msg: &[u8]) -> bytes::Bytes {
     out.extend_from_slice(msg);
     out.into()
 }
+
+#[tokio::test]
+async fn grpc_health_checks_take_a_not_serving_endpoint_out() {
+    let serving = ProbeServer::start_reporting(true).await;
+    let not_serving = ProbeServer::start_reporting(false).await;
+    let dir = TempDir::new("gw-grpc-health").unwrap();
+    let config = format!(
+        r#"
+listeners: [{{ name: public, address: "127.0.0.1:0" }}]
+admin: {{ address: "127.0.0.1:0" }}
+upstreams:
+  probe:
+    endpoints: ["{a}", "{b}"]
+    protocol: http2
+    health_check: {{ grpc: {{ service: weir.test.v1.Probe }}, interval: 20ms, healthy: 1, unhealthy: 1 }}
+routes:
+  - name: probe
+    match: {{ grpc: {{ service: weir.test.v1.Probe }} }}
+    upstream: probe
+shutdown: {{ drain: 1s }}
+"#,
+        a = serving.addr,
+        b = not_serving.addr
+    );
+    let path = dir.write("gateway.yaml", &config).unwrap();
+    let gw = gateway::Gateway::bind(path, |_| None).await.unwrap();
+    let admin = format!("http://{}/metrics", gw.local_addrs()["admin"]);
+    let (trigger, signal) = shutdown::channel();
+    let task = tokio::spawn(gw.serve(signal));
+    let healthy = |m: &str, addr: std::net::SocketAddr| {
+        m.lines()
+            .find(|l| {
+                l.starts_with("weir_upstream_endpoint_healthy{")
+                    && l.contains(&format!("endpoint=\"{addr}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_owned)
+    };
+    // Bounded poll: the checks run on their interval.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let m = e2e::HttpClient::default()
+            .get(&admin, &[])
+            .await
+            .unwrap()
+            .text();
+        if healthy(&m, not_serving.addr).as_deref() == Some("0") {
+            assert_eq!(healthy(&m, serving.addr).as_deref(), Some("1"), "{m}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "NOT_SERVING endpoint never taken out:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    trigger.trigger();
+    tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
+}
