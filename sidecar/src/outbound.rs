@@ -149,11 +149,15 @@ async fn handle(
                     )
                 }
             };
+            let resp = match grpc {
+                Some(protocol) => proxy_core::grpc::answer_as_grpc(resp, protocol),
+                None => resp,
+            };
+            // What the caller sees: a gRPC refusal is a 200.
             dest.traffic
                 .record(resp.status().as_u16(), started.elapsed());
             let resp = match grpc {
-                Some(protocol) => {
-                    let resp = proxy_core::grpc::answer_as_grpc(resp, protocol);
+                Some(_) => {
                     let traffic = dest.traffic.clone();
                     proxy_core::grpc::observe(resp, move |outcome| {
                         traffic.record_grpc(outcome.code());

@@ -79,6 +79,9 @@ async fn status_and_rpc_spans_across_gateway_and_sidecar() {
 
     gw_trigger.trigger();
     sc_trigger.trigger();
-    tokio::time::timeout(PATIENCE, gw_task).await.unwrap().unwrap();
+    tokio::time::timeout(PATIENCE, gw_task)
+        .await
+        .unwrap()
+        .unwrap();
     let _ = tokio::time::timeout(PATIENCE, sc_task).await.unwrap();
 }

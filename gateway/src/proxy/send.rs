@@ -54,6 +54,11 @@ pub(super) async fn send<'s>(
             endpoint: Some(endpoint_label),
         },
     );
+    if ctx.grpc.is_some()
+        && let Some((service, method)) = proxy_core::grpc::service_method(req.uri().path())
+    {
+        client_span.set_rpc(service, method);
+    }
     let route_timeout = ctx.route.and_then(|r| r.timeout());
     // A gRPC client's `grpc-timeout` is honoured, capped by the route's.
     let timeout = match ctx.grpc {
@@ -96,6 +101,10 @@ pub(super) async fn send<'s>(
     in_flight.finish();
     endpoint.mark_success();
     client_span.record_response(resp.status());
+    if let Some(code) = proxy_core::grpc::status(resp.headers()) {
+        // A trailers-only answer; streamed outcomes are on the server span.
+        client_span.record_grpc_status(code, false);
+    }
     drop(client_span);
     ctx.endpoint = Some(endpoint);
 
