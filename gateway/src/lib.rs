@@ -9,9 +9,11 @@
 //! - [`proxy`]: the request path as phases (admit, policy, upstream, send,
 //!   respond), one file each, called in request order.
 //! - [`metrics`]: Prometheus families.
+//! - `grpc_web`: gRPC-Web clients translated to gRPC and back.
 //! - [`run`](mod@run): binds listeners and the admin port and serves until shutdown.
 
 pub mod config;
+mod grpc_web;
 pub mod metrics;
 pub mod proxy;
 pub mod routing;

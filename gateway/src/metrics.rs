@@ -13,7 +13,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use proxy_core::metrics::latency_histogram;
+use proxy_core::metrics::{GrpcStatusCounters, latency_histogram};
 use proxy_core::reload::ReloadMetrics;
 
 use crate::snapshot::Snapshot;
@@ -30,6 +30,13 @@ pub struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteGrpcLabels {
+    pub route: String,
+    /// The code's name (`UNAVAILABLE`): at most 17 values.
+    pub grpc_status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamErrorLabels {
     pub upstream: String,
     pub kind: &'static str,
@@ -40,6 +47,7 @@ pub struct UpstreamErrorLabels {
 pub struct GatewayMetrics {
     pub requests: Family<RouteStatusLabels, Counter>,
     pub duration: Family<RouteLabels, Histogram>,
+    pub grpc_responses: Family<RouteGrpcLabels, Counter>,
     pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
     pub active_connections: Gauge,
     pub reloads: ReloadMetrics,
@@ -50,6 +58,7 @@ impl Default for GatewayMetrics {
         Self {
             requests: Family::default(),
             duration: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            grpc_responses: Family::default(),
             upstream_errors: Family::default(),
             active_connections: Gauge::default(),
             reloads: ReloadMetrics::default(),
@@ -68,6 +77,11 @@ impl GatewayMetrics {
             "weir_request_duration_seconds",
             "Time from request head to response head, by route",
             self.duration.clone(),
+        );
+        registry.register(
+            "weir_grpc_responses",
+            "gRPC calls by route and grpc-status (a failed call is HTTP 200)",
+            self.grpc_responses.clone(),
         );
         registry.register(
             "weir_upstream_errors",
@@ -107,6 +121,18 @@ impl GatewayMetrics {
                     route: route.to_owned(),
                 })
                 .clone(),
+            grpc: {
+                let family = self.grpc_responses.clone();
+                let route = route.to_owned();
+                GrpcStatusCounters::new(move |code| {
+                    family
+                        .get_or_create(&RouteGrpcLabels {
+                            route: route.clone(),
+                            grpc_status: code.name(),
+                        })
+                        .clone()
+                })
+            },
         }
     }
 }
@@ -116,6 +142,8 @@ impl GatewayMetrics {
 pub struct RouteHandles {
     pub by_class: [Counter; 5],
     pub duration: Histogram,
+    /// Calls by `grpc-status`, for gRPC requests.
+    pub grpc: GrpcStatusCounters,
 }
 
 impl RouteHandles {

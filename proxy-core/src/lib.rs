@@ -8,6 +8,7 @@
 //! - [`server`]: listeners, TLS termination, connection limits, graceful drain.
 //! - [`forward`]: the pooled upstream client and header hygiene of a proxy hop.
 //! - [`identity`]: workload identity (SPIFFE IDs) and the credentials that prove it.
+//! - [`grpc`]: gRPC detection, status codes, deadlines, trailers-only refusals.
 //! - [`balance`]: endpoint sets, load balancers, active health checks.
 //! - [`resilience`]: timeouts, retries with budgets, circuit breaking.
 //! - [`telemetry`]: OpenTelemetry tracing, propagation, logging.
@@ -20,6 +21,7 @@ pub mod balance;
 pub mod body;
 pub mod config;
 pub mod forward;
+pub mod grpc;
 pub mod identity;
 pub mod metrics;
 pub mod problem;

@@ -5,7 +5,10 @@
 //! table or service is built, not per request: the hot path increments a
 //! pre-resolved atomic counter and takes no lock.
 
+use std::sync::{Arc, OnceLock};
+
 use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -38,6 +41,41 @@ pub fn status_class_index(status: u16) -> usize {
         300..=399 => 2,
         400..=499 => 3,
         _ => 4,
+    }
+}
+
+/// Counters of gRPC calls by `grpc-status` for one scope (a route, a
+/// destination). The label is the code's name, so it has at most 17 values.
+/// Each code's counter is resolved from its family on first use and kept:
+/// a scope that never sees gRPC exports no series, and every call after the
+/// first for a code bumps an atomic without touching the family's lock.
+#[derive(Clone)]
+pub struct GrpcStatusCounters {
+    cells: Arc<[OnceLock<Counter>; 17]>,
+    resolve: Arc<dyn Fn(crate::grpc::Code) -> Counter + Send + Sync>,
+}
+
+impl GrpcStatusCounters {
+    /// `resolve` gets a code's counter from the family, with the scope's
+    /// labels and `grpc_status = code.name()`.
+    pub fn new(resolve: impl Fn(crate::grpc::Code) -> Counter + Send + Sync + 'static) -> Self {
+        Self {
+            cells: Arc::new(std::array::from_fn(|_| OnceLock::new())),
+            resolve: Arc::new(resolve),
+        }
+    }
+
+    /// Counts one call that ended with `code`.
+    pub fn inc(&self, code: crate::grpc::Code) {
+        self.cells[code.as_u32() as usize]
+            .get_or_init(|| (self.resolve)(code))
+            .inc();
+    }
+}
+
+impl std::fmt::Debug for GrpcStatusCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GrpcStatusCounters")
     }
 }
 

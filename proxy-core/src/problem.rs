@@ -6,6 +6,16 @@
 //! it to the access log and the trace. This is the one renderer: the gateway,
 //! the sidecar and the policies (`policy::Rejection`) all answer through it.
 //!
+//! A gRPC client reads none of that: it reads `grpc-status`. When the request
+//! was gRPC (learned from its headers by [`Problem::request_id_from`], or
+//! told with [`Problem::grpc`]) the problem is rendered as a trailers-only
+//! gRPC response whose code follows from the HTTP status
+//! ([`Code::from_http_status`](crate::grpc::Code::from_http_status)) and
+//! whose `grpc-message` is the detail. Every problem response also carries a
+//! [`GrpcRefusal`](crate::grpc::GrpcRefusal) extension, so a proxy that only
+//! knows later whom it answers converts it with
+//! [`grpc::answer_as_grpc`](crate::grpc::answer_as_grpc).
+//!
 //! # Layout
 //!
 //! - this file: [`Problem`], the document and its response;
@@ -20,6 +30,7 @@ use http::{HeaderMap, Response, StatusCode};
 use serde_json::{Map, Value};
 
 use crate::body::{self, Body};
+use crate::grpc::{self, Code, GrpcRefusal, Protocol};
 
 pub use upstream::{error_chain, upstream_error, upstream_error_kind};
 
@@ -39,6 +50,8 @@ pub struct Problem {
     request_id: Option<String>,
     extensions: Map<String, Value>,
     headers: HeaderMap,
+    /// The client speaks gRPC (or gRPC-Web): answer trailers-only.
+    grpc: Option<Protocol>,
 }
 
 impl Problem {
@@ -52,6 +65,7 @@ impl Problem {
             request_id: None,
             extensions: Map::new(),
             headers: HeaderMap::new(),
+            grpc: None,
         }
     }
 
@@ -60,8 +74,10 @@ impl Problem {
         self
     }
 
-    /// Carries the request id taken from the request headers, if any.
+    /// Carries the request id taken from the request headers, if any, and
+    /// answers in gRPC terms when the request's `content-type` is gRPC's.
     pub fn request_id_from(mut self, headers: &HeaderMap) -> Self {
+        self.grpc = Protocol::of(headers);
         if let Some(id) = headers
             .get(crate::forward::REQUEST_ID)
             .and_then(|v| v.to_str().ok())
@@ -74,6 +90,21 @@ impl Problem {
     pub fn request_id(mut self, id: impl Into<String>) -> Self {
         self.request_id = Some(id.into());
         self
+    }
+
+    /// Answers a client speaking `protocol` (gRPC or gRPC-Web) with a
+    /// trailers-only response instead of the JSON document; `None` keeps JSON.
+    pub fn grpc(mut self, protocol: Option<Protocol>) -> Self {
+        self.grpc = protocol;
+        self
+    }
+
+    /// The gRPC code and message this problem gives a gRPC client.
+    pub fn grpc_refusal(&self) -> GrpcRefusal {
+        GrpcRefusal {
+            code: Code::from_http_status(self.status),
+            message: self.detail.clone().unwrap_or_else(|| self.title.to_owned()),
+        }
     }
 
     /// Adds a member beside the standard ones (RFC 9457 §3.2).
@@ -131,16 +162,36 @@ impl Problem {
 
     /// The response with the document as plain bytes, for callers with their
     /// own body type: `application/problem+json`, `x-request-id` and
-    /// `x-weir-error: <slug>`, then the added headers.
+    /// `x-weir-error: <slug>`, then the added headers. For a gRPC client, a
+    /// trailers-only response with the same headers and no body.
     pub fn into_bytes_response(self) -> Response<Bytes> {
-        let bytes = serde_json::to_vec(&self.to_json()).unwrap_or_default();
-        let mut resp = Response::new(Bytes::from(bytes));
-        *resp.status_mut() = self.status;
+        let refusal = self.grpc_refusal();
+        let mut resp = match self.grpc {
+            Some(protocol) => {
+                let mut resp = Response::new(Bytes::new());
+                let mut status = resp.status();
+                grpc::set_trailers_only(
+                    &mut status,
+                    resp.headers_mut(),
+                    protocol,
+                    refusal.code,
+                    &refusal.message,
+                );
+                resp
+            }
+            None => {
+                let bytes = serde_json::to_vec(&self.to_json()).unwrap_or_default();
+                let mut resp = Response::new(Bytes::from(bytes));
+                *resp.status_mut() = self.status;
+                resp.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/problem+json"),
+                );
+                resp.extensions_mut().insert(refusal);
+                resp
+            }
+        };
         let headers = resp.headers_mut();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
         if let Some(id) = self
             .request_id
             .as_deref()
@@ -181,5 +232,29 @@ mod tests {
         assert_eq!(v["type"], "https://weir.dev/problems/upstream-unavailable");
         assert_eq!(v["status"], 502);
         assert_eq!(v["request_id"], "abc");
+    }
+
+    #[tokio::test]
+    async fn answers_a_grpc_request_trailers_only() {
+        let mut req = HeaderMap::new();
+        req.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        req.insert("x-request-id", HeaderValue::from_static("r9"));
+        let resp = Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Unauthorized")
+            .detail("missing API key")
+            .header(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("ApiKey"),
+            )
+            .request_id_from(&req)
+            .into_response();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()[CONTENT_TYPE], "application/grpc");
+        assert_eq!(resp.headers()["grpc-status"], "16");
+        assert_eq!(resp.headers()["grpc-message"], "missing API key");
+        assert_eq!(resp.headers()["x-request-id"], "r9");
+        assert_eq!(resp.headers()["www-authenticate"], "ApiKey");
+        assert_eq!(resp.headers()[GENERATED_BY], "unauthenticated");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.is_empty());
     }
 }

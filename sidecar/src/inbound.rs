@@ -19,6 +19,7 @@ use proxy_core::forward::{
     ForwardedInfo, ensure_request_id, is_upgrade_request, prepare_request_headers,
     strip_hop_by_hop, tunnel_upgrade,
 };
+use proxy_core::grpc::Protocol;
 use proxy_core::resilience::{TimeoutError, TimeoutKind};
 use proxy_core::server::{ConnInfo, Handler, RequestBody};
 use proxy_core::shutdown::Shutdown;
@@ -55,6 +56,7 @@ async fn handle(
 ) -> Response<Body> {
     let started = Instant::now();
     let limit = rt.config.inbound.max_concurrent_requests;
+    let grpc = Protocol::of(req.headers());
     let Ok(permit) = rt.inbound_slots.clone().try_acquire_owned() else {
         rt.metrics.inbound_rejected();
         let resp = problems::overloaded(limit, req.headers());
@@ -64,6 +66,11 @@ async fn handle(
     };
     let _in_flight = rt.inbound_traffic.start();
     let mut span = telemetry.server_span(&req, ServerSpanInfo::default());
+    if grpc.is_some()
+        && let Some((service, method)) = proxy_core::grpc::service_method(req.uri().path())
+    {
+        span.set_rpc(service, method);
+    }
     // The access log needs the head after the request is gone, and counts the
     // body; only when it is on.
     let log_head = (telemetry.access_log() != AccessLogFormat::Off).then(|| {
@@ -97,8 +104,16 @@ async fn handle(
         Some((_, _, bytes_in)) => body::boxed(Counted::new(incoming, bytes_in.clone())),
         None => body::boxed(incoming),
     };
+    // A gRPC call's own deadline is honoured, capped by the inbound timeout
+    // (which the app is then told through `grpc-timeout`).
+    let timeout = match grpc {
+        Some(_) => {
+            proxy_core::grpc::timeout::cap(&mut parts.headers, Some(rt.config.inbound.timeout))
+                .unwrap_or(rt.config.inbound.timeout)
+        }
+        None => rt.config.inbound.timeout,
+    };
     let req = Request::from_parts(parts, body);
-    let timeout = rt.config.inbound.timeout;
     let result =
         tokio::time::timeout(timeout, rt.app_client.send(req, rt.config.inbound.app)).await;
     let resp = match result {
@@ -123,9 +138,24 @@ async fn handle(
             &problems::id_headers(&request_id),
         ),
     };
+    let mut resp = match grpc {
+        Some(protocol) => proxy_core::grpc::answer_as_grpc(resp, protocol),
+        None => resp,
+    };
     span.record_response(resp.status());
     let elapsed = started.elapsed();
     rt.inbound_traffic.record(resp.status().as_u16(), elapsed);
+    let trace_id = span.trace_id();
+    if grpc.is_some() {
+        // The outcome is in the trailers: the span and the counters wait for it.
+        let traffic = rt.inbound_traffic.clone();
+        resp = proxy_core::grpc::observe(resp, move |outcome| {
+            span.record_grpc_status(outcome.code(), true);
+            traffic.record_grpc(outcome.code());
+        });
+    } else {
+        drop(span);
+    }
     let Some((method, path, bytes_in)) = log_head else {
         return resp;
     };
@@ -133,7 +163,7 @@ async fn handle(
         format: telemetry.access_log(),
         started,
         request_id,
-        trace_id: span.trace_id(),
+        trace_id,
         method,
         path,
         status: resp.status().as_u16(),

@@ -15,7 +15,7 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use proxy_core::metrics::{latency_histogram, status_class_index};
+use proxy_core::metrics::{GrpcStatusCounters, latency_histogram, status_class_index};
 use proxy_core::resilience::{BreakerState, RetryEvent};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -23,6 +23,14 @@ struct RequestLabels {
     direction: &'static str,
     destination: String,
     status_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GrpcLabels {
+    direction: &'static str,
+    destination: String,
+    /// The code's name (`UNAVAILABLE`): at most 17 values.
+    grpc_status: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -75,6 +83,7 @@ const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 #[derive(Clone)]
 pub struct SidecarMetrics {
     requests: Family<RequestLabels, Counter>,
+    grpc: Family<GrpcLabels, Counter>,
     latency: Family<DirectionLabels, Histogram, HistogramCtor>,
     retries: Family<RetryLabels, Counter>,
     budget_exhausted: Family<DestinationLabels, Counter>,
@@ -98,6 +107,7 @@ impl Default for SidecarMetrics {
     fn default() -> Self {
         SidecarMetrics {
             requests: Family::default(),
+            grpc: Family::default(),
             latency: Family::new_with_constructor(HistogramCtor),
             retries: Family::default(),
             budget_exhausted: Family::default(),
@@ -121,6 +131,11 @@ impl SidecarMetrics {
             "weir_sidecar_requests",
             "Requests by direction, destination and status class",
             self.requests.clone(),
+        );
+        r.register(
+            "weir_sidecar_grpc_responses",
+            "gRPC calls by direction, destination and grpc-status (a failed call is HTTP 200)",
+            self.grpc.clone(),
         );
         r.register(
             "weir_sidecar_request_duration_seconds",
@@ -195,9 +210,21 @@ impl SidecarMetrics {
             direction,
             destination: destination.to_owned(),
         };
+        let family = self.grpc.clone();
+        let scope = destination.to_owned();
+        let grpc = GrpcStatusCounters::new(move |code| {
+            family
+                .get_or_create(&GrpcLabels {
+                    direction,
+                    destination: scope.clone(),
+                    grpc_status: code.name(),
+                })
+                .clone()
+        });
         TrafficMetrics {
             inner: Arc::new(TrafficInner {
                 by_class,
+                grpc,
                 latency: self.latency.get_or_create(&labels).clone(),
                 in_flight: self.in_flight.get_or_create(&labels).clone(),
             }),
@@ -290,6 +317,7 @@ impl SidecarMetrics {
 
 struct TrafficInner {
     by_class: [Counter; 5],
+    grpc: GrpcStatusCounters,
     latency: Histogram,
     in_flight: Gauge,
 }
@@ -311,6 +339,11 @@ impl TrafficMetrics {
     pub fn start(&self) -> InFlightGuard {
         self.inner.in_flight.inc();
         InFlightGuard(self.inner.clone())
+    }
+
+    /// Records the outcome of a gRPC call.
+    pub fn record_grpc(&self, code: proxy_core::grpc::Code) {
+        self.inner.grpc.inc(code);
     }
 
     /// Records a finished request head.

@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use http::{Method, Request, Response, Uri};
 use proxy_core::body::{self, Body};
 use proxy_core::forward::{ensure_request_id, strip_hop_by_hop};
+use proxy_core::grpc::Protocol;
 use proxy_core::server::{ConnInfo, Handler, RequestBody};
 use proxy_core::telemetry::AccessLogFormat;
 use proxy_core::telemetry::access_log::{Counted, PendingLine};
@@ -72,6 +73,7 @@ async fn handle(
         (_, Some(dst)) => rt.destination_for_addr(dst).cloned(),
         _ => None,
     };
+    let grpc = Protocol::of(req.headers());
     let (mut parts, incoming) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
     let request_id = ensure_request_id(&mut parts.headers);
@@ -102,6 +104,11 @@ async fn handle(
         None => body::boxed(incoming),
     };
     let log = |resp: Response<Body>, upstream: Option<&Arc<str>>| {
+        // The sidecar's own refusals, in gRPC terms for a gRPC client.
+        let resp = match grpc {
+            Some(protocol) => proxy_core::grpc::answer_as_grpc(resp, protocol),
+            None => resp,
+        };
         let Some((method, path, bytes_in)) = log_head else {
             return resp;
         };
@@ -142,8 +149,22 @@ async fn handle(
                     )
                 }
             };
+            let resp = match grpc {
+                Some(protocol) => proxy_core::grpc::answer_as_grpc(resp, protocol),
+                None => resp,
+            };
+            // What the caller sees: a gRPC refusal is a 200.
             dest.traffic
                 .record(resp.status().as_u16(), started.elapsed());
+            let resp = match grpc {
+                Some(_) => {
+                    let traffic = dest.traffic.clone();
+                    proxy_core::grpc::observe(resp, move |outcome| {
+                        traffic.record_grpc(outcome.code());
+                    })
+                }
+                None => resp,
+            };
             log(resp, Some(&dest.name))
         }
         (None, Some(dst)) => {

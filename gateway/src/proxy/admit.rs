@@ -13,6 +13,7 @@ use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Request, StatusCode};
 use proxy_core::forward::{ForwardError, ensure_request_id, is_upgrade_request, strip_hop_by_hop};
+use proxy_core::grpc::Protocol;
 use proxy_core::problem::Problem;
 use proxy_core::server::RequestBody;
 use proxy_core::telemetry::{AccessLogFormat, ServerSpanInfo, Telemetry};
@@ -46,7 +47,13 @@ pub(super) fn begin<'s>(telemetry: &Telemetry, req: &mut Request<RequestBody>) -
     let upgrade = is_upgrade_request(headers);
     strip_hop_by_hop(headers, upgrade);
     let request_id = ensure_request_id(headers);
-    let span = telemetry.server_span(&*req, ServerSpanInfo::default());
+    let mut span = telemetry.server_span(&*req, ServerSpanInfo::default());
+    let grpc = Protocol::of(req.headers());
+    if grpc.is_some()
+        && let Some((service, method)) = proxy_core::grpc::service_method(req.uri().path())
+    {
+        span.set_rpc(service, method);
+    }
     let logging = telemetry.access_log() != AccessLogFormat::Off;
     Ctx {
         started,
@@ -61,6 +68,8 @@ pub(super) fn begin<'s>(telemetry: &Telemetry, req: &mut Request<RequestBody>) -
         endpoint: None,
         consumer: None,
         policy_headers: None,
+        grpc,
+        grpc_web_text: false,
     }
 }
 
@@ -179,6 +188,12 @@ pub(super) fn route<'s>(
         .get(route.index())
         .map_or("", String::as_str);
     ctx.span.set_route(http_route, route.name());
+    if ctx.grpc.is_some()
+        && let Some((service, method)) = proxy_core::grpc::service_method(parts.uri.path())
+    {
+        // The RPC conventions name a call's span `service/method`.
+        ctx.span.set_rpc(service, method);
+    }
 
     let body_limit = route
         .max_body_bytes()

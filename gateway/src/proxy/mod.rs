@@ -13,8 +13,9 @@
 //!       │    X-Forwarded-*, route request headers, Host
 //!  send      client span, route timeout (504), connect failure → ejection
 //!       │    (502), client body failure (400/413), protocol upgrade tunnel
-//!  respond   route and policy response headers, deprecation, request id,
-//!            span status, metrics, access log
+//!  respond   a refusal in gRPC terms for a gRPC client, route and policy
+//!            response headers, deprecation, request id, span status
+//!            (`rpc.grpc.status_code`), metrics, access log
 //! ```
 //!
 //! A phase either hands the request to the next or answers it:
@@ -47,6 +48,7 @@ use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use proxy_core::balance::Endpoint;
 use proxy_core::body::Body;
+use proxy_core::grpc::Protocol;
 use proxy_core::problem::Problem;
 use proxy_core::server::RequestBody;
 use proxy_core::server::{ConnInfo, Handler};
@@ -98,6 +100,11 @@ pub(crate) struct Ctx<'s> {
     consumer: Option<String>,
     /// Rate-limit and CORS headers the policies add to the response.
     policy_headers: Option<HeaderMap>,
+    /// The client speaks gRPC (or gRPC-Web): the gateway's own refusals are
+    /// answered trailers-only, and the outcome is read from `grpc-status`.
+    grpc: Option<Protocol>,
+    /// The client speaks `application/grpc-web-text`: its body is base64.
+    grpc_web_text: bool,
 }
 
 impl<'s> Ctx<'s> {
@@ -107,6 +114,7 @@ impl<'s> Ctx<'s> {
             Ok(id) => problem.request_id(id),
             Err(_) => problem,
         }
+        .grpc(self.grpc)
         .into_response()
     }
 }
@@ -115,11 +123,18 @@ impl GatewayHandler {
     /// The phases, in order; every response leaves through `respond`.
     async fn serve(self, mut req: Request<RequestBody>, conn: Arc<ConnInfo>) -> Response<Body> {
         let snapshot = self.state.load_full();
+        // A browser's gRPC-Web call goes through as gRPC, and back.
+        let web = crate::grpc_web::accept(&mut req);
         let mut ctx = admit::begin(&self.telemetry, &mut req);
+        ctx.grpc_web_text = web.as_ref().is_some_and(|w| w.text);
         let resp = match self.phases(&snapshot, req, &conn, &mut ctx).await {
             ControlFlow::Continue(resp) | ControlFlow::Break(resp) => resp,
         };
-        respond::respond(&self.telemetry, &snapshot, ctx, resp, &conn)
+        let resp = respond::respond(&self.telemetry, &snapshot, ctx, resp, &conn);
+        match &web {
+            Some(web) => crate::grpc_web::respond(resp, web),
+            None => resp,
+        }
     }
 
     async fn phases<'s>(

@@ -3,12 +3,14 @@
 //!
 //! The route's response headers (rewrites, deprecation and sunset) go on
 //! every response of a matched route, then the policies' rate-limit and
-//! CORS headers, then the request id. The span gets the status (and the
+//! CORS headers, then the request id. A gRPC client gets the gateway's own
+//! refusals as trailers-only gRPC responses, and its call's `grpc-status`
+//! (from the headers or the trailers) goes on the span, the metrics and the
+//! access line. The span gets the status (and the
 //! error type of a response Weir generated), the route's metrics the status
 //! and duration, and the access line is written once the body has gone out.
 
 use http::Response;
-use http_body_util::BodyExt;
 use proxy_core::body::Body;
 use proxy_core::forward::REQUEST_ID;
 use proxy_core::server::ConnInfo;
@@ -16,7 +18,7 @@ use proxy_core::telemetry::Telemetry;
 
 use super::Ctx;
 use crate::snapshot::Snapshot;
-use proxy_core::telemetry::access_log::{Logged, PendingLine};
+use proxy_core::telemetry::access_log::PendingLine;
 
 /// Finishes the response of one request.
 pub(super) fn respond(
@@ -38,7 +40,13 @@ pub(super) fn respond(
         endpoint,
         consumer,
         policy_headers,
+        grpc,
+        grpc_web_text: _,
     } = ctx;
+    if let Some(protocol) = grpc {
+        // The policies' rejections were rendered as problem+json.
+        resp = proxy_core::grpc::answer_as_grpc(resp, protocol);
+    }
     let headers = resp.headers_mut();
     if route_headers && let Some(route) = route {
         route.apply_response_headers(headers);
@@ -71,6 +79,18 @@ pub(super) fn respond(
         .and_then(|r| snapshot.route_metrics.get(r.index()))
         .unwrap_or(&snapshot.unmatched_metrics);
     handles.record(status.as_u16(), elapsed.as_secs_f64());
+    let trace_id = span.trace_id();
+    if grpc.is_some() {
+        // The call's outcome is in the trailers, after the last message: the
+        // span stays open until then and takes it, and so do the metrics.
+        let counters = handles.grpc.clone();
+        resp = proxy_core::grpc::observe(resp, move |outcome| {
+            span.record_grpc_status(outcome.code(), true);
+            counters.inc(outcome.code());
+        });
+    } else {
+        drop(span);
+    }
 
     let Some((method, path)) = log else {
         return resp;
@@ -80,7 +100,7 @@ pub(super) fn respond(
         format: telemetry.access_log(),
         started,
         request_id,
-        trace_id: span.trace_id(),
+        trace_id,
         method,
         path,
         status: status.as_u16(),
@@ -91,5 +111,5 @@ pub(super) fn respond(
         consumer,
         bytes_in,
     };
-    resp.map(|body| Logged::new(body, line).boxed_unsync())
+    line.attach(resp)
 }

@@ -1,7 +1,10 @@
 //! Phase 4, send: one exchange with the chosen endpoint.
 //!
 //! The route's timeout is proxy-core's [`Timeout`] (the deadline covers the
-//! response head; a streaming body is not cut off by it) and answers `504`.
+//! response head; a streaming body is not cut off by it) and answers `504`
+//! (`DEADLINE_EXCEEDED` to a gRPC client). A gRPC call's own `grpc-timeout`
+//! is the deadline when it is shorter; when the route's is shorter, the
+//! upstream is sent that one instead, so it stops when the gateway does.
 //! A refused connection ejects the endpoint for a while and answers `502`.
 //! A failure of the client's own body while it streams up is the client's:
 //! `413` past the limit, `400` when malformed, never `502`. A `101` answer
@@ -51,7 +54,17 @@ pub(super) async fn send<'s>(
             endpoint: Some(endpoint_label),
         },
     );
-    let timeout = ctx.route.and_then(|r| r.timeout());
+    if ctx.grpc.is_some()
+        && let Some((service, method)) = proxy_core::grpc::service_method(req.uri().path())
+    {
+        client_span.set_rpc(service, method);
+    }
+    let route_timeout = ctx.route.and_then(|r| r.timeout());
+    // A gRPC client's `grpc-timeout` is honoured, capped by the route's.
+    let timeout = match ctx.grpc {
+        Some(_) => proxy_core::grpc::timeout::cap(req.headers_mut(), route_timeout),
+        None => route_timeout,
+    };
 
     let in_flight = endpoint.start();
     let result = exchange(
@@ -88,6 +101,10 @@ pub(super) async fn send<'s>(
     in_flight.finish();
     endpoint.mark_success();
     client_span.record_response(resp.status());
+    if let Some(code) = proxy_core::grpc::status(resp.headers()) {
+        // A trailers-only answer; streamed outcomes are on the server span.
+        client_span.record_grpc_status(code, false);
+    }
     drop(client_span);
     ctx.endpoint = Some(endpoint);
 

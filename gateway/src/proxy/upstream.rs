@@ -13,7 +13,7 @@ use std::sync::Arc;
 use http::header::{self, HeaderName};
 use http::uri::PathAndQuery;
 use http::{Request, Uri, Version};
-use http_body_util::Limited;
+use http_body_util::{Either, Limited};
 use hyper::upgrade::OnUpgrade;
 use proxy_core::balance::Endpoint;
 use proxy_core::body::{self as pbody, Body};
@@ -133,6 +133,13 @@ pub(super) fn prepare<'s>(
     };
     let body_outcome = may_be_h2.then(|| Arc::new(BodyOutcome::default()));
     let limit = usize::try_from(body_limit).unwrap_or(usize::MAX);
+    // A gRPC-Web-text body is decoded on its way up; the limit applies to
+    // what the upstream gets.
+    let body = if ctx.grpc_web_text {
+        Either::Left(crate::grpc_web::Decoded::new(body))
+    } else {
+        Either::Right(body)
+    };
     let body = match &ctx.bytes_in {
         Some(counter) => client_body(
             Limited::new(Counted::new(body, counter.clone()), limit),

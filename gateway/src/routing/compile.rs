@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::Method;
 use http::header::{HeaderName, HeaderValue};
 
-use super::config::{RouteConfig, VersioningConfig};
+use super::config::{GrpcMatchConfig, RouteConfig, VersioningConfig};
 use super::deprecation::Deprecation;
 use super::error::{RouteError, RouteErrorKind};
 use super::matcher::{HeaderCondition, HeaderMatcher};
@@ -120,6 +120,23 @@ fn compile_route(
         ));
     }
     let mut path = PathPattern::Prefix("/".into());
+    let grpc_path = m
+        .grpc
+        .as_ref()
+        .and_then(|g| grpc_path(g, &format!("{mfield}.grpc"), errors));
+    if m.grpc.as_ref().is_some_and(|g| g.service.is_some())
+        && paths.iter().any(|(_, v, _)| v.is_some())
+    {
+        errors.push(RouteError::new(
+            format!("{mfield}.grpc.service"),
+            RouteErrorKind::Conflict(
+                "a gRPC service is matched by its path; drop path, path_prefix and path_template",
+            ),
+        ));
+    }
+    if let Some(p) = grpc_path {
+        path = p;
+    }
     for (name, value, parse) in paths {
         if let Some(v) = value {
             match parse(v) {
@@ -147,7 +164,18 @@ fn compile_route(
         }
     }
 
-    let mut headers = Vec::with_capacity(m.headers.len());
+    // gRPC calls are POSTs; a gRPC route with no method list takes only them.
+    if m.grpc.is_some() && methods.is_empty() {
+        methods.push(Method::POST);
+    }
+
+    let mut headers = Vec::with_capacity(m.headers.len() + 1);
+    if m.grpc.is_some() {
+        headers.push(HeaderMatcher::new(
+            http::header::CONTENT_TYPE,
+            HeaderCondition::Grpc,
+        ));
+    }
     for (j, h) in m.headers.iter().enumerate() {
         let hfield = format!("{mfield}.headers[{j}]");
         let name = HeaderName::from_bytes(h.name.as_bytes())
@@ -225,6 +253,61 @@ fn compile_route(
         deprecation,
         config: cfg.clone(),
     })
+}
+
+/// The path a `match.grpc` names: `/service/method` exactly, every method of
+/// `/service/`, or `None` (the route's own path conditions apply).
+fn grpc_path(
+    g: &GrpcMatchConfig,
+    gfield: &str,
+    errors: &mut Vec<RouteError>,
+) -> Option<PathPattern> {
+    // Names are protobuf identifiers joined by dots; anything that could
+    // break out of one path segment is refused.
+    let bad = |name: &str, dots: bool| {
+        name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || (dots && c == '.'))
+    };
+    let mut ok = true;
+    if let Some(service) = &g.service
+        && bad(service, true)
+    {
+        errors.push(RouteError::new(
+            format!("{gfield}.service"),
+            RouteErrorKind::BadPath {
+                path: service.clone(),
+                reason: "a gRPC service is a dotted name such as pkg.v1.Service".into(),
+            },
+        ));
+        ok = false;
+    }
+    if let Some(method) = &g.method
+        && bad(method, false)
+    {
+        errors.push(RouteError::new(
+            format!("{gfield}.method"),
+            RouteErrorKind::BadPath {
+                path: method.clone(),
+                reason: "a gRPC method is a name such as GetProduct".into(),
+            },
+        ));
+        ok = false;
+    }
+    match (&g.service, &g.method) {
+        (None, Some(_)) => {
+            errors.push(RouteError::new(
+                format!("{gfield}.method"),
+                RouteErrorKind::Conflict("a method needs its service"),
+            ));
+            None
+        }
+        _ if !ok => None,
+        (Some(service), Some(method)) => pattern::parse_exact(&format!("/{service}/{method}")).ok(),
+        (Some(service), None) => pattern::parse_prefix(&format!("/{service}")).ok(),
+        (None, None) => None,
+    }
 }
 
 fn compile_upstreams(

@@ -82,6 +82,25 @@ pub struct MatchConfig {
     /// Header conditions; all must hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<HeaderMatchConfig>,
+    /// gRPC calls only, optionally of one service or method; instead of
+    /// `path`, `path_prefix` and `path_template`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcMatchConfig>,
+}
+
+/// `routes[].match.grpc`: the route takes only gRPC (and gRPC-Web) calls,
+/// recognised by their `content-type`. `{}` takes every call on the route's
+/// path; `service` every method of one service (`/package.Service/*`);
+/// `service` and `method` one method (`/package.Service/Method`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcMatchConfig {
+    /// Fully qualified service name, e.g. `weir.catalog.v1.Catalog`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Method name, e.g. `GetProduct`; needs `service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
 }
 
 /// `routes[].match.headers[]`: exactly one of `value` and `present`.

@@ -21,6 +21,10 @@ pub enum HeaderCondition {
     Present,
     /// The header is absent.
     Absent,
+    /// The `content-type` is gRPC's or gRPC-Web's (`match.grpc`), or the
+    /// request is a CORS preflight (which has no body, so no content type)
+    /// asking about such a call from a browser.
+    Grpc,
 }
 
 impl HeaderMatcher {
@@ -44,6 +48,14 @@ impl HeaderMatcher {
             HeaderCondition::Equals(v) => headers.get_all(&self.name).iter().any(|h| h == v),
             HeaderCondition::Present => headers.contains_key(&self.name),
             HeaderCondition::Absent => !headers.contains_key(&self.name),
+            HeaderCondition::Grpc => {
+                headers
+                    .get(&self.name)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(proxy_core::grpc::Protocol::from_content_type)
+                    .is_some()
+                    || headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+            }
         }
     }
 }
@@ -135,6 +147,16 @@ mod tests {
         let with = headers(&[("x-canary", "")]);
         assert!(present.matches(&with) && !absent.matches(&with));
         assert!(!present.matches(&HeaderMap::new()) && absent.matches(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn grpc_content_types_only() {
+        let m = HeaderMatcher::new(http::header::CONTENT_TYPE, HeaderCondition::Grpc);
+        assert!(m.matches(&headers(&[("content-type", "application/grpc")])));
+        assert!(m.matches(&headers(&[("content-type", "application/grpc+proto")])));
+        assert!(m.matches(&headers(&[("content-type", "application/grpc-web-text")])));
+        assert!(!m.matches(&headers(&[("content-type", "application/json")])));
+        assert!(!m.matches(&headers(&[])));
     }
 
     #[test]

@@ -14,11 +14,13 @@
 //! - `pick.rs`: the policies (round robin, P2C, P2C-EWMA).
 //! - `service.rs`: [`Balance`], the policy as a tower service over endpoint
 //!   stacks built once per endpoint.
-//! - `discovery.rs`, `health.rs`: DNS refresh and active health checks.
+//! - `discovery.rs`, `health.rs`: DNS refresh and active health checks;
+//!   `grpc_health.rs`: the gRPC health checking protocol as such a check.
 
 mod discovery;
 mod endpoint;
 mod group;
+mod grpc_health;
 mod health;
 mod pick;
 mod service;

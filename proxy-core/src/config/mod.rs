@@ -27,7 +27,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use load::{parse_yaml, read_yaml_file};
 pub use secret::{REDACTED, Secret, SecretUrl};
 pub use sections::{
-    EndpointAddr, HealthCheckConfig, LimitsConfig, LoadBalancerKind, PoolConfig, Protocol,
-    ShutdownConfig, UpstreamTimeouts,
+    EndpointAddr, GrpcHealthCheckConfig, HealthCheckConfig, LimitsConfig, LoadBalancerKind,
+    PoolConfig, Protocol, ShutdownConfig, UpstreamTimeouts,
 };
 pub use size::ByteSize;

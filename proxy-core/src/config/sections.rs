@@ -171,11 +171,16 @@ pub enum LoadBalancerKind {
     P2cEwma,
 }
 
-/// Active HTTP health checking of each endpoint.
+/// Active health checking of each endpoint: `GET <path>` (2xx or 3xx is
+/// healthy), or with `grpc` the standard `grpc.health.v1.Health/Check`
+/// (`SERVING` is healthy).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthCheckConfig {
     pub path: String,
+    /// Check over gRPC instead of `GET <path>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcHealthCheckConfig>,
     pub interval: HumanDuration,
     pub timeout: HumanDuration,
     /// Consecutive successes that bring an unhealthy endpoint back.
@@ -188,12 +193,22 @@ impl Default for HealthCheckConfig {
     fn default() -> Self {
         Self {
             path: "/healthz".into(),
+            grpc: None,
             interval: HumanDuration::from_secs(5),
             timeout: HumanDuration::from_secs(1),
             healthy: 2,
             unhealthy: 3,
         }
     }
+}
+
+/// `health_check.grpc`: the gRPC health checking protocol.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcHealthCheckConfig {
+    /// The service whose health is asked (`weir.catalog.v1.Catalog`); empty:
+    /// the server as a whole.
+    pub service: String,
 }
 
 /// Connection pool sizing per upstream.

@@ -86,29 +86,22 @@ pub mod grpc {
     pub const UNAVAILABLE: u32 = 14;
 }
 
-/// True when the message is gRPC (`content-type: application/grpc…`).
+/// True when the message is gRPC (`content-type: application/grpc…`); see
+/// [`crate::grpc`].
 pub fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"))
+    crate::grpc::is_grpc(headers)
 }
 
 /// The `grpc-status` in a header map (response headers of a trailers-only
 /// response, or trailers), if present and numeric.
 pub fn grpc_status(headers: &HeaderMap) -> Option<u32> {
-    headers
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
+    crate::grpc::status_number(headers)
 }
 
-/// Whether a gRPC status counts against an endpoint's health.
+/// Whether a gRPC status counts against an endpoint's health
+/// ([`Code::is_endpoint_failure`](crate::grpc::Code::is_endpoint_failure)).
 pub fn grpc_is_endpoint_failure(code: u32) -> bool {
-    matches!(
-        code,
-        grpc::UNAVAILABLE | grpc::INTERNAL | grpc::DEADLINE_EXCEEDED
-    )
+    crate::grpc::Code::from_u32(code).is_endpoint_failure()
 }
 
 #[cfg(test)]

@@ -10,6 +10,10 @@
 //! known and wraps the response body in [`Logged`], which writes the line when
 //! the body has gone out, so the line carries the real body sizes and the full
 //! duration of streamed responses. [`Counted`] counts the request body.
+//!
+//! A gRPC response's line also carries its `grpc-status` (from the headers of
+//! a trailers-only response, or from the trailers as they pass), since its
+//! HTTP status is 200 whether the call failed or not.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -50,6 +54,8 @@ pub struct AccessRecord<'a> {
     pub bytes_in: Option<u64>,
     /// Response body bytes sent to the client, when counted.
     pub bytes_out: Option<u64>,
+    /// The `grpc-status` of a gRPC response, when it had one.
+    pub grpc_status: Option<u32>,
 }
 
 impl AccessRecord<'_> {
@@ -74,6 +80,7 @@ impl AccessRecord<'_> {
             consumer = self.consumer.unwrap_or(""),
             bytes_in = self.bytes_in,
             bytes_out = self.bytes_out,
+            grpc_status = self.grpc_status,
             "access"
         );
     }
@@ -141,13 +148,21 @@ pub struct PendingLine {
 
 impl PendingLine {
     /// Wraps `resp`'s body so this line is written once the body has gone out
-    /// (or the client went away), with the body's size.
+    /// (or the client went away), with the body's size and, for a gRPC
+    /// response, its `grpc-status`.
     pub fn attach(self, resp: http::Response<Body>) -> http::Response<Body> {
         use http_body_util::BodyExt;
-        resp.map(|body| Logged::new(body, self).boxed_unsync())
+        let grpc = crate::grpc::is_any_grpc(resp.headers());
+        let status = crate::grpc::status_number(resp.headers());
+        resp.map(|body| {
+            let mut logged = Logged::new(body, self);
+            logged.watch_grpc = grpc && status.is_none();
+            logged.grpc_status = status;
+            logged.boxed_unsync()
+        })
     }
 
-    fn emit(&self, bytes_out: u64) {
+    fn emit(&self, bytes_out: u64, grpc_status: Option<u32>) {
         AccessRecord {
             request_id: self.request_id.to_str().unwrap_or(""),
             trace_id: self.trace_id,
@@ -162,6 +177,7 @@ impl PendingLine {
             consumer: self.consumer.as_deref(),
             bytes_in: self.bytes_in.as_ref().map(|c| c.load(Ordering::Relaxed)),
             bytes_out: Some(bytes_out),
+            grpc_status,
         }
         .emit(self.format);
     }
@@ -175,13 +191,16 @@ pin_project_lite::pin_project! {
         inner: Body,
         bytes_out: u64,
         line: Option<PendingLine>,
+        // Whether the trailers may still bring a `grpc-status`.
+        watch_grpc: bool,
+        grpc_status: Option<u32>,
     }
 
     impl PinnedDrop for Logged {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(line) = this.line.take() {
-                line.emit(*this.bytes_out);
+                line.emit(*this.bytes_out, *this.grpc_status);
             }
         }
     }
@@ -193,6 +212,8 @@ impl Logged {
             inner,
             bytes_out: 0,
             line: Some(line),
+            watch_grpc: false,
+            grpc_status: None,
         }
     }
 }
@@ -207,10 +228,14 @@ impl HttpBody for Logged {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         let polled = this.inner.poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            *this.bytes_out += data.len() as u64;
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                *this.bytes_out += data.len() as u64;
+            } else if *this.watch_grpc
+                && let Some(trailers) = frame.trailers_ref()
+            {
+                *this.grpc_status = crate::grpc::status_number(trailers);
+            }
         }
         polled
     }

@@ -11,6 +11,7 @@
 //! - `processor`: the bounded, never-blocking export queue behind it.
 //! - [`propagation`]: W3C / B3 / baggage headers in and out.
 //! - [`spans`]: the SERVER and CLIENT spans the proxies open per request.
+//! - `rpc`: the OpenTelemetry RPC attributes of a gRPC call's spans.
 //! - [`service`]: the tower layer and helpers the example services use.
 //! - [`logging`]: the process-wide log subscriber.
 //! - [`access_log`]: one line per request with request id and trace id.
@@ -35,6 +36,7 @@ pub mod init;
 pub mod logging;
 mod processor;
 pub mod propagation;
+mod rpc;
 pub mod service;
 pub mod spans;
 

@@ -105,6 +105,11 @@ where
                 },
             );
             span.set_breaker_state(ep.ejection.state().as_str());
+            if proxy_core::grpc::is_grpc(&parts.headers)
+                && let Some((service, method)) = proxy_core::grpc::service_method(parts.uri.path())
+            {
+                span.set_rpc(service, method);
+            }
             span
         });
         TracedFuture {
@@ -136,7 +141,15 @@ where
         let result = std::task::ready!(this.inner.poll(cx));
         if let Some(span) = this.span.as_mut() {
             match &result {
-                Ok(resp) => span.record_response(resp.status()),
+                Ok(resp) => {
+                    span.record_response(resp.status());
+                    // A trailers-only answer says the call's outcome now; a
+                    // streamed one says it in trailers the try does not wait
+                    // for (the server span and the metrics read those).
+                    if let Some(code) = proxy_core::grpc::status(resp.headers()) {
+                        span.record_grpc_status(code, false);
+                    }
+                }
                 Err(e) => span.record_error(proxy_core::problem::upstream_error_kind(&**e)),
             }
         }

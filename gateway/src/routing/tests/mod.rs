@@ -2,6 +2,7 @@
 //! order, versioning, rewrites, deprecation, compile errors and scale.
 
 mod compile_errors;
+mod grpc;
 mod matching;
 mod precedence;
 mod rewrites;

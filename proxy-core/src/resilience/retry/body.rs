@@ -6,9 +6,17 @@
 //! length, streams straight through and that request is simply not retried.
 //! Waiting for the end of a body of unknown length before sending it would
 //! deadlock protocols where the client waits for the server mid-stream.
+//!
+//! gRPC request bodies are of unknown length (HTTP/2, no `content-length`),
+//! and a bidirectional call may wait for the server mid-stream, so they are
+//! not read ahead either: the first try streams the body and a [`Recording`]
+//! keeps a copy of what went through, up to `max_replay_body`. When the try
+//! fails with a retryable status after the whole body went out, the retry
+//! replays the copy; otherwise the call is not retried.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -29,6 +37,8 @@ pin_project! {
         Replay { chunks: VecDeque<Bytes>, trailers: Option<HeaderMap> },
         /// The original body, streamed once.
         Stream { prefix: VecDeque<Bytes>, #[pin] rest: B },
+        /// The original body, streamed once and recorded for a replay.
+        Recorded { #[pin] rest: B, recording: Arc<Mutex<Recording>> },
     }
 }
 
@@ -66,6 +76,26 @@ where
                 Some(chunk) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
                 None => rest.poll_frame(cx).map_err(Into::into),
             },
+            ReplayBodyProj::Recorded {
+                mut rest,
+                recording,
+            } => {
+                let polled = rest.as_mut().poll_frame(cx);
+                match &polled {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        let mut r = recording.lock().unwrap_or_else(|e| e.into_inner());
+                        r.record(frame);
+                        if rest.is_end_stream() {
+                            r.complete = true;
+                        }
+                    }
+                    Poll::Ready(None) => {
+                        recording.lock().unwrap_or_else(|e| e.into_inner()).complete = true;
+                    }
+                    _ => {}
+                }
+                polled.map_err(Into::into)
+            }
         }
     }
 
@@ -73,6 +103,7 @@ where
         match self {
             ReplayBody::Replay { chunks, trailers } => chunks.is_empty() && trailers.is_none(),
             ReplayBody::Stream { prefix, rest } => prefix.is_empty() && rest.is_end_stream(),
+            ReplayBody::Recorded { rest, .. } => rest.is_end_stream(),
         }
     }
 
@@ -91,7 +122,56 @@ where
                 }
                 out
             }
+            ReplayBody::Recorded { rest, .. } => rest.size_hint(),
         }
+    }
+}
+
+/// What the first try of a call has sent of its body, kept for a replay
+/// while it stays within the limit.
+#[derive(Debug, Default)]
+pub(crate) struct Recording {
+    chunks: Vec<Bytes>,
+    trailers: Option<HeaderMap>,
+    size: usize,
+    max: usize,
+    /// The body ended: the recording is all of it.
+    complete: bool,
+    /// The body outgrew `max`; nothing is kept.
+    overflowed: bool,
+}
+
+impl Recording {
+    pub(crate) fn new(max: usize) -> Arc<Mutex<Recording>> {
+        Arc::new(Mutex::new(Recording {
+            max,
+            ..Recording::default()
+        }))
+    }
+
+    fn record(&mut self, frame: &Frame<Bytes>) {
+        if self.overflowed {
+            return;
+        }
+        if let Some(data) = frame.data_ref() {
+            self.size += data.len();
+            if self.size > self.max {
+                self.overflowed = true;
+                self.chunks = Vec::new();
+                return;
+            }
+            self.chunks.push(data.clone());
+        } else if let Some(t) = frame.trailers_ref() {
+            self.trailers = Some(t.clone());
+        }
+    }
+
+    /// The whole body, when it went out completely and within the limit.
+    pub(crate) fn replayable(&self) -> Option<Buffered> {
+        (self.complete && !self.overflowed).then(|| Buffered {
+            chunks: self.chunks.clone(),
+            trailers: self.trailers.clone(),
+        })
     }
 }
 
@@ -117,10 +197,13 @@ pub(crate) enum Prepared<B> {
     Replayable(Buffered),
     /// The body streams: one attempt only.
     Streaming(ReplayBody<B>),
+    /// The body is of unknown length and may be recorded as the first try
+    /// streams it (`tee`).
+    Teed(B),
 }
 
 /// Buffers `body` when its length is known and at most `max` bytes.
-pub(crate) async fn prepare<B>(mut body: B, max: usize) -> Result<Prepared<B>, BoxError>
+pub(crate) async fn prepare<B>(mut body: B, max: usize, tee: bool) -> Result<Prepared<B>, BoxError>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
@@ -130,6 +213,7 @@ where
     }
     match body.size_hint().upper() {
         Some(upper) if upper <= max as u64 => {}
+        None if tee => return Ok(Prepared::Teed(body)),
         _ => return Ok(Prepared::Streaming(ReplayBody::stream(body))),
     }
     let mut buffered = Buffered::default();
@@ -232,6 +316,9 @@ impl<B> std::fmt::Debug for ReplayBody<B> {
             ReplayBody::Stream { .. } => {
                 f.debug_struct("ReplayBody::Stream").finish_non_exhaustive()
             }
+            ReplayBody::Recorded { .. } => f
+                .debug_struct("ReplayBody::Recorded")
+                .finish_non_exhaustive(),
         }
     }
 }

@@ -4,8 +4,10 @@
 //! The loop, per request:
 //!
 //! 1. count the request in the budget;
-//! 2. buffer the body if it is small and of known length (`body.rs`), else send
-//!    it once, unretried;
+//! 2. buffer the body if it is small and of known length (`body.rs`); a gRPC
+//!    body (unknown length) is recorded while the first try streams it, and
+//!    replayed when it went out whole within the limit; any other body is
+//!    sent once, unretried;
 //! 3. try; classify the outcome (connect error, per-try timeout, configured
 //!    status, `grpc-status` in headers or in a trailers-first body);
 //! 4. retry only while attempts remain, the method allows it and the budget
@@ -22,7 +24,7 @@ mod policy;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -35,7 +37,7 @@ use tower::{Layer, Service, ServiceExt};
 pub use body::{PeekBody, ReplayBody};
 pub use policy::{RetryPolicy, RetryReason, is_idempotent};
 
-use self::body::{Prepared, prepare};
+use self::body::{Buffered, Prepared, Recording, prepare};
 use super::BoxError;
 use super::budget::RetryBudget;
 use super::classify;
@@ -189,9 +191,14 @@ where
     let (parts, body) = req.into_parts();
     let method_ok = policy.method_allowed(&parts.method);
     let grpc_ok = method_ok || classify::is_grpc(&parts.headers);
-    let buffered = if policy.may_retry(&parts.method, grpc_ok) {
-        match prepare(body, policy.max_replay_body).await? {
-            Prepared::Replayable(b) => b,
+    let grpc_request = classify::is_grpc(&parts.headers);
+    let mut source = if policy.may_retry(&parts.method, grpc_ok) {
+        match prepare(body, policy.max_replay_body, grpc_request).await? {
+            Prepared::Replayable(b) => Source::Buffered(b),
+            Prepared::Teed(b) => Source::Teed {
+                first: Some(b),
+                recording: Recording::new(policy.max_replay_body),
+            },
             Prepared::Streaming(body) => {
                 emit(RetryEvent::NotReplayable);
                 return once(&mut svc, parts, body).await;
@@ -210,7 +217,11 @@ where
             number: attempt,
             reason: previous,
         });
-        let req = Request::from_parts(try_parts, buffered.replay());
+        let Some(body) = source.next_body() else {
+            // Only reached after a try that `can_replay` allowed.
+            return Err("retry body unavailable".into());
+        };
+        let req = Request::from_parts(try_parts, body);
         let outcome = try_once(&mut svc, req, peek_grpc).await;
         let reason = match &outcome {
             Ok((resp, grpc)) => policy.response_reason(method_ok, grpc_ok, resp.status(), *grpc),
@@ -220,6 +231,10 @@ where
             Some(r) if attempt < policy.max_attempts => r,
             _ => return finish(outcome, attempt),
         };
+        if !source.can_replay() {
+            emit(RetryEvent::NotReplayable);
+            return finish(outcome, attempt);
+        }
         if !budget.try_withdraw() {
             emit(RetryEvent::BudgetExhausted { attempt, reason });
             return finish(outcome, attempt);
@@ -234,6 +249,49 @@ where
         tokio::time::sleep(backoff).await;
         attempt += 1;
         previous = Some(reason);
+    }
+}
+
+/// Where each try's request body comes from.
+enum Source<B> {
+    /// Read ahead whole: every try replays it.
+    Buffered(Buffered),
+    /// A gRPC body of unknown length: the first try streams it while it is
+    /// recorded, later tries replay the recording.
+    Teed {
+        first: Option<B>,
+        recording: Arc<Mutex<Recording>>,
+    },
+}
+
+impl<B> Source<B> {
+    fn next_body(&mut self) -> Option<ReplayBody<B>> {
+        match self {
+            Source::Buffered(b) => Some(b.replay()),
+            Source::Teed { first, recording } => match first.take() {
+                Some(rest) => Some(ReplayBody::Recorded {
+                    rest,
+                    recording: recording.clone(),
+                }),
+                None => recording
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .replayable()
+                    .map(|b| b.replay()),
+            },
+        }
+    }
+
+    /// Whether another try can have the whole body.
+    fn can_replay(&self) -> bool {
+        match self {
+            Source::Buffered(_) => true,
+            Source::Teed { recording, .. } => recording
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .replayable()
+                .is_some(),
+        }
     }
 }
 

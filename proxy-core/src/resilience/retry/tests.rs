@@ -319,3 +319,95 @@ async fn overall_timeout_bounds_all_tries() {
     assert_eq!(t.kind(), TimeoutKind::Overall);
     assert_eq!(up.calls.load(Ordering::SeqCst), 2);
 }
+
+type Chunks = StreamBody<
+    futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::convert::Infallible>>>,
+>;
+
+/// A gRPC request whose body has no length (as on HTTP/2), in `chunks`.
+fn grpc_stream(chunks: &[&'static str]) -> Request<Chunks> {
+    let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = chunks
+        .iter()
+        .map(|c| Ok(Frame::data(Bytes::from_static(c.as_bytes()))))
+        .collect();
+    Request::post("/pkg.Svc/M")
+        .header("content-type", "application/grpc")
+        .body(StreamBody::new(futures_util::stream::iter(frames)))
+        .unwrap()
+}
+
+/// An upstream answering `UNAVAILABLE` (trailers-only) to its first `fail`
+/// calls, after reading the whole body unless `read` is false.
+fn grpc_upstream(
+    fail: u32,
+    read: bool,
+    seen: Arc<Mutex<Vec<Bytes>>>,
+) -> impl tower::Service<
+    Request<ReplayBody<Chunks>>,
+    Response = Resp,
+    Error = BoxError,
+    Future = impl Future<Output = Result<Resp, BoxError>> + Send,
+> + Clone
++ Send
++ 'static {
+    let calls = Arc::new(AtomicU32::new(0));
+    service_fn(move |req: Request<ReplayBody<Chunks>>| {
+        let (calls, seen) = (calls.clone(), seen.clone());
+        async move {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            if read || n > 0 {
+                let collected: Result<_, BoxError> = req.into_body().collect().await;
+                let body = collected.map(|c| c.to_bytes()).unwrap_or_default();
+                seen.lock().unwrap().push(body);
+            }
+            let code = if n < fail { 14u32 } else { 0 };
+            Ok::<Resp, BoxError>(
+                Response::builder()
+                    .header("content-type", "application/grpc")
+                    .header("grpc-status", code)
+                    .body(full(""))
+                    .unwrap(),
+            )
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grpc_body_of_unknown_length_is_recorded_and_replayed() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let svc = RetryLayer::new(RetryPolicy::default(), generous_budget()).layer(grpc_upstream(
+        2,
+        true,
+        seen.clone(),
+    ));
+    let resp = svc.oneshot(grpc_stream(&["he", "llo"])).await.unwrap();
+    assert_eq!(attempts(&resp), "3");
+    assert_eq!(resp.headers()["grpc-status"], "0");
+    assert_eq!(*seen.lock().unwrap(), vec![Bytes::from_static(b"hello"); 3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grpc_body_not_sent_whole_or_too_large_is_not_retried() {
+    // Answered before the body was read: the recording is incomplete.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let svc = RetryLayer::new(RetryPolicy::default(), generous_budget()).layer(grpc_upstream(
+        1,
+        false,
+        seen.clone(),
+    ));
+    let resp = svc.oneshot(grpc_stream(&["a", "b"])).await.unwrap();
+    assert_eq!(attempts(&resp), "1");
+    assert_eq!(resp.headers()["grpc-status"], "14");
+
+    // Larger than the replay limit: streamed whole, once.
+    let policy = RetryPolicy {
+        max_replay_body: 4,
+        ..RetryPolicy::default()
+    };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let svc =
+        RetryLayer::new(policy, generous_budget()).layer(grpc_upstream(1, true, seen.clone()));
+    let resp = svc.oneshot(grpc_stream(&["abc", "def"])).await.unwrap();
+    assert_eq!(attempts(&resp), "1");
+    assert_eq!(*seen.lock().unwrap(), vec![Bytes::from_static(b"abcdef")]);
+}
