@@ -9,9 +9,11 @@
 //! - [`proxy`]: the request path as phases (admit, policy, upstream, send,
 //!   respond), one file each, called in request order.
 //! - [`metrics`]: Prometheus families.
+//! - [`dashboard`]: what the admin listener's `/dashboard` shows.
 //! - [`run`](mod@run): binds listeners and the admin port and serves until shutdown.
 
 pub mod config;
+pub mod dashboard;
 pub mod metrics;
 pub mod proxy;
 pub mod routing;
