@@ -36,10 +36,11 @@ function remember(key, figures) {
 }
 
 function spark(list, field, bad) {
-  const w = 90, hgt = 22;
+  const w = 64, hgt = 22;
   const values = list.map((p) => (typeof p[field] === "number" ? p[field] : null));
   const max = Math.max(1e-9, ...values.filter((v) => v !== null));
-  const step = w / Math.max(1, HISTORY - 1);
+  // A young page spreads its few points; the line then fills up to HISTORY.
+  const step = w / Math.max(1, Math.max(20, values.length) - 1);
   const offset = w - step * (values.length - 1);
   let d = "";
   values.forEach((v, i) => {
@@ -64,23 +65,28 @@ function metricLink(name) {
   return h("a", { class: "metric", href, title: `Prometheus: ${name}`, target: "_blank", rel: "noreferrer" }, name);
 }
 
-// One figure: number, sparkline, Prometheus name.
-function figure(list, field, value, metric, opts) {
+// One figure: number and sparkline (the column header names the metric).
+function figure(list, field, value, opts) {
   const o = opts || {};
   return h("span", { class: "fig", "data-field": field },
     h("span", { class: "num" }, value),
-    spark(list, field, o.bad),
-    metric ? metricLink(metric) : null);
+    spark(list, field, o.bad));
 }
 
-function traffic(list, t, metrics) {
+// A header row; a column given as [label, metric] links the Prometheus name.
+function head(columns) {
+  return h("thead", {}, h("tr", {}, columns.map((c) => Array.isArray(c)
+    ? h("th", {}, c[0], h("br"), metricLink(c[1])) : h("th", {}, c))));
+}
+
+function traffic(list, t) {
   const f = t || {};
   const err = f.error_rate;
   return [
-    h("td", {}, figure(list, "rps", fmt(f.rps, 1, "/s"), metrics.requests)),
-    h("td", {}, figure(list, "error_rate", err === null || err === undefined ? "–" : fmt(err * 100, 1, "%"), metrics.requests, { bad: err > 0 })),
-    h("td", {}, figure(list, "p50_ms", fmt(f.p50_ms, 1, " ms"), null),
-      h("br"), figure(list, "p99_ms", fmt(f.p99_ms, 1, " ms"), metrics.latency)),
+    h("td", {}, figure(list, "rps", fmt(f.rps, 1, "/s"))),
+    h("td", {}, figure(list, "error_rate", err === null || err === undefined ? "–" : fmt(err * 100, 1, "%"), { bad: err > 0 })),
+    h("td", {}, figure(list, "p50_ms", fmt(f.p50_ms, 1, " ms")),
+      h("br"), figure(list, "p99_ms", fmt(f.p99_ms, 1, " ms"))),
   ];
 }
 
@@ -151,13 +157,15 @@ function renderGateway(s) {
         { title: JSON.stringify(dep) }) : ""),
       h("td", { "data-upstream": target }, target),
       h("td", { class: "wrap" }, [p.auth, p.rate_limit && p.rate_limit.length ? "limit: " + p.rate_limit.join(",") : "", p.cors ? "cors" : ""].filter(Boolean).join("; ")),
-      ...traffic(list, r.traffic, { requests: "weir_requests_total", latency: "weir_request_duration_seconds" }),
-      h("td", {}, figure(list, "rate_limited", fmt((r.traffic || {}).per_second?.rate_limited, 1, "/s"), "weir_ratelimit_decisions_total")),
+      ...traffic(list, r.traffic),
+      h("td", {}, figure(list, "rate_limited", fmt((r.traffic || {}).per_second?.rate_limited, 1, "/s"))),
       h("td", {}, traceLink((r.slowest || [])[0])));
   });
   out.push(section("Routes", h("table", {},
-    h("thead", {}, h("tr", {}, ["route", "match", "version", "deprecation", "upstream", "policies",
-      "requests", "errors", "p50 / p99", "rate-limited", "slowest recent"].map((x) => h("th", {}, x)))),
+    head(["route", "match", "version", "deprecation", "upstream", "policies",
+      ["req/s", "weir_requests_total"], ["errors", "weir_requests_total"],
+      ["p50 / p99", "weir_request_duration_seconds"], ["rate-limited", "weir_ratelimit_decisions_total"],
+      "slowest recent"]),
     h("tbody", {}, rows))));
 
   const ups = (s.upstreams || []).map((u) => {
@@ -174,11 +182,12 @@ function renderGateway(s) {
       h("td", {}, h("b", {}, u.name)),
       h("td", {}, u.load_balancer || ""),
       h("td", {}, u.health_check ? `${u.health_check.path} every ${u.health_check.interval}` : "none"),
-      h("td", {}, eps, metricLink("weir_upstream_endpoint_healthy")),
-      h("td", {}, errs || "none", " ", metricLink("weir_upstream_errors_total")));
+      h("td", {}, eps),
+      h("td", {}, errs || "none"));
   });
   out.push(section("Upstreams", h("table", {},
-    h("thead", {}, h("tr", {}, ["upstream", "balancer", "health check", "endpoints", "errors"].map((x) => h("th", {}, x)))),
+    head(["upstream", "balancer", "health check", ["endpoints", "weir_upstream_endpoint_healthy"],
+      ["errors", "weir_upstream_errors_total"]]),
     h("tbody", {}, ups))));
 
   const certs = s.tls || [];
@@ -235,10 +244,16 @@ function renderMesh(s) {
     const a = pos.get(e.from), b = pos.get(e.to);
     if (!a || !b) continue;
     const same = a.x === b.x;
-    const x1 = a.x + nodeW, y1 = a.y + nodeH / 2, x2 = same ? b.x + nodeW : b.x, y2 = b.y + nodeH / 2;
+    const x1 = a.x + nodeW, y1 = a.y + nodeH / 2;
+    const x2 = same ? b.x + nodeW : b.x, y2 = b.y + nodeH / 2;
+    // Calls within a column bulge out to the right.
+    const d = same
+      ? `M${x1} ${y1} C${x1 + 70} ${y1}, ${x2 + 70} ${y2}, ${x2} ${y2}`
+      : `M${x1} ${y1} L${x2} ${y2}`;
     const err = e.t.error_rate;
-    g.append(svg("line", { x1, y1, x2, y2, class: err > 0.05 ? "bad" : "", "data-edge": `${e.from}->${e.to}` }));
-    const label = svg("text", { x: (x1 + x2) / 2 - 60, y: (y1 + y2) / 2 - 4, class: "edge" });
+    g.append(svg("path", { d, class: err > 0.05 ? "bad" : "", "data-edge": `${e.from}->${e.to}` }));
+    const lx = same ? x1 + 58 : (x1 + x2) / 2 - 60;
+    const label = svg("text", { x: lx, y: (y1 + y2) / 2 - 4, class: "edge" + (err > 0.05 ? " bad" : "") });
     const sr = typeof err === "number" ? `${(100 - err * 100).toFixed(1)}% ok` : "no traffic";
     label.textContent = `${sr} · ${fmt(e.t.rps, 1, "/s")} · p99 ${fmt(e.t.p99_ms, 0, "ms")}`;
     g.append(label);
@@ -264,6 +279,9 @@ function breakerBadge(b) {
   return badge(text, kind, { "data-breaker-state": st });
 }
 
+const SIDECAR_TRAFFIC = [["req/s", "weir_sidecar_requests_total"], ["errors", "weir_sidecar_requests_total"],
+  ["p50 / p99", "weir_sidecar_request_duration_seconds"]];
+
 function renderSidecar(s) {
   const out = [];
   const inb = s.inbound || {};
@@ -278,8 +296,7 @@ function renderSidecar(s) {
         s.identity === null || s.identity === undefined ? h("span", { class: "muted" }, "none") : String(s.identity.spiffe_id || JSON.stringify(s.identity))),
       h("div", {}, h("span", {}, "in flight"), bar, ` ${inb.in_flight ?? "–"} / ${inb.max_concurrent_requests ?? "–"}`),
     ),
-    h("table", {}, h("thead", {}, h("tr", {}, ["requests", "errors", "p50 / p99"].map((x) => h("th", {}, x)))),
-      h("tbody", {}, h("tr", {}, traffic(list, inb.traffic, { requests: "weir_sidecar_requests_total", latency: "weir_sidecar_request_duration_seconds" }))))));
+    h("table", {}, head(SIDECAR_TRAFFIC), h("tbody", {}, h("tr", {}, traffic(list, inb.traffic))))));
 
   for (const d of s.destinations || []) {
     const dl = remember("dest:" + d.name, figures(d.traffic));
@@ -297,9 +314,9 @@ function renderSidecar(s) {
         h("div", {}, h("span", {}, "ejected"), String(d.ejected ?? 0)),
         h("div", {}, h("span", {}, "retry budget left"), h("b", { "data-budget": "" }, fmt(budget.remaining, 1)),
           ` (ratio ${budget.ratio}, min ${budget.min_per_second}/s)`),
-        h("div", {}, h("span", {}, "retries"), figure(dl, "retries", fmt((d.traffic || {}).per_second?.retries, 1, "/s"), "weir_sidecar_retries_total"))),
-      h("table", {}, h("thead", {}, h("tr", {}, ["requests", "errors", "p50 / p99"].map((x) => h("th", {}, x)))),
-        h("tbody", {}, h("tr", {}, traffic(dl, d.traffic, { requests: "weir_sidecar_requests_total", latency: "weir_sidecar_request_duration_seconds" })))),
+        h("div", {}, h("span", {}, "retries"), figure(dl, "retries", fmt((d.traffic || {}).per_second?.retries, 1, "/s")),
+          metricLink("weir_sidecar_retries_total"))),
+      h("table", {}, head(SIDECAR_TRAFFIC), h("tbody", {}, h("tr", {}, traffic(dl, d.traffic)))),
       h("table", {}, h("thead", {}, h("tr", {}, ["endpoint", "breaker", "failures in a row", "ejections", "EWMA latency", "in flight"].map((x) => h("th", {}, x)))),
         h("tbody", {}, eps))));
   }
