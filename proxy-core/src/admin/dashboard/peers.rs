@@ -87,9 +87,17 @@ async fn fetch(base: &str) -> Result<Value, String> {
         .parse()
         .map_err(|e| format!("bad URL: {e}"))?;
     let authority = uri.authority().ok_or("no host")?.clone();
-    let stream = TcpStream::connect(authority.as_str())
+    // The peer's admin listener answers only to its own address (DNS
+    // rebinding defence), so the request names the address it reaches: a
+    // Kubernetes Service name resolves to a pod, and that pod is asked.
+    let addr = tokio::net::lookup_host(authority.as_str())
         .await
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(|e| format!("resolve: {e}"))?
+        .next()
+        .ok_or("resolves to no address")?;
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
@@ -97,7 +105,7 @@ async fn fetch(base: &str) -> Result<Value, String> {
     // Ends with the request: the connection is not reused.
     let conn = tokio::spawn(conn);
     let req = Request::get(uri.path())
-        .header(http::header::HOST, authority.as_str())
+        .header(http::header::HOST, addr.to_string())
         .header(http::header::ACCEPT, "application/json")
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
