@@ -220,14 +220,7 @@ impl Snapshot {
             .map(|r| r.path().to_string())
             .collect();
         let route_outliers = routes.routes().iter().map(|_| SlowRing::new()).collect();
-        let digest = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::hash::DefaultHasher::new();
-            serde_json::to_string(&config)
-                .unwrap_or_default()
-                .hash(&mut h);
-            format!("{:016x}", h.finish())
-        };
+        let digest = config_digest(&config);
         Ok(Self {
             route_outliers,
             generation: previous.map_or(1, |p| p.generation + 1),
@@ -254,6 +247,26 @@ impl Snapshot {
     pub fn effective_config(&self) -> Value {
         serde_json::to_value(&*self.config).unwrap_or(Value::Null)
     }
+}
+
+/// A digest of the config's serialisation (secrets serialize redacted), fed
+/// to the hasher as it is written: a large route table is not turned into
+/// one large string on every reload.
+fn config_digest(config: &GatewayConfig) -> String {
+    use std::hash::Hasher;
+    struct Feed(std::hash::DefaultHasher);
+    impl std::io::Write for Feed {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.write(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut feed = Feed(std::hash::DefaultHasher::new());
+    let _ = serde_json::to_writer(&mut feed, config);
+    format!("{:016x}", feed.0.finish())
 }
 
 fn route_ref<'a>(r: &'a crate::routing::RouteConfig, path: &'a str) -> RouteRef<'a> {
