@@ -55,6 +55,20 @@ pub(crate) fn endpoints(addr: std::net::SocketAddr) -> Value {
     Value::Sequence(vec![Value::String(addr.to_string())])
 }
 
+/// `dashboard.sidecars`: `[{name, url: http://<admin>}]`.
+pub(crate) fn peers<'a>(admins: impl Iterator<Item = (&'a str, std::net::SocketAddr)>) -> Value {
+    Value::Sequence(
+        admins
+            .map(|(name, addr)| {
+                let mut m = serde_norway::Mapping::new();
+                m.insert("name".into(), Value::String(name.to_owned()));
+                m.insert("url".into(), Value::String(format!("http://{addr}")));
+                Value::Mapping(m)
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

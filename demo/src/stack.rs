@@ -232,6 +232,12 @@ impl Stack {
                 patch::endpoints(sidecars[svc].inbound),
             );
         }
+        // The dashboard's mesh view reads the sidecars where they really listen.
+        patch::set(
+            &mut doc,
+            "dashboard.sidecars",
+            patch::peers(sidecars.iter().map(|(svc, a)| (*svc, a.admin))),
+        );
         for i in 0..16 {
             let field = format!("auth.jwt.{i}.jwks.file");
             if let Some(file) = patch::get_str(&doc, &field).map(str::to_owned) {

@@ -21,6 +21,7 @@ const GATEWAY_ENVIRONMENT: &[&str] = &[
     "rate_limits.backend",
     "rate_limits.redis",
     "telemetry.otlp",
+    "dashboard.sidecars",
 ];
 
 /// Fields of a sidecar config that belong to the environment.

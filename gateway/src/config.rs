@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use proxy_core::admin::dashboard::DashboardConfig;
 use proxy_core::config::{
     AdminConfig, ConfigErrors, EndpointAddr, HealthCheckConfig, HumanDuration, LimitsConfig,
     LoadBalancerKind, PoolConfig, Protocol, ShutdownConfig, UpstreamTimeouts, changed_fields,
@@ -43,6 +44,10 @@ pub struct GatewayConfig {
     pub telemetry: TelemetryConfig,
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    /// The admin listener's live dashboard (`GET /dashboard`): the sidecars
+    /// its mesh view reads, the Jaeger UI its trace ids link to.
+    #[serde(default)]
+    pub dashboard: DashboardConfig,
 }
 
 /// `listeners[]`: an address the gateway accepts client traffic on.
@@ -180,6 +185,7 @@ impl GatewayConfig {
             errors.push("limits.max_header_bytes", "must be at least 1KiB");
         }
         errors.extend(self.admin.validate("admin"));
+        errors.extend(self.dashboard.validate("dashboard"));
         errors
     }
 }
@@ -194,7 +200,7 @@ const LIVE_LIMITS: &[&str] = &["max_body_bytes"];
 /// `running` started with and that only a restart applies: listeners (their
 /// set, names, addresses, and whether they speak TLS; certificates and
 /// `min_version` reload), `admin`, `limits` but [`LIVE_LIMITS`], `telemetry`
-/// (the exporter and log format are built once) and `shutdown`.
+/// (the exporter and log format are built once), `shutdown` and `dashboard`.
 pub fn restart_required(running: &GatewayConfig, new: &GatewayConfig) -> Vec<String> {
     let mut out = Vec::new();
     if running.listeners.len() != new.listeners.len() {
@@ -234,5 +240,10 @@ pub fn restart_required(running: &GatewayConfig, new: &GatewayConfig) -> Vec<Str
         &new.telemetry,
     ));
     out.extend(changed_fields("shutdown", &running.shutdown, &new.shutdown));
+    out.extend(changed_fields(
+        "dashboard",
+        &running.dashboard,
+        &new.dashboard,
+    ));
     out
 }

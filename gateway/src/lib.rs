@@ -10,9 +10,11 @@
 //!   respond), one file each, called in request order.
 //! - [`metrics`]: Prometheus families.
 //! - `grpc_web`: gRPC-Web clients translated to gRPC and back.
+//! - [`dashboard`]: what the admin listener's `/dashboard` shows.
 //! - [`run`](mod@run): binds listeners and the admin port and serves until shutdown.
 
 pub mod config;
+pub mod dashboard;
 mod grpc_web;
 pub mod metrics;
 pub mod proxy;

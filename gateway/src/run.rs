@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 
 use arc_swap::ArcSwap;
 use prometheus_client::registry::Registry;
+use proxy_core::admin::dashboard::{Dashboard, DashboardSettings};
 use proxy_core::admin::{AdminAccess, AdminState, serve_admin};
 use proxy_core::config::ConfigErrors;
 use proxy_core::reload::Reloader;
@@ -16,6 +17,7 @@ use proxy_core::shutdown::Shutdown;
 use proxy_core::telemetry::Telemetry;
 use tokio::net::TcpListener;
 
+use crate::dashboard::{GatewayDashboard, ReloadLog};
 use crate::metrics::GatewayMetrics;
 use crate::proxy::GatewayHandler;
 use crate::snapshot::{Snapshot, apply_tls};
@@ -46,6 +48,7 @@ pub struct Gateway {
     listeners: Vec<(String, TcpListener, Option<proxy_core::server::TlsSource>)>,
     admin: TcpListener,
     admin_access: AdminAccess,
+    reload_log: Arc<ReloadLog>,
     tls_sources: Arc<HashMap<String, proxy_core::server::TlsSource>>,
 }
 
@@ -66,10 +69,16 @@ impl Gateway {
             std::sync::OnceLock<Arc<HashMap<String, proxy_core::server::TlsSource>>>,
         > = Arc::new(std::sync::OnceLock::new());
         let cell = tls_cell.clone();
+        let reload_log = Arc::new(ReloadLog::default());
+        let log = reload_log.clone();
         let reloader = Reloader::new(
             path.clone(),
             move |p: &Path, prev: Option<&Snapshot>| {
-                let snap = Snapshot::build(p, prev, &build_metrics, &build_policy_state)?;
+                let built = Snapshot::build(p, prev, &build_metrics, &build_policy_state);
+                if prev.is_some() {
+                    log.record(built.as_ref().map(drop).map_err(|e| e.to_string()));
+                }
+                let snap = built?;
                 if let Some(sources) = cell.get() {
                     apply_tls(&snap, sources);
                 }
@@ -139,6 +148,7 @@ impl Gateway {
             listeners,
             admin,
             admin_access,
+            reload_log,
             tls_sources,
         })
     }
@@ -180,6 +190,16 @@ impl Gateway {
             reloader.reload_report().map_err(|e| e.to_string())
         }));
         admin_state.access = self.admin_access;
+        let source = GatewayDashboard::new(
+            self.reloader.current().clone(),
+            self.registry.clone(),
+            self.reloader.metrics().clone(),
+            self.reload_log.clone(),
+        );
+        admin_state.dashboard = Some(Dashboard::new(
+            Arc::new(source),
+            DashboardSettings::from(&snapshot.config.dashboard),
+        ));
         let ready = admin_state.ready.clone();
 
         self.reloader.spawn_watchers(shutdown.clone());

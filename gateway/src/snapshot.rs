@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use std::time::SystemTime;
+
 use arc_swap::ArcSwap;
+use proxy_core::admin::dashboard::{CertSummary, SlowRing, summarize_certificate};
 use proxy_core::config::{ConfigErrors, LimitsConfig, read_yaml_file};
 use serde_json::Value;
 
@@ -35,6 +38,24 @@ pub struct Snapshot {
     pub policies: Policies,
     /// Compiled policies by route index.
     pub route_policies: Vec<RoutePolicy>,
+    /// The slowest recent requests by route index, for the dashboard's
+    /// trace links (one atomic compare per response; see `SlowRing`).
+    pub route_outliers: Vec<SlowRing>,
+    /// 1 for the config the gateway started with, +1 per accepted reload.
+    pub generation: u64,
+    pub loaded_at: SystemTime,
+    /// A digest of the effective config (secrets excluded), to tell two
+    /// generations apart at a glance.
+    pub digest: String,
+    /// Serving certificates by listener, for the dashboard.
+    pub certificates: Vec<CertificateView>,
+}
+
+/// One serving certificate as the dashboard shows it.
+#[derive(Clone, Debug)]
+pub struct CertificateView {
+    pub listener: String,
+    pub summary: Result<CertSummary, String>,
 }
 
 /// Parses and validates a file without building anything (for `validate`):
@@ -43,7 +64,7 @@ pub fn load_config(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
     let config: GatewayConfig = read_yaml_file(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut errors = config.validate();
-    errors.extend(tls_configs(&config, base).1);
+    errors.extend(tls_configs(&config, base).2);
     let paths: Vec<String> = (0..config.routes.len())
         .map(|i| format!("routes[{i}]"))
         .collect();
@@ -79,13 +100,18 @@ fn compile_routes(config: &GatewayConfig) -> Result<RouteTable, ConfigErrors> {
 }
 
 /// The TLS settings of every TLS listener, by listener name, reading each
-/// certificate file once; problems name the certificate's field.
-fn tls_configs(
-    config: &GatewayConfig,
-    base_dir: &Path,
-) -> (HashMap<String, Arc<rustls::ServerConfig>>, ConfigErrors) {
+/// certificate file once; problems name the certificate's field. Also what
+/// the dashboard shows of each leaf certificate.
+type TlsBuild = (
+    HashMap<String, Arc<rustls::ServerConfig>>,
+    Vec<CertificateView>,
+    ConfigErrors,
+);
+
+fn tls_configs(config: &GatewayConfig, base_dir: &Path) -> TlsBuild {
     let mut errors = ConfigErrors::new();
     let mut tls = HashMap::new();
+    let mut views = Vec::new();
     for (i, l) in config.listeners.iter().enumerate() {
         let Some(t) = &l.tls else { continue };
         let mut keys = Vec::new();
@@ -94,7 +120,17 @@ fn tls_configs(
                 &base_dir.join(&c.cert),
                 &base_dir.join(&c.key),
             ) {
-                Ok(k) => keys.push(k),
+                Ok(k) => {
+                    views.push(CertificateView {
+                        listener: l.name.clone(),
+                        summary: k
+                            .cert
+                            .first()
+                            .ok_or_else(|| "empty chain".to_owned())
+                            .and_then(|c| summarize_certificate(c)),
+                    });
+                    keys.push(k);
+                }
                 Err(e) => errors.push(
                     format!("listeners[{i}].tls.certificates[{j}]"),
                     e.to_string(),
@@ -108,7 +144,7 @@ fn tls_configs(
             Err(e) => errors.push(format!("listeners[{i}].tls"), e.to_string()),
         }
     }
-    (tls, errors)
+    (tls, views, errors)
 }
 
 impl Snapshot {
@@ -141,7 +177,7 @@ impl Snapshot {
         // Each check runs once here: this is the reload path, and a large
         // route table should not be compiled twice per reload.
         let mut errors = config.validate();
-        let (tls, tls_errors) = tls_configs(&config, base_dir);
+        let (tls, certificates, tls_errors) = tls_configs(&config, base_dir);
         errors.extend(tls_errors);
         let routes = match compile_routes(&config) {
             Ok(t) => Some(t),
@@ -183,7 +219,14 @@ impl Snapshot {
             .iter()
             .map(|r| r.path().to_string())
             .collect();
+        let route_outliers = routes.routes().iter().map(|_| SlowRing::new()).collect();
+        let digest = config_digest(&config);
         Ok(Self {
+            route_outliers,
+            generation: previous.map_or(1, |p| p.generation + 1),
+            loaded_at: SystemTime::now(),
+            digest,
+            certificates,
             limits: config.limits.clone(),
             config: Arc::new(config),
             routes,
@@ -204,6 +247,26 @@ impl Snapshot {
     pub fn effective_config(&self) -> Value {
         serde_json::to_value(&*self.config).unwrap_or(Value::Null)
     }
+}
+
+/// A digest of the config's serialisation (secrets serialize redacted), fed
+/// to the hasher as it is written: a large route table is not turned into
+/// one large string on every reload.
+fn config_digest(config: &GatewayConfig) -> String {
+    use std::hash::Hasher;
+    struct Feed(std::hash::DefaultHasher);
+    impl std::io::Write for Feed {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.write(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut feed = Feed(std::hash::DefaultHasher::new());
+    let _ = serde_json::to_writer(&mut feed, config);
+    format!("{:016x}", feed.0.finish())
 }
 
 fn route_ref<'a>(r: &'a crate::routing::RouteConfig, path: &'a str) -> RouteRef<'a> {

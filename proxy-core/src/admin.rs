@@ -1,4 +1,5 @@
-//! The admin listener: probes, metrics, effective config, operations.
+//! The admin listener: probes, metrics, effective config, operations, and
+//! the live dashboard ([`dashboard`]).
 //!
 //! It runs on its own address so that probes and scrapes never compete with
 //! traffic, and so it can be kept off the public network. Every request first
@@ -6,6 +7,7 @@
 //! and bearer token; see `access.rs`).
 
 mod access;
+pub mod dashboard;
 
 pub use access::{AdminAccess, AdminToken, HostPattern, TOKEN_ENV, TOKEN_FILE_ENV};
 
@@ -45,6 +47,8 @@ pub struct AdminState {
     pub extra: BTreeMap<&'static str, JsonSource>,
     /// Which hosts, origins and tokens are accepted.
     pub access: AdminAccess,
+    /// `GET /dashboard…`, when the component has one.
+    pub dashboard: Option<Arc<dashboard::Dashboard>>,
 }
 
 impl AdminState {
@@ -56,6 +60,7 @@ impl AdminState {
             reload: None,
             extra: BTreeMap::new(),
             access: AdminAccess::local_only(),
+            dashboard: None,
         }
     }
 }
@@ -108,6 +113,11 @@ impl Handler for AdminHandler {
                 .await
                 .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
             return reload_response(outcome);
+        }
+        if let Some(d) = &self.0.dashboard
+            && let Some(resp) = d.handle(req.method(), req.uri().path()).await
+        {
+            return resp;
         }
         route(&self.0, &req)
     }

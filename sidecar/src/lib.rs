@@ -9,7 +9,7 @@
 //! breaking and P2C load balancing (the stack is drawn in `destination.rs`).
 //! The admin listener serves `/healthz`, `/readyz` (only once
 //! listeners are bound, the config is loaded and the app answers), `/metrics`,
-//! `/config`, `/state` and `POST /reload`.
+//! `/config`, `/state`, the live `/dashboard` and `POST /reload`.
 //!
 //! # Layout
 //!
@@ -19,9 +19,11 @@
 //! - `destination.rs`, `discovery.rs`: one destination's stack and endpoints.
 //! - `transparent/`: `SO_ORIGINAL_DST`, protocol detection, opaque TCP.
 //! - [`iptables`]: the rules `sidecar init-iptables` writes.
-//! - [`metrics`]: Prometheus families; `state.rs`: `/state` and `/config`.
+//! - [`metrics`]: Prometheus families; `state.rs`: `/state` and `/config`;
+//!   `dashboard.rs`: what `/dashboard` shows.
 
 pub mod config;
+mod dashboard;
 mod destination;
 mod discovery;
 #[doc(hidden)]
@@ -44,6 +46,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use prometheus_client::registry::Registry;
+use proxy_core::admin::dashboard::{Dashboard, DashboardSettings};
 use proxy_core::admin::{AdminState, serve_admin};
 use proxy_core::config::ConfigErrors;
 use proxy_core::reload::{ReloadMetrics, Reloader};
@@ -234,6 +237,13 @@ impl Sidecar {
             r.spawn_watchers(shutdown.clone());
         }
         admin.access = runtime.load().config.admin_access.clone();
+        admin.dashboard = Some(Dashboard::new(
+            Arc::new(dashboard::SidecarDashboard::new(
+                runtime.clone(),
+                self.registry.clone(),
+            )),
+            DashboardSettings::default(),
+        ));
         let ready = admin.ready.clone();
         let (admin_trigger, admin_shutdown) = shutdown::channel();
         let admin_task = tokio::spawn(serve_admin(self.admin, admin, admin_shutdown));

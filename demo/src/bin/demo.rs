@@ -114,6 +114,15 @@ fn print_banner(stack: &Stack, otlp: Option<&str>, data_dir: &std::path::Path) {
     );
     println!("  data           {}", data_dir.display());
     println!();
+    println!("Dashboards (live, read-only):");
+    println!(
+        "  gateway        http://{}/dashboard   (routes, upstreams, mesh)",
+        stack.gateway_admin
+    );
+    for (svc, sc) in &stack.sidecars {
+        println!("  {svc:<14} http://{}/dashboard", sc.admin);
+    }
+    println!();
     println!("Try:");
     println!("  curl -s -H 'x-api-key: demo-key' http://{gw}/v1/products");
     println!("  curl -s -H 'x-api-key: demo-key' -H 'Api-Version: 2' http://{gw}/products");

@@ -8,7 +8,9 @@
 //! (from the headers or the trailers) goes on the span, the metrics and the
 //! access line. The span gets the status (and the
 //! error type of a response Weir generated), the route's metrics the status
-//! and duration, and the access line is written once the body has gone out.
+//! and duration, the route's slow-request ring (the dashboard's trace links)
+//! a chance at the request, and the access line is written once the body has
+//! gone out.
 
 use http::Response;
 use proxy_core::body::Body;
@@ -79,6 +81,16 @@ pub(super) fn respond(
         .and_then(|r| snapshot.route_metrics.get(r.index()))
         .unwrap_or(&snapshot.unmatched_metrics);
     handles.record(status.as_u16(), elapsed.as_secs_f64());
+    if let Some(ring) = route.and_then(|r| snapshot.route_outliers.get(r.index())) {
+        // One atomic compare unless this request is among the slowest.
+        ring.offer(elapsed, || {
+            (
+                span.trace_id().map(|t| t.to_string()),
+                request_id.to_str().ok().map(str::to_owned),
+                status.as_u16(),
+            )
+        });
+    }
     let trace_id = span.trace_id();
     if grpc.is_some() {
         // The call's outcome is in the trailers, after the last message: the
