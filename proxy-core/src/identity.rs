@@ -25,7 +25,9 @@ pub enum SpiffeIdError {
     Scheme,
     #[error("the trust domain is empty or has characters other than a-z, 0-9, '.', '-' and '_'")]
     TrustDomain,
-    #[error("the path is empty, has an empty, '.' or '..' segment, or characters other than a-z, A-Z, 0-9, '.', '-' and '_'")]
+    #[error(
+        "the path is empty, has an empty, '.' or '..' segment, or characters other than a-z, A-Z, 0-9, '.', '-' and '_'"
+    )]
     Path,
 }
 
