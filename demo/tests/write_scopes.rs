@@ -1,6 +1,7 @@
 //! Writes need write scopes. Statically: every route of the shipped gateway
 //! configs that takes a writing method requires a `…:write` scope, every
-//! route that reads a `…:read` scope. Live: the gateway started from
+//! route that reads a `…:read` scope (gRPC calls are all `POST`: the
+//! read-only ones are listed in [`GRPC_READS`]). Live: the gateway started from
 //! `config/gateway.yaml` (in front of a recording upstream) refuses a key
 //! holding only read scopes with `403` on every write route, and grants the
 //! catalog's admin header only on the write route, stripping it from clients
@@ -17,6 +18,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const WRITES: [&str; 4] = ["POST", "PUT", "PATCH", "DELETE"];
+
+/// gRPC calls are all `POST`; these routes' calls only read, so they take a
+/// read scope. Every other gRPC route changes something and needs a write scope.
+const GRPC_READS: [&str; 5] = [
+    "/weir.catalog.v1.CatalogService/GetProduct",
+    "/weir.catalog.v1.CatalogService/ListProducts",
+    "/grpc.health.v1.Health",
+    "/grpc.reflection.v1.ServerReflection",
+    "/grpc.reflection.v1alpha.ServerReflection",
+];
 
 /// A key holding every read scope and no write scope.
 const READER_KEY: &str = "reader-key";
@@ -53,8 +64,16 @@ fn every_shipped_write_route_requires_a_write_scope() {
             let name = route["name"].as_str().expect("name");
             let methods = strings(&route["match"]["methods"]);
             let scopes = strings(&route["auth"]["scopes"]);
-            let writes = methods.is_empty() || methods.iter().any(|m| WRITES.contains(&m.as_str()));
-            let reads = methods.is_empty() || methods.iter().any(|m| m == "GET" || m == "HEAD");
+            let matched = route["match"]["path"]
+                .as_str()
+                .or(route["match"]["path_prefix"].as_str())
+                .unwrap_or("");
+            let grpc_read = GRPC_READS.contains(&matched);
+            let writes = !grpc_read
+                && (methods.is_empty() || methods.iter().any(|m| WRITES.contains(&m.as_str())));
+            let reads = grpc_read
+                || methods.is_empty()
+                || methods.iter().any(|m| m == "GET" || m == "HEAD");
             assert!(
                 !(writes && reads),
                 "{file}: route {name} mixes reads and writes ({methods:?}); split it so each gets its scope"
@@ -240,6 +259,16 @@ async fn a_key_without_the_write_scope_gets_403_on_every_write_route() {
         send(addr, "GET", "/v1/payments?order_id=o", &reader).await,
         200
     );
+    assert_eq!(
+        send(
+            addr,
+            "POST",
+            "/weir.catalog.v1.CatalogService/GetProduct",
+            &reader
+        )
+        .await,
+        200
+    );
     let before = app_requests(&seen).len();
 
     // Every write route refuses the reader, and nothing reaches the upstream.
@@ -250,6 +279,8 @@ async fn a_key_without_the_write_scope_gets_403_on_every_write_route() {
         ("DELETE", "/v1/products/p-1"),
         ("POST", "/products"),
         ("POST", "/v1/orders"),
+        ("POST", "/weir.catalog.v1.CatalogService/ReserveStock"),
+        ("POST", "/weir.catalog.v1.CatalogService/ReleaseReservation"),
     ] {
         assert_eq!(
             send(addr, method, path, &reader).await,

@@ -174,16 +174,25 @@ async fn an_order_is_one_trace_across_every_hop() {
     let tree = TraceTree::new(spans).expect("one trace");
     eprintln!("{}", tree.render());
     // order calls a peer through its sidecar (from inside its handler, via
-    // its saga's spans); the peer's sidecar hands the request to the peer app.
-    let calls = |peer: &str| {
+    // its saga's spans); the peer's sidecar hands the request to the peer
+    // app: catalog over gRPC (the demo's CATALOG_API), payment over REST.
+    let calls = |peer: &str, handled: Shape| {
         Shape::client("order-sidecar")
             .that("a call that succeeded", ok)
             .child(
                 Shape::server(&format!("{peer}-sidecar"))
                     .that("answered", ok)
-                    .child(Shape::server(peer).that("handled", ok)),
+                    .child(handled),
             )
     };
+    let reserved = Shape::server("catalog")
+        .named("weir.catalog.v1.CatalogService/ReserveStock")
+        .that("a gRPC call answered OK", |s| {
+            s.attr_str("rpc.system") == Some("grpc")
+                && s.attr_str("rpc.method") == Some("ReserveStock")
+                && s.attr_int("rpc.grpc.status_code") == Some(0)
+        });
+    let charged = Shape::server("payment").that("handled", ok);
     tree.assert_shape(
         &Shape::server("gateway")
             .that("route orders-v1, 201", |s| {
@@ -196,8 +205,8 @@ async fn an_order_is_one_trace_across_every_hop() {
                         Shape::server("order")
                             .named("POST /v1/orders")
                             .that("201", ok)
-                            .descendant(calls("catalog"))
-                            .descendant(calls("payment")),
+                            .descendant(calls("catalog", reserved))
+                            .descendant(calls("payment", charged)),
                     ),
                 ),
             )

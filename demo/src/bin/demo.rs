@@ -126,6 +126,7 @@ fn print_banner(stack: &Stack, otlp: Option<&str>, data_dir: &std::path::Path) {
     println!("Try:");
     println!("  curl -s -H 'x-api-key: demo-key' http://{gw}/v1/products");
     println!("  curl -s -H 'x-api-key: demo-key' -H 'Api-Version: 2' http://{gw}/products");
+    println!("  grpcurl -plaintext -H 'x-api-key: demo-key' {gw} list");
     println!(
         "  curl -s -H 'x-api-key: demo-key' -H 'Idempotency-Key: demo-1' -H 'content-type: application/json' \\\n       -d '{{\"customer_id\":\"c-1\",\"items\":[{{\"product_id\":\"<id from /v1/products>\",\"quantity\":1}}]}}' http://{gw}/v1/orders"
     );

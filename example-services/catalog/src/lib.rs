@@ -11,6 +11,9 @@
 //! - [`config`]: settings, from code or the environment.
 //! - `products`, `reservations`, `holds`: the handlers and their SQL.
 //! - [`sweeper`]: expiry of reservations nobody committed.
+//! - [`grpc`]: the same API over gRPC (`weir.catalog.v1`, from
+//!   `proto/weir/catalog/v1/catalog.proto`) with health and reflection, on
+//!   the same port.
 //! - `seed`: the demo products loaded into an empty catalog.
 
 use std::future::Future;
@@ -23,6 +26,7 @@ use utoipa::OpenApi;
 
 pub mod admin;
 pub mod config;
+pub mod grpc;
 mod holds;
 pub mod model;
 mod products;
@@ -67,7 +71,8 @@ pub use service_kit::ServiceError as Error;
 )]
 pub struct ApiDoc;
 
-/// Serves the catalog on `listener` until `shutdown` completes.
+/// Serves the catalog on `listener` until `shutdown` completes: REST and,
+/// for requests with a gRPC content type, the gRPC API ([`grpc`]).
 ///
 /// Opens (and migrates) the database, seeds an empty catalog when configured,
 /// and sweeps expired reservations in the background while serving.
@@ -99,16 +104,16 @@ pub async fn run(
         db: db.clone(),
         config: Arc::new(config),
     };
-    service_kit::service::serve(
-        listener,
-        routes(state),
-        ApiDoc::openapi(),
-        db,
-        &telemetry,
-        background,
-        shutdown,
-    )
-    .await
+    let grpc = grpc::routes(state.clone())
+        .await
+        .map_err(|e| Error::Serve(std::io::Error::other(e)))?;
+    let apis = service_kit::service::Apis {
+        rest: routes(state),
+        grpc,
+        doc: ApiDoc::openapi(),
+    };
+    service_kit::service::serve_with_grpc(listener, apis, db, &telemetry, background, shutdown)
+        .await
 }
 
 /// The service's own API routes; the shared stack is added by

@@ -14,6 +14,8 @@
 //!   rendering), the per-request SERVER span, and serving with graceful shutdown.
 //! - [`service`]: a service's `run` set-up and shut-down, its `Error`
 //!   ([`ServiceError`]) and the [`migrations!`] macro.
+//! - [`grpc`]: gRPC beside REST on the same port: dispatch by content type,
+//!   `grpc-timeout`, `rpc.*` spans, problems as statuses.
 //! - [`health`]: `/healthz` and `/readyz` (database reachable).
 //! - [`db`]: SQLite-or-PostgreSQL pools with embedded migrations.
 //! - [`outbound`]: the HTTP client for calls to other services, direct or through
@@ -29,6 +31,7 @@ pub mod db;
 mod db_span;
 pub mod env;
 pub mod extract;
+pub mod grpc;
 pub mod health;
 pub mod openapi;
 pub mod outbound;

@@ -92,11 +92,63 @@ pub async fn serve(
     background: TaskSet,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
+    let app = rest_app(api, doc, &db, telemetry);
+    serve_app(listener, app, db, telemetry, background, shutdown).await
+}
+
+/// What a service serving gRPC beside REST serves.
+pub struct Apis {
+    /// The REST API's own routes, state applied (as for [`serve`]).
+    pub rest: Router,
+    /// The gRPC services (tonic's `Routes` as an axum router); the gRPC
+    /// stack of [`crate::grpc::stack`] is added here.
+    pub grpc: Router,
+    /// The REST API's OpenAPI document.
+    pub doc: utoipa::openapi::OpenApi,
+}
+
+/// [`serve`] with gRPC on the same listener: calls with a gRPC
+/// `content-type` go to `apis.grpc` (see [`crate::grpc`]), everything else
+/// to the REST API.
+pub async fn serve_with_grpc(
+    listener: TcpListener,
+    apis: Apis,
+    db: Db,
+    telemetry: &ServiceTelemetry,
+    background: TaskSet,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServiceError> {
+    let rest = rest_app(apis.rest, apis.doc, &db, telemetry);
+    let grpc = crate::grpc::stack(apis.grpc, telemetry);
+    let app = crate::grpc::with_rest(rest, grpc);
+    serve_app(listener, app, db, telemetry, background, shutdown).await
+}
+
+/// The REST API with its SERVER spans, the probes and the OpenAPI document,
+/// in the shared stack.
+fn rest_app(
+    api: Router,
+    doc: utoipa::openapi::OpenApi,
+    db: &Db,
+    telemetry: &ServiceTelemetry,
+) -> Router {
     let api = crate::server::traced(api, telemetry);
-    let app = crate::server::finish(
+    crate::server::finish(
         api.merge(crate::health::routes(db.clone()))
             .merge(crate::openapi::routes(doc)),
-    );
+    )
+}
+
+/// Serves `app` until `shutdown`, then stops `background`, closes the pool
+/// and flushes the spans, in that order.
+async fn serve_app(
+    listener: TcpListener,
+    app: Router,
+    db: Db,
+    telemetry: &ServiceTelemetry,
+    background: TaskSet,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServiceError> {
     let result = crate::server::serve(listener, app, shutdown).await;
     drop(background);
     db.close().await;

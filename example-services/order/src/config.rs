@@ -7,6 +7,7 @@ use std::time::Duration;
 use service_kit::env::{Env, EnvError};
 use service_kit::telemetry::ServiceTelemetry;
 
+use crate::catalog_api::CatalogApi;
 use crate::saga::SagaStep;
 
 /// Order settings.
@@ -21,6 +22,9 @@ pub struct Config {
     /// Base URL of the catalog (`CATALOG_URL`, default `http://catalog`: the
     /// logical name the sidecar resolves).
     pub catalog_url: String,
+    /// Which of the catalog's APIs the saga calls (`CATALOG_API`: `grpc`,
+    /// the default, or `rest`); both go through the sidecar the same way.
+    pub catalog_api: CatalogApi,
     /// Base URL of the payment service (`PAYMENT_URL`, default `http://payment`).
     pub payment_url: String,
     /// The sidecar's outbound proxy (`WEIR_OUTBOUND_ADDR=127.0.0.1:4240` or
@@ -68,6 +72,7 @@ impl Config {
             database_url: None,
             data_dir: data_dir.into(),
             catalog_url: "http://catalog".into(),
+            catalog_api: CatalogApi::default(),
             payment_url: "http://payment".into(),
             outbound_proxy: None,
             call_timeout: Duration::from_secs(5),
@@ -96,6 +101,13 @@ impl Config {
         config.database_url = env.string("DATABASE_URL");
         if let Some(url) = env.string("CATALOG_URL") {
             config.catalog_url = url;
+        }
+        if let Some(api) = env.string("CATALOG_API") {
+            config.catalog_api = CatalogApi::parse(&api).ok_or_else(|| EnvError {
+                name: "CATALOG_API".into(),
+                value: api.clone(),
+                reason: "must be grpc or rest".into(),
+            })?;
         }
         if let Some(url) = env.string("PAYMENT_URL") {
             config.payment_url = url;
@@ -181,6 +193,15 @@ mod tests {
             !config.telemetry.telemetry().is_enabled(),
             "no endpoint: off"
         );
+
+        assert_eq!(config.catalog_api, CatalogApi::Grpc);
+        let rest = Env::from_fn(|k| (k == "CATALOG_API").then(|| "rest".to_owned()));
+        assert_eq!(
+            Config::from_vars(&rest).unwrap().catalog_api,
+            CatalogApi::Rest
+        );
+        let soap = Env::from_fn(|k| (k == "CATALOG_API").then(|| "soap".to_owned()));
+        assert_eq!(Config::from_vars(&soap).unwrap_err().name, "CATALOG_API");
 
         let bad = Env::from_fn(|k| (k == "ORDER_RECOVERY_INTERVAL").then(|| "soon".to_owned()));
         assert_eq!(

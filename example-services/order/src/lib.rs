@@ -12,6 +12,7 @@
 //! - [`config`]: settings, from code or the environment.
 //! - [`saga`]: the orchestrator, its steps and recovery.
 //! - `peers`: calls to catalog and payment with bounded retries.
+//! - [`catalog_api`]: the saga's catalog calls over gRPC or REST (`CATALOG_API`).
 //! - `store`: orders, saga log and outbox in one transaction per change.
 //! - [`outbox`]: the outbox listing and the RabbitMQ relay.
 //! - `orders`: the HTTP handlers.
@@ -24,6 +25,7 @@ use axum::routing::get;
 use service_kit::Migrations;
 use utoipa::OpenApi;
 
+pub mod catalog_api;
 pub mod config;
 pub mod model;
 mod orders;
@@ -33,6 +35,7 @@ pub mod saga;
 mod state;
 mod store;
 
+pub use catalog_api::CatalogApi;
 pub use config::Config;
 pub use model::{
     COMPENSATING, CONFIRMED, FAILED, Order, OrderLine, OrderList, PENDING, PlaceOrder,

@@ -19,7 +19,7 @@ async fn sidecar_without_payment(
          inbound: {{ address: 127.0.0.1:0, app: 127.0.0.1:9 }}\n\
          outbound: {{ address: 127.0.0.1:0 }}\n\
          admin: {{ address: 127.0.0.1:0 }}\n\
-         services:\n  catalog: {{ endpoints: [{catalog}] }}\n"
+         services:\n  catalog: {{ endpoints: [{catalog}], protocol: auto }}\n"
     );
     let config = sidecar::SidecarConfig::from_yaml(&yaml, &|_| None).expect("sidecar config");
     let sidecar = sidecar::Sidecar::bind(config).await.expect("sidecar binds");

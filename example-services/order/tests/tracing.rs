@@ -168,37 +168,57 @@ async fn an_order_is_one_trace_through_catalog_and_payment() {
     assert_eq!(parent(&spans, reserve_step).span_id, server.span_id);
     assert_eq!(reserve_step.attr("weir.saga.outcome"), Some("succeeded"));
 
-    // catalog and payment answered calls whose traceparent named one of
-    // order's CLIENT spans, each under order's SERVER span.
-    for (service, route, step) in [
-        ("catalog", "POST /v1/reservations", "saga reserve"),
-        (
-            "catalog",
-            "POST /v1/reservations/{id}/commit",
-            "saga commit",
-        ),
-        ("payment", "POST /v1/payments", "saga charge"),
+    // catalog answered gRPC calls (the default catalog API) whose
+    // traceparent named one of order's CLIENT spans, each under order's
+    // SERVER span; both sides carry the rpc.* attributes and the status.
+    for (method, step) in [
+        ("ReserveStock", "saga reserve"),
+        ("CommitReservation", "saga commit"),
     ] {
-        let callee = one(&spans, service, route);
+        let name = format!("weir.catalog.v1.CatalogService/{method}");
+        let callee = one(&spans, "catalog", &name);
         assert_eq!(callee.kind, "server");
         let call = parent(&spans, callee);
         assert_eq!(
-            (call.service.as_str(), call.kind),
-            ("order", "client"),
-            "{route} called from {call:?}"
+            (call.service.as_str(), call.kind, call.name.as_str()),
+            ("order", "client", name.as_str()),
+            "{name} called from {call:?}"
         );
-        assert_eq!(call.attr("http.request.method"), Some("POST"));
-        assert_eq!(call.attr("weir.retry.attempt"), Some("1"));
-        assert_eq!(
-            call.attr("http.response.status_code"),
-            callee.attr("http.response.status_code")
-        );
+        for span in [callee, call] {
+            assert_eq!(span.attr("rpc.system"), Some("grpc"), "{span:?}");
+            assert_eq!(
+                span.attr("rpc.service"),
+                Some("weir.catalog.v1.CatalogService")
+            );
+            assert_eq!(span.attr("rpc.method"), Some(method));
+            assert_eq!(span.attr("rpc.grpc.status_code"), Some("0"));
+            assert!(!span.error);
+        }
+        assert_eq!(call.attr("server.address"), Some("catalog"));
         assert_eq!(parent(&spans, call).name, step);
         assert!(descends_from(&spans, call, server));
     }
 
+    // payment answered a REST call the same way.
+    let callee = one(&spans, "payment", "POST /v1/payments");
+    assert_eq!(callee.kind, "server");
+    let call = parent(&spans, callee);
+    assert_eq!((call.service.as_str(), call.kind), ("order", "client"));
+    assert_eq!(call.attr("http.request.method"), Some("POST"));
+    assert_eq!(call.attr("weir.retry.attempt"), Some("1"));
+    assert_eq!(
+        call.attr("http.response.status_code"),
+        callee.attr("http.response.status_code")
+    );
+    assert_eq!(parent(&spans, call).name, "saga charge");
+    assert!(descends_from(&spans, call, server));
+
     // The callees' own queries hang under their SERVER spans.
-    let reserve = one(&spans, "catalog", "POST /v1/reservations");
+    let reserve = one(
+        &spans,
+        "catalog",
+        "weir.catalog.v1.CatalogService/ReserveStock",
+    );
     let reserve_db = one(&spans, "catalog", "INSERT reservations");
     assert_eq!(parent(&spans, reserve_db).span_id, reserve.span_id);
     let charge = one(&spans, "payment", "POST /v1/payments");
@@ -297,7 +317,11 @@ async fn recovery_after_a_crash_is_a_trace_of_its_own() {
     assert_eq!(recover.attr("weir.order.id"), Some(id.as_str()));
     let step = one(&spans, "order", "saga commit");
     assert_eq!(parent(&spans, step).span_id, recover.span_id);
-    let commit = one(&spans, "catalog", "POST /v1/reservations/{id}/commit");
+    let commit = one(
+        &spans,
+        "catalog",
+        "weir.catalog.v1.CatalogService/CommitReservation",
+    );
     assert_eq!(commit.trace_id, recover.trace_id);
     assert!(descends_from(&spans, commit, recover));
     restarted.stop().await.unwrap();

@@ -41,6 +41,7 @@ use service_kit::telemetry::TraceContext;
 use service_kit::{Db, Outbound, now_millis};
 use utoipa::ToSchema;
 
+use crate::catalog_api::CatalogClient;
 use crate::config::Config;
 use crate::model::{Order, in_progress};
 use crate::peers::backoff_capped;
@@ -120,6 +121,8 @@ pub(super) enum Outcome {
 pub(crate) struct Saga {
     db: Db,
     outbound: Outbound,
+    /// The catalog over the configured API.
+    catalog: CatalogClient,
     config: Arc<Config>,
     /// Orders being driven in this process, so a client retry and the recovery
     /// pass never run one order's steps side by side.
@@ -154,6 +157,7 @@ impl Saga {
         Self {
             db,
             outbound,
+            catalog: CatalogClient::new(&config),
             config,
             in_flight: Mutex::new(HashSet::new()),
             events,

@@ -34,23 +34,27 @@ impl Saga {
     }
 
     async fn reserve(&self, order: &Order, incoming: &HeaderMap) -> Outcome {
-        let body = json!({ "order_id": order.id, "items": order.items });
-        let url = self.config.catalog("/v1/reservations");
-        let response = match self.post(&url, incoming, &[], Some(&body)).await {
-            Ok(response) => response,
-            Err(stall) => return stall,
-        };
-        if !response.status.is_success() {
-            let reason = match response.status {
-                StatusCode::CONFLICT => {
-                    format!("insufficient stock: {}", problem_detail(&response))
-                }
-                _ => format!("rejected by catalog: {}", problem_detail(&response)),
-            };
-            return Outcome::Advance(fail(SagaStep::Reserve, "failed", reason));
-        }
-        let Ok(reservation) = response.json::<catalog_reply::Reservation>() else {
-            return Outcome::Stall("catalog answered with an unreadable reservation".into());
+        let answer = self
+            .catalog
+            .reserve(
+                &self.outbound,
+                &self.config,
+                &order.id,
+                &order.items,
+                incoming,
+            )
+            .await;
+        let reservation = match answer {
+            Ok(Ok(reservation)) => reservation,
+            Ok(Err(refusal)) => {
+                let reason = if refusal.conflict {
+                    format!("insufficient stock: {}", refusal.detail)
+                } else {
+                    format!("rejected by catalog: {}", refusal.detail)
+                };
+                return Outcome::Advance(fail(SagaStep::Reserve, "failed", reason));
+            }
+            Err(reason) => return Outcome::Stall(reason),
         };
         let mut t = match reservation.status.as_str() {
             "held" | "committed" => {
@@ -95,7 +99,7 @@ impl Saga {
             Err(stall) => return stall,
         };
         if response.status.is_success() {
-            let Ok(payment) = response.json::<catalog_reply::Payment>() else {
+            let Ok(payment) = response.json::<payment_reply::Payment>() else {
                 return Outcome::Stall("payment answered with an unreadable payment".into());
             };
             let mut t = Transition::new(SagaStep::Charge, "succeeded", SagaStep::Commit);
@@ -116,22 +120,22 @@ impl Saga {
         let Some(reservation) = order.reservation_id.as_deref() else {
             return Outcome::Advance(to_refund("order has no reservation to commit".into()));
         };
-        let url = self
-            .config
-            .catalog(&format!("/v1/reservations/{reservation}/commit"));
-        let response = match self.post(&url, incoming, &[], None::<&()>).await {
-            Ok(response) => response,
-            Err(stall) => return stall,
-        };
-        if response.status.is_success() {
-            let mut t = Transition::new(SagaStep::Commit, "succeeded", SagaStep::Done);
-            t.status = Some(CONFIRMED);
-            return Outcome::Advance(t);
+        let answer = self
+            .catalog
+            .end(&self.outbound, &self.config, reservation, true, incoming)
+            .await;
+        match answer {
+            Ok(Ok(())) => {
+                let mut t = Transition::new(SagaStep::Commit, "succeeded", SagaStep::Done);
+                t.status = Some(CONFIRMED);
+                Outcome::Advance(t)
+            }
+            Ok(Err(refusal)) => Outcome::Advance(to_refund(format!(
+                "stock could not be committed: {}",
+                refusal.detail
+            ))),
+            Err(reason) => Outcome::Stall(reason),
         }
-        Outcome::Advance(to_refund(format!(
-            "stock could not be committed: {}",
-            problem_detail(&response)
-        )))
     }
 
     /// Gives the payment back. The step only moves on once the payment
@@ -185,27 +189,20 @@ impl Saga {
         let Some(reservation) = order.reservation_id.as_deref() else {
             return Outcome::Advance(fail(SagaStep::Release, "skipped", reason));
         };
-        let url = self
-            .config
-            .catalog(&format!("/v1/reservations/{reservation}/release"));
-        let response = match self.post(&url, incoming, &[], None::<&()>).await {
-            Ok(response) => response,
-            Err(stall) => return stall,
-        };
-        let mut t = fail(
-            SagaStep::Release,
-            if response.status.is_success() {
-                "succeeded"
-            } else {
-                "failed"
-            },
-            reason,
-        );
-        if !response.status.is_success() {
-            tracing::error!(order = %order.id, %reservation, status = %response.status, "release refused");
-            t.detail = Some(problem_detail(&response));
+        let answer = self
+            .catalog
+            .end(&self.outbound, &self.config, reservation, false, incoming)
+            .await;
+        match answer {
+            Ok(Ok(())) => Outcome::Advance(fail(SagaStep::Release, "succeeded", reason)),
+            Ok(Err(refusal)) => {
+                tracing::error!(order = %order.id, %reservation, detail = %refusal.detail, "release refused");
+                let mut t = fail(SagaStep::Release, "failed", reason);
+                t.detail = Some(refusal.detail);
+                Outcome::Advance(t)
+            }
+            Err(reason) => Outcome::Stall(reason),
         }
-        Outcome::Advance(t)
     }
 
     /// POSTs to a peer with the saga's retries: the definite answer, or the
@@ -272,17 +269,9 @@ fn failing(step: SagaStep, outcome: &'static str, next: SagaStep, reason: String
     t
 }
 
-/// The fields of the peers' answers the saga reads (tolerant of anything else).
-mod catalog_reply {
+/// The fields of the payment service's answers the saga reads (tolerant of anything else).
+mod payment_reply {
     use serde::Deserialize;
-
-    #[derive(Debug, Deserialize)]
-    pub(super) struct Reservation {
-        pub(super) id: String,
-        pub(super) status: String,
-        pub(super) total_minor: i64,
-        pub(super) currency: String,
-    }
 
     #[derive(Debug, Deserialize)]
     pub(super) struct Payment {

@@ -1,0 +1,14 @@
+//! The order saga with the catalog called over REST (`CATALOG_API=rest`): the same
+//! cases as every other catalog API, with the same outcomes.
+
+mod common;
+
+/// The order service's settings for these cases.
+fn order_config(peers: &common::Peers) -> order::Config {
+    let mut config = peers.order_config();
+    config.catalog_api = order::CatalogApi::Rest;
+    config
+}
+
+#[path = "saga/cases.rs"]
+mod cases;
