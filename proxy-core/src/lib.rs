@@ -8,6 +8,7 @@
 //! - [`server`]: listeners, TLS termination, connection limits, graceful drain.
 //! - [`forward`]: the pooled upstream client and header hygiene of a proxy hop.
 //! - [`identity`]: workload identity (SPIFFE IDs) and the credentials that prove it.
+//! - [`mtls`]: mutual TLS between sidecars on those credentials, peer identities.
 //! - [`balance`]: endpoint sets, load balancers, active health checks.
 //! - [`resilience`]: timeouts, retries with budgets, circuit breaking.
 //! - [`telemetry`]: OpenTelemetry tracing, propagation, logging.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod forward;
 pub mod identity;
 pub mod metrics;
+pub mod mtls;
 pub mod problem;
 pub mod process;
 pub mod reload;
