@@ -89,6 +89,7 @@ pub(super) fn respond(
         upstream: upstream.map(|u| u.name.clone()),
         endpoint: endpoint.map(|e| e.authority().clone()),
         consumer,
+        peer: None,
         bytes_in,
     };
     resp.map(|body| Logged::new(body, line).boxed_unsync())
