@@ -30,6 +30,30 @@ impl Mesh {
         }
     }
 
+    /// `/state`'s `identity`: who this sidecar is now, until when, and how
+    /// many versions of its credentials handshakes have used (one more after
+    /// each rotation, once a handshake has run with it).
+    pub(crate) fn state_json(&self) -> serde_json::Value {
+        if !self.meshed {
+            return serde_json::Value::Null;
+        }
+        let (id, not_after) = match self.source.current_credentials() {
+            Some(c) => (
+                Some(c.id.to_string()),
+                c.not_after
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_secs()),
+            ),
+            None => (None, None),
+        };
+        serde_json::json!({
+            "id": id,
+            "not_after_unix": not_after,
+            "versions_used": self.source.versions_used(),
+        })
+    }
+
     pub(crate) fn meshed(&self) -> bool {
         self.meshed
     }

@@ -41,6 +41,8 @@ pub(crate) struct Runtime {
     pub(crate) passthrough_label: Arc<str>,
     pub(crate) metrics: SidecarMetrics,
     pub(crate) telemetry: Telemetry,
+    /// The workload identity (the same for every snapshot of a process).
+    pub(crate) mesh: Mesh,
 }
 
 impl Runtime {
@@ -125,6 +127,7 @@ impl Runtime {
             passthrough_label: Arc::from("passthrough"),
             metrics: metrics.clone(),
             telemetry: telemetry.clone(),
+            mesh: mesh.clone(),
             config,
             destinations,
             inbound_slots,

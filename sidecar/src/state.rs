@@ -57,6 +57,7 @@ pub(crate) fn state_json(runtime: &Arc<ArcSwap<Runtime>>) -> Value {
             "tls_mode": rt.config.inbound.tls,
             "authorization_default": rt.authorizer.default_access().as_str(),
         },
+        "identity": rt.mesh.state_json(),
         "destinations": destinations,
     })
 }

@@ -47,6 +47,8 @@ pub fn client_config(
         }))
         .with_client_cert_resolver(Arc::new(OwnCert { source }));
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    // Full handshakes only, with the latest credentials (see `server.rs`).
+    cfg.resumption = rustls::client::Resumption::disabled();
     Ok(cfg)
 }
 

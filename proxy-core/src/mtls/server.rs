@@ -41,6 +41,12 @@ pub fn server_config(source: CredentialSource, auth: ClientAuth) -> Result<Serve
         }))
         .with_cert_resolver(Arc::new(OwnCert { source }));
     cfg.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
+    // No session resumption: a resumed handshake would skip the certificate
+    // checks against the current anchors and keep a peer's old chain alive
+    // past a rotation. Every handshake is a full one with the latest
+    // credentials; connection reuse (HTTP/2 between sidecars) keeps them rare.
+    cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    cfg.send_tls13_tickets = 0;
     Ok(cfg)
 }
 

@@ -1,8 +1,8 @@
 //! The credentials a handshake uses: the latest on the watch, prepared once
 //! per version.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwapOption;
 use rustls::sign::CertifiedKey;
@@ -63,6 +63,9 @@ impl Material {
 pub struct CredentialSource {
     watch: CredentialsWatch,
     cache: Arc<ArcSwapOption<Material>>,
+    /// Held while a new version is built, so concurrent handshakes after a
+    /// rotation build it once (and never put an older version back).
+    building: Arc<Mutex<()>>,
     builds: Arc<AtomicU64>,
 }
 
@@ -79,6 +82,7 @@ impl CredentialSource {
         Self {
             watch,
             cache: Arc::new(ArcSwapOption::empty()),
+            building: Arc::new(Mutex::new(())),
             builds: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -86,6 +90,11 @@ impl CredentialSource {
     /// The identity of the current credentials, `None` before the first.
     pub fn id(&self) -> Option<SpiffeId> {
         self.watch.borrow().as_ref().map(|c| c.id.clone())
+    }
+
+    /// The latest credentials on the watch.
+    pub fn current_credentials(&self) -> Option<Arc<Credentials>> {
+        self.watch.borrow().clone()
     }
 
     /// How many versions of the credentials handshakes have used so far: it
@@ -98,10 +107,19 @@ impl CredentialSource {
     /// that sees a new version. `None` before the first certificate, or when
     /// the latest one cannot be used (logged).
     pub(crate) fn current(&self) -> Option<Arc<Material>> {
+        let cached = |creds: &Arc<Credentials>| {
+            self.cache
+                .load_full()
+                .filter(|m| Arc::ptr_eq(&m.source, creds))
+        };
         let creds = self.watch.borrow().clone()?;
-        if let Some(m) = self.cache.load_full()
-            && Arc::ptr_eq(&m.source, &creds)
-        {
+        if let Some(m) = cached(&creds) {
+            return Some(m);
+        }
+        let _building = self.building.lock().unwrap_or_else(PoisonError::into_inner);
+        // Whoever held the lock may have built it; the watch may have moved on.
+        let creds = self.watch.borrow().clone()?;
+        if let Some(m) = cached(&creds) {
             return Some(m);
         }
         match Material::build(creds) {
