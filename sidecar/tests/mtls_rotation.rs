@@ -21,6 +21,9 @@ use tokio::time::Instant;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
+/// A sidecar's next credentials in a rotation step, `None` to keep its own.
+type Next = Option<Arc<Credentials>>;
+
 fn creds(account: &str, issuer: &TestCa, anchors: &[&TestCa]) -> Arc<Credentials> {
     let leaf = issuer.leaf(&id(account));
     Arc::new(Credentials {
@@ -103,7 +106,7 @@ async fn rotations_under_load_fail_no_request() {
     wait_for("requests before rotating", ok_now(), 50).await;
 
     // (payment's next credentials, order's next credentials)
-    let steps: [(Option<Arc<Credentials>>, Option<Arc<Credentials>>); 5] = [
+    let steps: [(Next, Next); 5] = [
         (
             Some(creds("payment", &old, &[&old])),
             Some(creds("order", &old, &[&old])),
