@@ -89,11 +89,5 @@ fn upstream_tls(config: &UpstreamConfig, mesh: Option<&CredentialSource>) -> Opt
     let source = mesh
         .cloned()
         .unwrap_or_else(|| CredentialSource::new(credentials_channel().1));
-    match UpstreamTls::new(source, expected, config.protocol) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build the upstream's mutual TLS config");
-            None
-        }
-    }
+    Some(UpstreamTls::new(source, expected, config.protocol))
 }

@@ -104,7 +104,7 @@ fn mesh_client(
     let (tx, rx) = credentials_channel();
     tx.send_replace(Some(ca.credentials(id)));
     // The sender may go: the watch keeps the last value.
-    let tls = UpstreamTls::new(CredentialSource::new(rx), expected, protocol).unwrap();
+    let tls = UpstreamTls::new(CredentialSource::new(rx), expected, protocol);
     UpstreamClient::with_tls(
         &ClientOptions {
             protocol,
@@ -268,8 +268,7 @@ async fn no_credentials_yet_is_a_connect_error_not_a_plaintext_fallback() {
         CredentialSource::new(rx),
         ExpectedPeer::TrustDomain,
         Protocol::Http1,
-    )
-    .unwrap();
+    );
     let client = UpstreamClient::with_tls(&ClientOptions::default(), tls);
     let err = tokio::time::timeout(Duration::from_secs(10), client.send(get(), mesh.addr))
         .await

@@ -79,20 +79,6 @@ impl Mesh {
             .identity
             .clone()
             .map_or(ExpectedPeer::TrustDomain, ExpectedPeer::Id);
-        match UpstreamTls::new(self.source.clone(), expected, protocol) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                // Only a provider without TLS 1.3 could refuse; never plaintext.
-                tracing::error!(error = %e, "cannot build the mutual TLS client config");
-                Some(
-                    UpstreamTls::new(
-                        CredentialSource::new(credentials_channel().1),
-                        ExpectedPeer::TrustDomain,
-                        protocol,
-                    )
-                    .ok()?,
-                )
-            }
-        }
+        Some(UpstreamTls::new(self.source.clone(), expected, protocol))
     }
 }

@@ -39,22 +39,21 @@ impl UpstreamTls {
     /// `http/1.1`, `http2` only `h2`, and `auto` offers both and lets the
     /// upstream's answer choose (so two sidecars speak HTTP/2, one multiplexed
     /// connection, whatever the app spoke).
-    pub fn new(
-        source: CredentialSource,
-        expected: ExpectedPeer,
-        protocol: Protocol,
-    ) -> Result<Self, rustls::Error> {
+    pub fn new(source: CredentialSource, expected: ExpectedPeer, protocol: Protocol) -> Self {
         let alpn: &[&[u8]] = match protocol {
             Protocol::Http1 => &[ALPN_HTTP11],
             Protocol::Http2 => &[ALPN_H2],
             Protocol::Auto => &[ALPN_H2, ALPN_HTTP11],
         };
-        let cfg = client_config(source.clone(), expected, alpn)?;
-        Ok(Self {
+        // `client_config` fails only for a crypto provider without TLS 1.3;
+        // the process's one provider (ring) has it.
+        let cfg = client_config(source.clone(), expected, alpn)
+            .expect("the ring provider supports TLS 1.3");
+        Self {
             connector: TlsConnector::from(Arc::new(cfg)),
             source,
             negotiate: protocol == Protocol::Auto,
-        })
+        }
     }
 
     pub(crate) fn negotiates(&self) -> bool {
