@@ -13,7 +13,7 @@
 #   SIDECAR_HOLD_CONNS [1000]
 #   TARGETS ["direct weir nginx haproxy"]; LEVERS=1 adds the gateway variants
 #     weir-jemalloc weir-mimalloc weir-routes10k weir-accesslog weir-workers2 weir-pool256
-#   SIDECAR_CONNS ["64"]  SKIP_SIDECAR [0]  SKIP_BUILD [0]  SKIP_INSTALL [0]
+#   SIDECAR_CONNS ["64"]  SKIP_SIDECAR [0]  SKIP_MTLS [0]  SKIP_BUILD [0]  SKIP_INSTALL [0]
 #   NICE [-10]: niceness of everything measured (after the build)
 #   GATEWAY_BIN, SIDECAR_BIN: binaries to use instead of target/release/ (with SKIP_BUILD=1)
 #
@@ -444,6 +444,21 @@ if [[ $SIDECAR_OK == 1 ]]; then
     KP="" HDRS=("${GW_HDRS[@]}")
 else
     log "SIDECAR: skipped (not built, no run subcommand, or config rejected)"
+fi
+
+# ---------------------------------------------------------------- mTLS part
+# Two sidecars, plaintext against mutual TLS, with connection reuse and with a
+# new connection per request: CPU per request of the whole hop. In-process
+# (sidecar/tests/mtls_cpu.rs), because the sidecar binary gets its workload
+# identity from the identity client, which this script does not run.
+if [[ "${SKIP_MTLS:-0}" != 1 ]]; then
+    log "MTLS: CPU per request, plaintext vs mutual TLS (release, in-process)"
+    if (cd "$ROOT" && cargo test --release -p sidecar --test mtls_cpu -- --ignored --nocapture) \
+        >"$RUN/mtls.log" 2>&1; then
+        grep '^|' "$RUN/mtls.log" | tee "$RUN/mtls.md" >&2
+    else
+        log "MTLS: the measurement failed (see $RUN/mtls.log)"
+    fi
 fi
 
 log "load after the run: $(cut -d' ' -f1-3 /proc/loadavg)"

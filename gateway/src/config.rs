@@ -97,6 +97,19 @@ pub struct UpstreamConfig {
     /// How often `dns:` endpoints are re-resolved.
     #[serde(default = "default_dns_refresh")]
     pub dns_refresh: HumanDuration,
+    /// Mutual TLS to the upstream's sidecars with the gateway's own workload
+    /// identity (absent: plaintext).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTlsConfig>,
+}
+
+/// `upstreams.<name>.tls`: the upstream is reached over mutual TLS, its
+/// sidecars proving `identity` (absent: any identity of the trust domain).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    #[serde(default)]
+    pub identity: Option<String>,
 }
 
 fn default_dns_refresh() -> HumanDuration {
@@ -157,6 +170,11 @@ impl GatewayConfig {
             }
         }
         for (name, u) in &self.upstreams {
+            if let Some(id) = u.tls.as_ref().and_then(|t| t.identity.as_deref())
+                && let Err(e) = proxy_core::identity::SpiffeId::parse(id)
+            {
+                errors.push(format!("upstreams.{name}.tls.identity"), e.to_string());
+            }
             if u.endpoints.is_empty() {
                 errors.push(
                     format!("upstreams.{name}.endpoints"),

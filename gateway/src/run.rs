@@ -11,6 +11,8 @@ use prometheus_client::registry::Registry;
 use proxy_core::admin::dashboard::{Dashboard, DashboardSettings};
 use proxy_core::admin::{AdminAccess, AdminState, serve_admin};
 use proxy_core::config::ConfigErrors;
+use proxy_core::identity::CredentialsWatch;
+use proxy_core::mtls::CredentialSource;
 use proxy_core::reload::Reloader;
 use proxy_core::server::{ConnLimits, ServeOptions, serve};
 use proxy_core::shutdown::Shutdown;
@@ -59,6 +61,19 @@ impl Gateway {
         config_path: impl Into<PathBuf>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, GatewayError> {
+        Self::bind_with_credentials(config_path, env, None).await
+    }
+
+    /// [`bind`](Self::bind) with the gateway's workload identity: upstreams
+    /// with `tls:` are reached over mutual TLS presenting the latest
+    /// credentials on `credentials` (each new connection reads them, so
+    /// rotations need no reload).
+    pub async fn bind_with_credentials(
+        config_path: impl Into<PathBuf>,
+        env: impl Fn(&str) -> Option<String>,
+        credentials: Option<CredentialsWatch>,
+    ) -> Result<Self, GatewayError> {
+        let mesh = credentials.map(CredentialSource::new);
         let path: PathBuf = config_path.into();
         let metrics = Arc::new(GatewayMetrics::default());
         let build_metrics = metrics.clone();
@@ -74,7 +89,8 @@ impl Gateway {
         let reloader = Reloader::new(
             path.clone(),
             move |p: &Path, prev: Option<&Snapshot>| {
-                let built = Snapshot::build(p, prev, &build_metrics, &build_policy_state);
+                let built =
+                    Snapshot::build(p, prev, &build_metrics, &build_policy_state, mesh.as_ref());
                 if prev.is_some() {
                     log.record(built.as_ref().map(drop).map_err(|e| e.to_string()));
                 }

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use proxy_core::admin::dashboard::{CertSummary, SlowRing, summarize_certificate};
 use proxy_core::config::{ConfigErrors, LimitsConfig, read_yaml_file};
+use proxy_core::mtls::CredentialSource;
 use serde_json::Value;
 
 use weir_policy::{Policies, PolicyState, RoutePolicy, RouteRef};
@@ -156,6 +157,7 @@ impl Snapshot {
         previous: Option<&Snapshot>,
         metrics: &GatewayMetrics,
         policy_state: &PolicyState,
+        mesh: Option<&CredentialSource>,
     ) -> Result<Self, ConfigErrors> {
         let config: GatewayConfig = read_yaml_file(path)?;
         Self::from_config(
@@ -164,15 +166,18 @@ impl Snapshot {
             previous,
             metrics,
             policy_state,
+            mesh,
         )
     }
 
+    /// `mesh`: the gateway's workload credentials (upstreams with `tls:`).
     pub fn from_config(
         config: GatewayConfig,
         base_dir: &Path,
         previous: Option<&Snapshot>,
         metrics: &GatewayMetrics,
         policy_state: &PolicyState,
+        mesh: Option<&CredentialSource>,
     ) -> Result<Self, ConfigErrors> {
         // Each check runs once here: this is the reload path, and a large
         // route table should not be compiled twice per reload.
@@ -206,7 +211,10 @@ impl Snapshot {
             .iter()
             .map(|(name, cfg)| {
                 let prev = previous.and_then(|p| p.upstreams.get(name));
-                (name.clone(), Upstream::reuse_or_build(name, cfg, prev))
+                (
+                    name.clone(),
+                    Upstream::reuse_or_build(name, cfg, prev, mesh),
+                )
             })
             .collect();
         let route_metrics = routes

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use proxy_core::balance::{EndpointGroup, GroupOptions};
-use proxy_core::forward::{ClientOptions, UpstreamClient};
+use proxy_core::forward::{ClientOptions, UpstreamClient, UpstreamTls};
+use proxy_core::identity::{SpiffeId, credentials_channel};
+use proxy_core::mtls::{CredentialSource, ExpectedPeer};
 use proxy_core::resilience::BreakerSettings;
 
 use crate::config::UpstreamConfig;
@@ -25,7 +27,12 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn build(name: &str, config: &UpstreamConfig) -> Arc<Self> {
+    /// `mesh`: the gateway's workload credentials, for upstreams with `tls`.
+    pub fn build(
+        name: &str,
+        config: &UpstreamConfig,
+        mesh: Option<&CredentialSource>,
+    ) -> Arc<Self> {
         let group = EndpointGroup::new(GroupOptions {
             name: name.to_owned(),
             endpoints: config.endpoints.clone(),
@@ -38,11 +45,15 @@ impl Upstream {
             ),
             ejection_hook: None,
         });
-        let client = UpstreamClient::new(&ClientOptions {
+        let opts = ClientOptions {
             protocol: config.protocol,
             connect_timeout: config.timeouts.connect.get(),
             pool: config.pool.clone(),
-        });
+        };
+        let client = match upstream_tls(config, mesh) {
+            Some(tls) => UpstreamClient::with_tls(&opts, tls),
+            None => UpstreamClient::new(&opts),
+        };
         Arc::new(Self {
             name: name.into(),
             config: config.clone(),
@@ -56,10 +67,27 @@ impl Upstream {
         name: &str,
         config: &UpstreamConfig,
         previous: Option<&Arc<Upstream>>,
+        mesh: Option<&CredentialSource>,
     ) -> Arc<Self> {
         match previous {
             Some(prev) if prev.config == *config => prev.clone(),
-            _ => Self::build(name, config),
+            _ => Self::build(name, config, mesh),
         }
     }
+}
+
+/// The mutual TLS of an upstream with `tls:`. Without gateway credentials
+/// its connections fail (no certificate to present) rather than going out
+/// in plaintext.
+fn upstream_tls(config: &UpstreamConfig, mesh: Option<&CredentialSource>) -> Option<UpstreamTls> {
+    let tls = config.tls.as_ref()?;
+    let expected = tls
+        .identity
+        .as_deref()
+        .and_then(|id| SpiffeId::parse(id).ok())
+        .map_or(ExpectedPeer::TrustDomain, ExpectedPeer::Id);
+    let source = mesh
+        .cloned()
+        .unwrap_or_else(|| CredentialSource::new(credentials_channel().1));
+    Some(UpstreamTls::new(source, expected, config.protocol))
 }

@@ -9,6 +9,7 @@
 //! - [`forward`]: the pooled upstream client and header hygiene of a proxy hop.
 //! - [`identity`]: workload identity (SPIFFE IDs) and the credentials that prove it.
 //! - [`grpc`]: gRPC detection, status codes, deadlines, trailers-only refusals.
+//! - [`mtls`]: mutual TLS between sidecars on those credentials, peer identities.
 //! - [`balance`]: endpoint sets, load balancers, active health checks.
 //! - [`resilience`]: timeouts, retries with budgets, circuit breaking.
 //! - [`telemetry`]: OpenTelemetry tracing, propagation, logging.
@@ -24,6 +25,7 @@ pub mod forward;
 pub mod grpc;
 pub mod identity;
 pub mod metrics;
+pub mod mtls;
 pub mod problem;
 pub mod process;
 pub mod reload;

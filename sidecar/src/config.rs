@@ -37,6 +37,11 @@ use proxy_core::server::ConnLimits;
 use proxy_core::telemetry::{TelemetryConfig, TelemetrySettings};
 use serde::{Deserialize, Serialize};
 
+use self::mesh::{
+    AuthorizationFile, AuthorizationSettings, InboundTlsFile, InboundTlsMode, ServiceTls,
+    ServiceTlsFile,
+};
+
 /// The well-known server-speaks-first ports proxied as plain TCP in
 /// transparent mode: SMTP, MySQL, NATS, PostgreSQL, AMQP, Redis.
 pub const DEFAULT_OPAQUE_PORTS: &[u16] = &[25, 3306, 4222, 5432, 5672, 6379];
@@ -86,6 +91,12 @@ pub struct InboundFile {
     /// (absent: the app counts as ready when its port accepts connections).
     #[serde(default)]
     pub app_health_path: Option<String>,
+    /// TLS detection on the port and whether clients need a certificate.
+    #[serde(default)]
+    pub tls: InboundTlsFile,
+    /// Which identities may call which paths and methods.
+    #[serde(default)]
+    pub authorization: AuthorizationFile,
 }
 
 fn default_max_concurrent() -> usize {
@@ -144,6 +155,9 @@ pub struct ServiceFile {
     pub dns_refresh: HumanDuration,
     #[serde(default)]
     pub pool: PoolConfig,
+    /// Mutual TLS to the destination's sidecars, or plaintext.
+    #[serde(default)]
+    pub tls: ServiceTlsFile,
 }
 
 fn default_lb() -> LoadBalancerKind {
@@ -163,6 +177,8 @@ pub struct InboundSettings {
     pub timeout: Duration,
     pub protocol: Protocol,
     pub app_health_path: Option<String>,
+    pub tls: InboundTlsMode,
+    pub authorization: AuthorizationSettings,
 }
 
 /// The validated outbound side.
@@ -189,6 +205,7 @@ pub struct ServiceSettings {
     pub breaker: BreakerSettings,
     pub dns_refresh: Duration,
     pub pool: PoolConfig,
+    pub tls: ServiceTls,
 }
 
 /// The validated sidecar configuration.
@@ -251,6 +268,8 @@ impl SidecarConfig {
                 timeout: default_inbound_timeout(),
                 protocol: Protocol::default(),
                 app_health_path: None,
+                tls: InboundTlsFile::default(),
+                authorization: AuthorizationFile::default(),
             },
             outbound: OutboundFile::default(),
             services: BTreeMap::new(),
@@ -340,6 +359,9 @@ impl SidecarFile {
             );
         }
 
+        let authorization = inb
+            .authorization
+            .validate("inbound.authorization", &mut errs);
         let mut services = BTreeMap::new();
         for (name, svc) in &self.services {
             let base = format!("services.{name}");
@@ -358,6 +380,7 @@ impl SidecarFile {
             let breaker = svc
                 .circuit_breaker
                 .validate(&format!("{base}.circuit_breaker"), &mut errs);
+            let tls = svc.tls.validate(&format!("{base}.tls"), &mut errs);
             if svc.dns_refresh.get() < Duration::from_millis(100) {
                 errs.push(format!("{base}.dns_refresh"), "must be at least 100ms");
             }
@@ -376,6 +399,7 @@ impl SidecarFile {
                     breaker,
                     dns_refresh: svc.dns_refresh.get(),
                     pool: svc.pool.clone(),
+                    tls,
                 },
             );
         }
@@ -416,6 +440,8 @@ impl SidecarFile {
                 timeout: inb.timeout.get(),
                 protocol: inb.protocol,
                 app_health_path: inb.app_health_path.clone(),
+                tls: inb.tls.mode,
+                authorization,
             },
             outbound: OutboundSettings {
                 address: out.address,
@@ -437,6 +463,7 @@ impl SidecarFile {
 
 mod env;
 mod identity;
+pub mod mesh;
 mod restart;
 
 pub use env::apply_env;

@@ -13,7 +13,9 @@
 //!       └ Breaker              records the endpoint's outcome, half-open probes
 //!         └ Timeout (per try)  timeouts.per_try: a hung try fails with a
 //!           │                  retryable 504 that the breaker counts
-//!           └ SendTo           pooled h1/h2 connection to the endpoint
+//!           └ SendTo           pooled h1/h2 connection to the endpoint,
+//!                              mutual TLS when the sidecar has an identity
+//!                              (`tls.mode` overrides)
 //! ```
 //!
 //! The per-try timeout sits under the breaker on purpose: a try cut by it is
@@ -47,6 +49,7 @@ use tower::{Service, ServiceBuilder};
 
 use crate::config::ServiceSettings;
 use crate::discovery::Discovery;
+use crate::mesh::Mesh;
 use crate::metrics::{SidecarMetrics, TrafficMetrics};
 
 use self::send::SendTo;
@@ -86,6 +89,7 @@ impl Destination {
         settings: ServiceSettings,
         metrics: &SidecarMetrics,
         telemetry: &Telemetry,
+        mesh: &Mesh,
     ) -> Arc<Destination> {
         let discovery = Discovery::new(&settings, metrics);
         let budget = Arc::new(RetryBudget::new(settings.budget));
@@ -97,6 +101,7 @@ impl Destination {
             budget.clone(),
             metrics,
             telemetry,
+            mesh,
         );
         Arc::new(Destination {
             name,
@@ -144,6 +149,7 @@ fn build_stack(
     budget: Arc<RetryBudget>,
     metrics: &SidecarMetrics,
     telemetry: &Telemetry,
+    mesh: &Mesh,
 ) -> Stack {
     metrics.stack_built(name, "destination");
     let overall = TimeoutLayer::optional(TimeoutKind::Overall, settings.overall_timeout);
@@ -156,11 +162,18 @@ fn build_stack(
     let traced = TracedLayer::new(telemetry.clone(), name.clone());
     // Breaker: the endpoint's own ejection state, `ep.ejection()`.
     let per_try = TimeoutLayer::optional(TimeoutKind::PerTry, settings.per_try_timeout);
-    let client = Arc::new(UpstreamClient::new(&ClientOptions {
+    // Transport: mutual TLS to the destination's sidecars, or plaintext.
+    let opts = ClientOptions {
         protocol: settings.protocol,
         connect_timeout: settings.connect_timeout,
         pool: settings.pool.clone(),
-    }));
+    };
+    let tls = mesh.upstream_tls(&settings.tls, settings.protocol);
+    metrics.mesh.destination_transport(name, tls.is_some());
+    let client = Arc::new(match tls {
+        Some(tls) => UpstreamClient::with_tls(&opts, tls),
+        None => UpstreamClient::new(&opts),
+    });
 
     let (endpoint_metrics, endpoint_name) = (metrics.clone(), name.clone());
     let endpoint: MakeEndpoint<EndpointStack> = Box::new(move |ep: &Arc<Endpoint>| {

@@ -5,6 +5,11 @@
 //! rather than joining an unbounded queue. The slot is held until the response
 //! body ends, so a slow download counts as in flight. The request timeout covers
 //! the app's time to the response head.
+//!
+//! Identity: `x-weir-peer-identity` is removed from every request, then the
+//! authorization policy decides from the caller's verified identity (a
+//! refusal is `403`, naming neither the rule nor the identity), and an
+//! allowed request carries the verified identity to the app in that header.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,13 +25,15 @@ use proxy_core::forward::{
     strip_hop_by_hop, tunnel_upgrade,
 };
 use proxy_core::grpc::Protocol;
+use proxy_core::mtls::PEER_IDENTITY_HEADER;
 use proxy_core::resilience::{TimeoutError, TimeoutKind};
 use proxy_core::server::{ConnInfo, Handler, RequestBody};
 use proxy_core::shutdown::Shutdown;
 use proxy_core::telemetry::access_log::{Counted, PendingLine};
-use proxy_core::telemetry::{AccessLogFormat, ServerSpanInfo, Telemetry};
+use proxy_core::telemetry::{AccessLogFormat, ActiveSpan, ServerSpanInfo, Telemetry};
 use tokio::time::Instant;
 
+use crate::authz::Caller;
 use crate::problems;
 use crate::runtime::Runtime;
 
@@ -65,7 +72,16 @@ async fn handle(
         return resp;
     };
     let _in_flight = rt.inbound_traffic.start();
+    let mut req = req;
+    // Only a verified certificate may say who called: never the request.
+    req.headers_mut().remove(PEER_IDENTITY_HEADER);
+    let caller = Caller::of(&conn);
+    let allowed = rt.authorizer.allows(req.method(), req.uri().path(), caller);
+    rt.metrics.mesh.inbound_request(caller.label(), allowed);
     let mut span = telemetry.server_span(&req, ServerSpanInfo::default());
+    if span.is_recording() {
+        span.set_peer_identity(caller.label());
+    }
     if grpc.is_some()
         && let Some((service, method)) = proxy_core::grpc::service_method(req.uri().path())
     {
@@ -80,8 +96,19 @@ async fn handle(
             Arc::new(AtomicU64::new(0)),
         )
     });
+    if !allowed {
+        let request_id = ensure_request_id(req.headers_mut());
+        let resp = problems::forbidden(&problems::id_headers(&request_id));
+        return finish(
+            &rt, &telemetry, span, started, log_head, request_id, caller, &conn, grpc, resp,
+        );
+    }
+    if let Some(id) = caller.id()
+        && let Ok(v) = http::HeaderValue::from_str(id.as_str())
+    {
+        req.headers_mut().insert(PEER_IDENTITY_HEADER, v);
+    }
     // WebSocket and other upgrades: the tunnel opens once the app agrees (101).
-    let mut req = req;
     let client_upgrade = is_upgrade_request(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
     let host = parts.headers.get(http::header::HOST).cloned();
@@ -138,6 +165,26 @@ async fn handle(
             &problems::id_headers(&request_id),
         ),
     };
+    finish(
+        &rt, &telemetry, span, started, log_head, request_id, caller, &conn, grpc, resp,
+    )
+}
+
+/// Answers a gRPC caller in gRPC terms, records the outcome (span, metrics)
+/// and attaches the access line.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    rt: &Runtime,
+    telemetry: &Telemetry,
+    mut span: ActiveSpan,
+    started: Instant,
+    log_head: Option<(http::Method, String, Arc<AtomicU64>)>,
+    request_id: http::HeaderValue,
+    caller: Caller<'_>,
+    conn: &ConnInfo,
+    grpc: Option<Protocol>,
+    resp: Response<Body>,
+) -> Response<Body> {
     let mut resp = match grpc {
         Some(protocol) => proxy_core::grpc::answer_as_grpc(resp, protocol),
         None => resp,
@@ -172,6 +219,7 @@ async fn handle(
         upstream: Some(rt.app_label.clone()),
         endpoint: None,
         consumer: None,
+        peer: Some(Arc::from(caller.label())),
         bytes_in: Some(bytes_in),
     }
     .attach(resp)

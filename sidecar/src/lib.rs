@@ -16,12 +16,15 @@
 //! - [`config`]: `sidecar.yaml`, environment overrides, validation.
 //! - `runtime.rs`: the snapshot a config builds, swapped whole on reload.
 //! - `inbound.rs`, `outbound.rs`: the two request handlers.
+//! - `inbound_tls.rs`, `authz.rs`, `mesh.rs`: mutual TLS on the inbound port,
+//!   authorization by caller identity, the workload identity.
 //! - `destination.rs`, `discovery.rs`: one destination's stack and endpoints.
 //! - `transparent/`: `SO_ORIGINAL_DST`, protocol detection, opaque TCP.
 //! - [`iptables`]: the rules `sidecar init-iptables` writes.
 //! - [`metrics`]: Prometheus families; `state.rs`: `/state` and `/config`;
 //!   `dashboard.rs`: what `/dashboard` shows.
 
+mod authz;
 pub mod config;
 mod dashboard;
 mod destination;
@@ -30,7 +33,9 @@ mod discovery;
 pub mod fuzzing;
 pub mod identity;
 mod inbound;
+mod inbound_tls;
 pub mod iptables;
+mod mesh;
 pub mod metrics;
 mod outbound;
 mod problems;
@@ -49,6 +54,7 @@ use prometheus_client::registry::Registry;
 use proxy_core::admin::dashboard::{Dashboard, DashboardSettings};
 use proxy_core::admin::{AdminState, serve_admin};
 use proxy_core::config::ConfigErrors;
+use proxy_core::identity::CredentialsWatch;
 use proxy_core::reload::{ReloadMetrics, Reloader};
 use proxy_core::server::{ConnLimits, ServeOptions, serve, serve_with};
 use proxy_core::shutdown::{self, Shutdown};
@@ -59,6 +65,8 @@ pub use config::SidecarConfig;
 pub use metrics::SidecarMetrics;
 
 use crate::inbound::Inbound;
+use crate::inbound_tls::InboundDispatch;
+use crate::mesh::Mesh;
 use crate::outbound::Outbound;
 use crate::runtime::Runtime;
 
@@ -97,6 +105,7 @@ pub struct Sidecar {
     /// `limits:` of the inbound and outbound listeners.
     limits: ConnLimits,
     transparent: bool,
+    mesh: Mesh,
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, SidecarError> {
@@ -108,15 +117,29 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Sidec
 impl Sidecar {
     /// Binds the listeners of `config` (no hot reload: there is no file).
     pub async fn bind(config: SidecarConfig) -> Result<Sidecar, SidecarError> {
+        Self::bind_with_credentials(config, None).await
+    }
+
+    /// [`bind`](Self::bind) for a sidecar with a workload identity: every
+    /// mutual TLS handshake, inbound and outbound, uses the latest
+    /// credentials on `credentials` (so rotations apply to new connections).
+    /// With `Some`, destinations default to mutual TLS and inbound
+    /// authorization to `all-authenticated`; see `docs/identity-mtls.md`.
+    pub async fn bind_with_credentials(
+        config: SidecarConfig,
+        credentials: Option<CredentialsWatch>,
+    ) -> Result<Sidecar, SidecarError> {
+        let mesh = Mesh::new(credentials);
         let metrics = SidecarMetrics::default();
         let telemetry = Telemetry::init(&config.telemetry)?;
-        let runtime = Runtime::build(config, None, &metrics, &telemetry)?;
+        let runtime = Runtime::build(config, None, &metrics, &telemetry, &mesh)?;
         Self::bind_runtime(
             Arc::new(ArcSwap::from_pointee(runtime)),
             None,
             metrics,
             None,
             telemetry,
+            mesh,
         )
         .await
     }
@@ -124,17 +147,29 @@ impl Sidecar {
     /// Loads `path` (with `env` overrides), binds its listeners, and reloads the
     /// file on change, on SIGHUP and on `POST /reload`.
     pub async fn bind_file(path: &Path, env: Env) -> Result<Sidecar, SidecarError> {
+        Self::bind_file_with_credentials(path, env, None).await
+    }
+
+    /// [`bind_file`](Self::bind_file) with a workload identity (see
+    /// [`bind_with_credentials`](Self::bind_with_credentials)).
+    pub async fn bind_file_with_credentials(
+        path: &Path,
+        env: Env,
+        credentials: Option<CredentialsWatch>,
+    ) -> Result<Sidecar, SidecarError> {
+        let mesh = Mesh::new(credentials);
         let first = SidecarConfig::load(path, &*env)?;
         let telemetry = Telemetry::init(&first.telemetry)?;
         let metrics = SidecarMetrics::default();
         let reload_metrics = ReloadMetrics::default();
         let (m, t) = (metrics.clone(), telemetry.clone());
         let running = first.effective.clone();
+        let reload_mesh = mesh.clone();
         let reloader = Reloader::new(
             path,
             move |p: &Path, prev: Option<&Runtime>| {
                 let cfg = SidecarConfig::load(p, &*env)?;
-                Runtime::build(cfg, prev, &m, &t)
+                Runtime::build(cfg, prev, &m, &t, &reload_mesh)
             },
             reload_metrics.clone(),
         )?
@@ -149,6 +184,7 @@ impl Sidecar {
             metrics,
             Some(reload_metrics),
             telemetry,
+            mesh,
         )
         .await
     }
@@ -159,6 +195,7 @@ impl Sidecar {
         metrics: SidecarMetrics,
         reload_metrics: Option<ReloadMetrics>,
         telemetry: Telemetry,
+        mesh: Mesh,
     ) -> Result<Sidecar, SidecarError> {
         let (inbound_addr, outbound_addr, admin_addr, drain, limits, transparent) = {
             let rt = runtime.load();
@@ -189,6 +226,7 @@ impl Sidecar {
             drain,
             limits,
             transparent,
+            mesh,
         })
     }
 
@@ -266,13 +304,16 @@ impl Sidecar {
             drain: self.drain,
             ..ServeOptions::default()
         };
-        let inbound = serve(
+        let inbound = serve_with(
             self.inbound,
             opts.clone(),
-            Inbound {
-                runtime: runtime.clone(),
-                telemetry: self.telemetry.clone(),
-            },
+            InboundDispatch::new(
+                Inbound {
+                    runtime: runtime.clone(),
+                    telemetry: self.telemetry.clone(),
+                },
+                &self.mesh,
+            ),
             shutdown.clone(),
         );
         let outbound = async {

@@ -18,6 +18,10 @@ use prometheus_client::registry::Registry;
 use proxy_core::metrics::{GrpcStatusCounters, latency_histogram, status_class_index};
 use proxy_core::resilience::{BreakerState, RetryEvent};
 
+mod mesh;
+
+pub(crate) use mesh::MeshMetrics;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     direction: &'static str,
@@ -95,6 +99,7 @@ pub struct SidecarMetrics {
     rejected: Counter,
     connections: Family<ConnectionLabels, Counter>,
     stack_builds: Family<StackBuildLabels, Counter>,
+    pub(crate) mesh: MeshMetrics,
 }
 
 impl std::fmt::Debug for SidecarMetrics {
@@ -119,6 +124,7 @@ impl Default for SidecarMetrics {
             rejected: Counter::default(),
             connections: Family::default(),
             stack_builds: Family::default(),
+            mesh: MeshMetrics::default(),
         }
     }
 }
@@ -193,6 +199,7 @@ impl SidecarMetrics {
             "Connections accepted in transparent mode, by detected protocol",
             self.connections.clone(),
         );
+        self.mesh.register(r);
     }
 
     /// Pre-resolved request counters for one direction and destination.

@@ -125,6 +125,7 @@ async fn handle(
             upstream: upstream.cloned(),
             endpoint: None,
             consumer: None,
+            peer: None,
             bytes_in: Some(bytes_in),
         }
         .attach(resp)

@@ -59,6 +59,16 @@ pub(crate) fn connect_unsupported(req_headers: &HeaderMap) -> Response<Body> {
         .into_response()
 }
 
+/// `403` for a caller the inbound authorization policy does not allow. It
+/// names neither the rule nor the identities involved: a caller learns only
+/// that it may not make this request.
+pub(crate) fn forbidden(req_headers: &HeaderMap) -> Response<Body> {
+    Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden")
+        .detail("the caller is not allowed to make this request")
+        .request_id_from(req_headers)
+        .into_response()
+}
+
 /// `503` when the inbound concurrency limit is reached.
 pub(crate) fn overloaded(limit: usize, req_headers: &HeaderMap) -> Response<Body> {
     Problem::new(

@@ -15,8 +15,10 @@ use proxy_core::forward::{ClientOptions, UpstreamClient};
 use proxy_core::telemetry::Telemetry;
 use tokio::sync::Semaphore;
 
+use crate::authz::Authorizer;
 use crate::config::SidecarConfig;
 use crate::destination::Destination;
+use crate::mesh::Mesh;
 use crate::metrics::{SidecarMetrics, TrafficMetrics};
 
 /// Everything a request needs, for one version of the config.
@@ -29,6 +31,8 @@ pub(crate) struct Runtime {
     pub(crate) app_client: UpstreamClient,
     /// The pool for transparent-mode traffic to destinations not configured.
     pub(crate) passthrough: UpstreamClient,
+    /// Who may call the app (`inbound.authorization`, default resolved).
+    pub(crate) authorizer: Authorizer,
     pub(crate) inbound_traffic: TrafficMetrics,
     pub(crate) passthrough_traffic: TrafficMetrics,
     /// The access log's `upstream` for inbound and passthrough traffic,
@@ -37,6 +41,8 @@ pub(crate) struct Runtime {
     pub(crate) passthrough_label: Arc<str>,
     pub(crate) metrics: SidecarMetrics,
     pub(crate) telemetry: Telemetry,
+    /// The workload identity (the same for every snapshot of a process).
+    pub(crate) mesh: Mesh,
 }
 
 impl Runtime {
@@ -46,6 +52,7 @@ impl Runtime {
         previous: Option<&Runtime>,
         metrics: &SidecarMetrics,
         telemetry: &Telemetry,
+        mesh: &Mesh,
     ) -> Result<Runtime, ConfigErrors> {
         if let Some(prev) = previous {
             let mut errs = ConfigErrors::new();
@@ -82,8 +89,9 @@ impl Runtime {
                     .and_then(|p| p.destinations.get(name))
                     .filter(|d| d.settings == *settings)
                     .cloned();
-                let dest = reused
-                    .unwrap_or_else(|| Destination::new(settings.clone(), metrics, telemetry));
+                let dest = reused.unwrap_or_else(|| {
+                    Destination::new(settings.clone(), metrics, telemetry, mesh)
+                });
                 (name.clone(), dest)
             })
             .collect();
@@ -110,13 +118,16 @@ impl Runtime {
             },
             |p| p.passthrough.clone(),
         );
+        let authorizer = Authorizer::new(config.inbound.authorization.clone(), mesh.meshed());
         Ok(Runtime {
+            authorizer,
             inbound_traffic: metrics.traffic("inbound", &config.service),
             passthrough_traffic: metrics.traffic("outbound", "passthrough"),
             app_label: Arc::from("app"),
             passthrough_label: Arc::from("passthrough"),
             metrics: metrics.clone(),
             telemetry: telemetry.clone(),
+            mesh: mesh.clone(),
             config,
             destinations,
             inbound_slots,

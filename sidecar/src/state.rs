@@ -54,7 +54,10 @@ pub(crate) fn state_json(runtime: &Arc<ArcSwap<Runtime>>) -> Value {
             "app": rt.config.inbound.app.to_string(),
             "in_flight": rt.config.inbound.max_concurrent_requests - rt.inbound_slots.available_permits(),
             "max_concurrent_requests": rt.config.inbound.max_concurrent_requests,
+            "tls_mode": rt.config.inbound.tls,
+            "authorization_default": rt.authorizer.default_access().as_str(),
         },
+        "identity": rt.mesh.state_json(),
         "destinations": destinations,
     })
 }

@@ -14,122 +14,20 @@
 
 #![allow(unsafe_code)]
 
-use std::fs::File;
+mod netns;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use netns::{Net, have, in_ns, skip};
 
 const PROXY_UID: u32 = 65534;
 const OUTBOUND: u16 = 4140;
 const INBOUND: u16 = 4143;
 const ADMIN: u16 = 4191;
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn skip(reason: &str) -> bool {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("transparent-mode test cannot run under CI: {reason}");
-    }
-    eprintln!("skipping transparent-mode test: {reason}");
-    true
-}
-
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
-fn run(cmd: &[&str]) -> Result<(), String> {
-    let out = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .output()
-        .map_err(|e| format!("{}: {e}", cmd.join(" ")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}: {}",
-            cmd.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// Two namespaces and a veth pair, removed on drop.
-struct Net {
-    pod: String,
-    peer: String,
-    pod_ip: Ipv4Addr,
-    peer_ip: Ipv4Addr,
-}
-
-impl Net {
-    fn create() -> Result<Net, String> {
-        let id = fastrand::u32(1000..9999);
-        let subnet = fastrand::u8(1..250);
-        let net = Net {
-            pod: format!("weirpod{id}"),
-            peer: format!("weirpeer{id}"),
-            pod_ip: Ipv4Addr::new(10, 231, subnet, 1),
-            peer_ip: Ipv4Addr::new(10, 231, subnet, 2),
-        };
-        let (va, vb) = (format!("wv{id}a"), format!("wv{id}b"));
-        run(&["ip", "netns", "add", &net.pod])?;
-        run(&["ip", "netns", "add", &net.peer])?;
-        run(&[
-            "ip", "link", "add", &va, "type", "veth", "peer", "name", &vb,
-        ])?;
-        run(&["ip", "link", "set", &va, "netns", &net.pod])?;
-        run(&["ip", "link", "set", &vb, "netns", &net.peer])?;
-        for (ns, dev, ip) in [(&net.pod, &va, net.pod_ip), (&net.peer, &vb, net.peer_ip)] {
-            run(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{ip}/24"),
-                "dev",
-                dev,
-            ])?;
-            run(&["ip", "-n", ns, "link", "set", dev, "up"])?;
-            run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
-        }
-        Ok(net)
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        let _ = run(&["ip", "netns", "del", &self.pod]);
-        let _ = run(&["ip", "netns", "del", &self.peer]);
-    }
-}
-
-/// Moves the calling thread into network namespace `ns`.
-fn enter(ns: &str) {
-    let f = File::open(format!("/var/run/netns/{ns}")).expect("namespace file");
-    // SAFETY: setns with a valid, open namespace fd affects only the calling
-    // thread (a thread of its own, spawned for this); the fd outlives the call.
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-}
-
-/// Runs `f` on a new thread inside `ns`.
-fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let ns = ns.to_owned();
-    std::thread::spawn(move || {
-        enter(&ns);
-        f()
-    })
-    .join()
-    .expect("namespace thread")
-}
 
 /// Serves forever (the thread ends with the test process).
 fn serve(listener: TcpListener, greet: Option<&'static [u8]>, http: bool) {

@@ -121,6 +121,7 @@ pub(super) fn respond(
         upstream: upstream.map(|u| u.name.clone()),
         endpoint: endpoint.map(|e| e.authority().clone()),
         consumer,
+        peer: None,
         bytes_in,
     };
     line.attach(resp)

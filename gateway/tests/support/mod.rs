@@ -113,8 +113,17 @@ impl TestGateway {
 
     /// Like [`TestGateway::start`] in a prepared dir (certificates…).
     pub(crate) async fn start_in(dir: TempDir, yaml: &str) -> Self {
+        Self::start_with_credentials(dir, yaml, None).await
+    }
+
+    /// Like [`TestGateway::start_in`], with a workload identity.
+    pub(crate) async fn start_with_credentials(
+        dir: TempDir,
+        yaml: &str,
+        credentials: Option<proxy_core::identity::CredentialsWatch>,
+    ) -> Self {
         let config_path = dir.write("gateway.yaml", yaml);
-        let gw = match Gateway::bind(&config_path, |_| None).await {
+        let gw = match Gateway::bind_with_credentials(&config_path, |_| None, credentials).await {
             Ok(gw) => gw,
             Err(e) => panic!("gateway did not start: {e}"),
         };

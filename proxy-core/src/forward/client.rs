@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 
 use super::client_error::ClientError;
 use super::pool::{Pool, PoolSettings};
+use super::tls::UpstreamTls;
 use crate::body::Body;
 use crate::config::{PoolConfig, Protocol};
 
@@ -46,13 +47,25 @@ pub struct UpstreamClient {
 
 impl UpstreamClient {
     pub fn new(opts: &ClientOptions) -> Self {
+        Self::build(opts, None)
+    }
+
+    /// A client whose every connection is mutual TLS (see [`UpstreamTls`]).
+    pub fn with_tls(opts: &ClientOptions, tls: UpstreamTls) -> Self {
+        Self::build(opts, Some(tls))
+    }
+
+    fn build(opts: &ClientOptions, tls: Option<UpstreamTls>) -> Self {
         Self {
             protocol: opts.protocol,
-            pool: Pool::new(PoolSettings {
-                max_idle: opts.pool.max_idle_per_endpoint,
-                idle_timeout: opts.pool.idle_timeout.get(),
-                connect_timeout: opts.connect_timeout,
-            }),
+            pool: Pool::new(
+                PoolSettings {
+                    max_idle: opts.pool.max_idle_per_endpoint,
+                    idle_timeout: opts.pool.idle_timeout.get(),
+                    connect_timeout: opts.connect_timeout,
+                },
+                tls,
+            ),
         }
     }
 
@@ -75,19 +88,28 @@ impl UpstreamClient {
         mut req: Request<Body>,
         endpoint: Authority,
     ) -> Result<Response<Incoming>, ClientError> {
+        let negotiated = self.pool.negotiates();
         let to_h2 = match self.protocol {
             Protocol::Http1 => false,
             Protocol::Http2 => true,
+            Protocol::Auto if negotiated => self.pool.negotiated_h2(&endpoint).await?,
             Protocol::Auto => req.version() == Version::HTTP_2,
         };
         if to_h2 {
             // HTTP/2 names the target in `:authority` (the endpoint); a `Host`
             // that differs makes strict servers reject the request (RFC 9113
             // §8.3.1). The client's host travels in `X-Forwarded-Host`.
-            req.headers_mut().remove(header::HOST);
+            // Between sidecars that chose HTTP/2 by ALPN the client's host
+            // becomes `:authority` instead, so the app behind the other
+            // sidecar sees the same `Host` whichever protocol the hop used.
+            let host = req.headers_mut().remove(header::HOST);
+            let authority = host
+                .filter(|_| negotiated)
+                .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+                .unwrap_or_else(|| endpoint.clone());
             let mut parts = std::mem::take(req.uri_mut()).into_parts();
             parts.scheme = Some(Scheme::HTTP);
-            parts.authority = Some(endpoint.clone());
+            parts.authority = Some(authority);
             if parts.path_and_query.is_none() {
                 parts.path_and_query = Some(PathAndQuery::from_static("/"));
             }

@@ -1,6 +1,6 @@
 //! One proxy hop: header hygiene, request ids, the pooled upstream client,
-//! the client's body on its way upstream and protocol upgrades (WebSocket
-//! and friends).
+//! the client's body on its way upstream, mutual TLS toward sidecars and
+//! protocol upgrades (WebSocket and friends).
 
 mod client;
 mod client_body;
@@ -9,6 +9,7 @@ mod error;
 mod headers;
 mod pool;
 mod request_id;
+mod tls;
 mod upgrade;
 
 pub use client::{ClientOptions, UpstreamClient};
@@ -20,4 +21,5 @@ pub use headers::{
     strip_hop_by_hop,
 };
 pub use request_id::{REQUEST_ID, ensure_request_id, new_request_id};
+pub use tls::UpstreamTls;
 pub use upgrade::tunnel_upgrade;

@@ -21,7 +21,11 @@
 //!   connection, not one per request. It is dropped from the pool once closed
 //!   or unused for `idle_timeout`.
 //! - **Connect**: TCP with `TCP_NODELAY` and keep-alive, bounded by the
-//!   connect timeout; its failures are [`ClientError::is_connect`].
+//!   connect timeout; its failures are [`ClientError::is_connect`]. With
+//!   [`UpstreamTls`] every new connection is mutual TLS (a pool is one
+//!   upstream's, so plaintext and TLS connections never share a pool); with
+//!   protocol `auto` the first connection to an endpoint asks ALPN whether
+//!   it speaks HTTP/2, and the answer is kept for that endpoint.
 //! - A request that a pooled connection could not send because the connection
 //!   closed first (the upstream timed it out) is retried on another one; one
 //!   that fails on a fresh connection is not.
@@ -46,6 +50,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::client_error::ClientError;
+use super::tls::{UpstreamIo, UpstreamTls};
 use crate::body::Body;
 
 type H1Sender = http1::SendRequest<Body>;
@@ -75,6 +80,9 @@ pub(crate) struct Pool {
 
 struct Inner {
     settings: PoolSettings,
+    tls: Option<UpstreamTls>,
+    /// Per endpoint, whether ALPN chose HTTP/2 (negotiating TLS pools only).
+    alpn_h2: Mutex<HashMap<Box<str>, bool>>,
     /// Idle HTTP/1 connections per endpoint (`host:port`), most recent last.
     h1: Mutex<HashMap<Box<str>, Vec<Idle>>>,
     /// The HTTP/2 connection per endpoint; its async lock serialises connecting.
@@ -121,16 +129,51 @@ impl fmt::Debug for Pool {
 }
 
 impl Pool {
-    pub(crate) fn new(settings: PoolSettings) -> Self {
+    pub(crate) fn new(settings: PoolSettings, tls: Option<UpstreamTls>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 settings,
+                tls,
+                alpn_h2: Mutex::new(HashMap::new()),
                 h1: Mutex::new(HashMap::new()),
                 h2: Mutex::new(HashMap::new()),
                 sweeping: AtomicBool::new(false),
                 returned: tokio::sync::Notify::new(),
             }),
         }
+    }
+
+    /// Whether ALPN picks the protocol per endpoint (see [`Self::negotiated_h2`]).
+    pub(crate) fn negotiates(&self) -> bool {
+        self.inner.tls.as_ref().is_some_and(UpstreamTls::negotiates)
+    }
+
+    /// Whether `endpoint` speaks HTTP/2, as ALPN answered on the first
+    /// connection to it. That first connection is opened here and pooled,
+    /// so the request that asked uses it.
+    pub(crate) async fn negotiated_h2(&self, endpoint: &Authority) -> Result<bool, ClientError> {
+        if let Some(h2) = lock(&self.inner.alpn_h2).get(endpoint.as_str()) {
+            return Ok(*h2);
+        }
+        let io = self.open(endpoint).await?;
+        let h2 = io.alpn_h2();
+        lock(&self.inner.alpn_h2).insert(endpoint.as_str().into(), h2);
+        if h2 {
+            let sender = self.handshake_h2(io).await?;
+            let slot = self.h2_slot(endpoint);
+            let mut conn = slot.lock().await;
+            if conn.as_ref().is_none_or(|c| c.sender.is_closed()) {
+                *conn = Some(H2Conn {
+                    sender,
+                    last_used: Instant::now(),
+                });
+                self.inner.start_sweeping();
+            }
+        } else {
+            let (sender, slot) = self.handshake_h1(io, endpoint).await?;
+            self.inner.put(slot, sender);
+        }
+        Ok(h2)
     }
 
     /// Idle HTTP/1 connections to `endpoint` (those an upstream closed may
@@ -184,13 +227,7 @@ impl Pool {
         mut req: Request<Body>,
         endpoint: &Authority,
     ) -> Result<Response<Incoming>, ClientError> {
-        let slot = {
-            let mut map = lock(&self.inner.h2);
-            match map.get(endpoint.as_str()) {
-                Some(slot) => slot.clone(),
-                None => map.entry(endpoint.as_str().into()).or_default().clone(),
-            }
-        };
+        let slot = self.h2_slot(endpoint);
         let mut tries = 0;
         loop {
             tries += 1;
@@ -220,6 +257,32 @@ impl Pool {
                     None => return Err(ClientError::send(e.into_error())),
                 },
             }
+        }
+    }
+
+    fn h2_slot(&self, endpoint: &Authority) -> Arc<H2Slot> {
+        let mut map = lock(&self.inner.h2);
+        match map.get(endpoint.as_str()) {
+            Some(slot) => slot.clone(),
+            None => map.entry(endpoint.as_str().into()).or_default().clone(),
+        }
+    }
+
+    /// A new connection to `endpoint`: TCP, then the TLS handshake when the
+    /// pool has TLS, both within the connect timeout.
+    async fn open(&self, endpoint: &Authority) -> Result<UpstreamIo, ClientError> {
+        let timeout = self.inner.settings.connect_timeout;
+        let tcp = connect(endpoint, timeout).await?;
+        let Some(tls) = &self.inner.tls else {
+            return Ok(UpstreamIo::Plain(tcp));
+        };
+        match tokio::time::timeout(timeout, tls.handshake(tcp, endpoint)).await {
+            Ok(Ok(s)) => Ok(UpstreamIo::Tls(Box::new(s))),
+            Ok(Err(e)) => Err(ClientError::connect(e)),
+            Err(_) => Err(ClientError::connect(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("TLS handshake timed out after {timeout:?}"),
+            ))),
         }
     }
 
@@ -285,7 +348,15 @@ impl Pool {
         &self,
         endpoint: &Authority,
     ) -> Result<(H1Sender, Arc<ConnSlot>), ClientError> {
-        let io = connect(endpoint, self.inner.settings.connect_timeout).await?;
+        let io = self.open(endpoint).await?;
+        self.handshake_h1(io, endpoint).await
+    }
+
+    async fn handshake_h1(
+        &self,
+        io: UpstreamIo,
+        endpoint: &Authority,
+    ) -> Result<(H1Sender, Arc<ConnSlot>), ClientError> {
         let (sender, conn) = http1::handshake(TokioIo::new(io))
             .await
             .map_err(ClientError::connect)?;
@@ -302,7 +373,11 @@ impl Pool {
     }
 
     async fn connect_h2(&self, endpoint: &Authority) -> Result<H2Sender, ClientError> {
-        let io = connect(endpoint, self.inner.settings.connect_timeout).await?;
+        let io = self.open(endpoint).await?;
+        self.handshake_h2(io).await
+    }
+
+    async fn handshake_h2(&self, io: UpstreamIo) -> Result<H2Sender, ClientError> {
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(H2_KEEPALIVE)

@@ -81,8 +81,26 @@ pub async fn serve_with<D: Dispatch>(
             let serve = async {
                 match dispatch.dispatch(stream, remote, &opts.limits).await {
                     Dispatched::Http { stream, handler } => {
+                        let tls = opts.tls.as_ref().map(|t| t.load_full());
                         conn::serve_connection(
-                            stream, slot, remote, local, &opts, handler, watcher,
+                            stream, slot, remote, local, &opts, tls, handler, watcher,
+                        )
+                        .await;
+                    }
+                    Dispatched::Tls {
+                        stream,
+                        handler,
+                        config,
+                    } => {
+                        conn::serve_connection(
+                            stream,
+                            slot,
+                            remote,
+                            local,
+                            &opts,
+                            Some(config),
+                            handler,
+                            watcher,
                         )
                         .await;
                     }

@@ -35,6 +35,7 @@ use super::progress::Progress;
 use super::response_body::ResponseBody;
 use super::tunnel::TunnelIo;
 use super::{ConnInfo, ConnLimits, Handler, RequestBody, ServeOptions};
+use crate::mtls::{PeerIdentity, spiffe_id_of};
 
 /// How often we PING an HTTP/2 client to notice a dead peer. PINGs are not
 /// progress, so they never keep an unused connection open.
@@ -42,12 +43,15 @@ const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// Most concurrent streams one HTTP/2 client may open.
 const H2_MAX_CONCURRENT_STREAMS: u32 = 1024;
 
+// The connection's parts, where it came from, and how to serve it.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn serve_connection<H: Handler>(
     stream: TcpStream,
     slot: ConnSlot,
     remote: SocketAddr,
     local: SocketAddr,
     opts: &ServeOptions,
+    tls: Option<Arc<rustls::ServerConfig>>,
     handler: H,
     watcher: Watcher,
 ) {
@@ -58,13 +62,13 @@ pub(super) async fn serve_connection<H: Handler>(
         upgraded.clone(),
         slot,
     );
-    match &opts.tls {
+    match tls {
         None => {
             let info = Arc::new(ConnInfo::new(remote, local, false, None));
             run_http(io, info, &opts.limits, handler, watcher, upgraded).await;
         }
         Some(tls) => {
-            let acceptor = TlsAcceptor::from(tls.load_full());
+            let acceptor = TlsAcceptor::from(tls);
             let handshake =
                 tokio::time::timeout(opts.limits.header_read_timeout, acceptor.accept(io));
             let tls_stream = match handshake.await {
@@ -78,8 +82,16 @@ pub(super) async fn serve_connection<H: Handler>(
                     return;
                 }
             };
-            let sni = tls_stream.get_ref().1.server_name().map(str::to_owned);
-            let info = Arc::new(ConnInfo::new(remote, local, true, sni));
+            let session = tls_stream.get_ref().1;
+            let sni = session.server_name().map(str::to_owned);
+            // Set only when the config asked for a client certificate and
+            // its verifier accepted the chain.
+            let peer = session
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(spiffe_id_of)
+                .map(PeerIdentity);
+            let info = Arc::new(ConnInfo::new(remote, local, true, sni).with_peer(peer));
             run_http(tls_stream, info, &opts.limits, handler, watcher, upgraded).await;
         }
     }
@@ -128,7 +140,10 @@ async fn run_http<I, H>(
     let service = service_fn(move |req: Request<Incoming>| {
         svc_got_request.store(true, Ordering::Relaxed);
         let busy = svc_progress.begin();
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        if let Some(peer) = &svc_info.peer {
+            parts.extensions.insert(peer.clone());
+        }
         let size = head_size::head_size(&parts);
         let work = if size <= max_head {
             let body = RequestBody::new(body, body_read_timeout, svc_progress.clone());

@@ -1,6 +1,7 @@
 //! The step a listener may take on a connection before HTTP.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::net::TcpStream;
 
@@ -10,6 +11,15 @@ use super::{ConnLimits, Handler};
 pub enum Dispatched<H> {
     /// Serve HTTP on `stream` with `handler`, under the listener's limits.
     Http { stream: TcpStream, handler: H },
+    /// Terminate TLS on `stream` with `config` (instead of the listener's
+    /// own TLS setting), then serve HTTP with `handler`. A client
+    /// certificate the config verified becomes the connection's
+    /// [`PeerIdentity`](crate::mtls::PeerIdentity).
+    Tls {
+        stream: TcpStream,
+        handler: H,
+        config: Arc<rustls::ServerConfig>,
+    },
     /// The step served (or refused) the connection itself, e.g. as an opaque
     /// TCP tunnel; bound such work with `limits.tunnel_idle_timeout`
     /// ([`super::copy_bidirectional_idle`]).

@@ -45,6 +45,7 @@ pub use tunnel::{TunnelIo, copy_bidirectional_idle};
 
 use crate::body::Body;
 use crate::config::LimitsConfig;
+use crate::mtls::PeerIdentity;
 
 /// What a handler knows about the connection a request arrived on.
 #[derive(Debug)]
@@ -55,6 +56,8 @@ pub struct ConnInfo {
     pub tls: bool,
     /// The TLS server name the client asked for.
     pub sni: Option<String>,
+    /// The client's verified workload identity (mutual TLS listeners only).
+    pub peer: Option<PeerIdentity>,
     /// `remote`'s IP as a header value, formatted once per connection.
     remote_ip_header: http::HeaderValue,
 }
@@ -68,8 +71,15 @@ impl ConnInfo {
             local,
             tls,
             sni,
+            peer: None,
             remote_ip_header,
         }
+    }
+
+    /// The same connection, with the identity its client certificate proved.
+    pub fn with_peer(mut self, peer: Option<PeerIdentity>) -> Self {
+        self.peer = peer;
+        self
     }
 
     /// The client's IP for `X-Forwarded-For`.

@@ -50,6 +50,9 @@ pub struct AccessRecord<'a> {
     pub endpoint: Option<&'a str>,
     /// API key consumer or JWT subject, when authenticated.
     pub consumer: Option<&'a str>,
+    /// The caller's workload identity (sidecar inbound): a SPIFFE ID, or
+    /// `none`/`plaintext` when it proved none.
+    pub peer: Option<&'a str>,
     /// Request body bytes received from the client, when counted.
     pub bytes_in: Option<u64>,
     /// Response body bytes sent to the client, when counted.
@@ -78,6 +81,7 @@ impl AccessRecord<'_> {
             upstream = self.upstream.unwrap_or(""),
             endpoint = self.endpoint.unwrap_or(""),
             consumer = self.consumer.unwrap_or(""),
+            peer = self.peer.unwrap_or(""),
             bytes_in = self.bytes_in,
             bytes_out = self.bytes_out,
             grpc_status = self.grpc_status,
@@ -143,6 +147,7 @@ pub struct PendingLine {
     pub upstream: Option<Arc<str>>,
     pub endpoint: Option<http::uri::Authority>,
     pub consumer: Option<String>,
+    pub peer: Option<Arc<str>>,
     pub bytes_in: Option<Arc<AtomicU64>>,
 }
 
@@ -175,6 +180,7 @@ impl PendingLine {
             upstream: self.upstream.as_deref(),
             endpoint: self.endpoint.as_ref().map(|a| a.as_str()),
             consumer: self.consumer.as_deref(),
+            peer: self.peer.as_deref(),
             bytes_in: self.bytes_in.as_ref().map(|c| c.load(Ordering::Relaxed)),
             bytes_out: Some(bytes_out),
             grpc_status,

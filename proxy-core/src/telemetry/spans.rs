@@ -264,6 +264,12 @@ impl ActiveSpan {
         self.set(KeyValue::new("weir.upstream", upstream.to_owned()));
     }
 
+    /// `weir.peer.identity`: the caller's verified workload identity (a
+    /// SPIFFE ID), or `none`/`plaintext` when it proved none.
+    pub fn set_peer_identity(&mut self, peer: &str) {
+        self.set(KeyValue::new("weir.peer.identity", peer.to_owned()));
+    }
+
     /// `weir.breaker.state` (`closed`, `open`, `half_open`).
     pub fn set_breaker_state(&mut self, state: &'static str) {
         self.set(KeyValue::new("weir.breaker.state", state));

@@ -155,3 +155,40 @@ fn limits_apply_and_a_body_limit_the_sidecar_would_ignore_is_refused() {
     let paths: Vec<_> = e.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(paths, ["limits.max_body_bytes"], "{e}");
 }
+
+#[test]
+fn mesh_sections_parse_and_name_bad_fields_by_path() {
+    let base = "service: order\ninbound:\n  address: 127.0.0.1:4143\n  app: 127.0.0.1:8082\n";
+    let tail = "admin:\n  address: 127.0.0.1:4191\n";
+    let ok = format!(
+        "{base}  tls: {{ mode: strict }}\n  authorization:\n    default: deny\n    rules:\n      - {{ paths: [/v1/payments/*], methods: [post], identities: [spiffe://weir.local/ns/default/sa/order] }}\nservices:\n  payment:\n    endpoints: [127.0.0.1:4343]\n    tls: {{ identity: spiffe://weir.local/ns/default/sa/payment }}\n{tail}"
+    );
+    let cfg = SidecarConfig::from_yaml(&ok, &|_| None).unwrap();
+    assert_eq!(cfg.inbound.tls, mesh::InboundTlsMode::Strict);
+    assert_eq!(
+        cfg.inbound.authorization.rules[0].methods,
+        [http::Method::POST]
+    );
+    assert_eq!(
+        cfg.services["payment"]
+            .tls
+            .identity
+            .as_ref()
+            .unwrap()
+            .as_str(),
+        "spiffe://weir.local/ns/default/sa/payment"
+    );
+
+    let unknown = format!("{base}  tls: {{ mod: strict }}\n{tail}");
+    let err = SidecarConfig::from_yaml(&unknown, &|_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("inbound.tls"), "{err}");
+    let bad_id = format!(
+        "{base}services:\n  payment:\n    endpoints: [127.0.0.1:4343]\n    tls: {{ mode: plaintext, identity: spiffe://Bad }}\n{tail}"
+    );
+    let err = SidecarConfig::from_yaml(&bad_id, &|_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("services.payment.tls.identity"), "{err}");
+}

@@ -204,6 +204,22 @@ pub struct Running {
 }
 
 impl Running {
+    pub fn new(
+        inbound: SocketAddr,
+        outbound: SocketAddr,
+        admin: SocketAddr,
+        trigger: ShutdownTrigger,
+        task: JoinHandle<Result<(), sidecar::SidecarError>>,
+    ) -> Running {
+        Running {
+            inbound,
+            outbound,
+            admin,
+            trigger: Some(trigger),
+            task: Some(task),
+        }
+    }
+
     /// Triggers shutdown and waits for the sidecar to return.
     pub async fn stop(mut self) {
         if let Some(t) = self.trigger.take() {
