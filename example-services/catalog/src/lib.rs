@@ -11,6 +11,8 @@
 //! - [`config`]: settings, from code or the environment.
 //! - `products`, `reservations`, `holds`: the handlers and their SQL.
 //! - [`sweeper`]: expiry of reservations nobody committed.
+//! - [`events`]: order events consumed from RabbitMQ and/or Kafka into the
+//!   units-sold read model shown by v2.
 //! - `seed`: the demo products loaded into an empty catalog.
 
 use std::future::Future;
@@ -23,6 +25,7 @@ use utoipa::OpenApi;
 
 pub mod admin;
 pub mod config;
+pub mod events;
 mod holds;
 pub mod model;
 mod products;
@@ -70,7 +73,8 @@ pub struct ApiDoc;
 /// Serves the catalog on `listener` until `shutdown` completes.
 ///
 /// Opens (and migrates) the database, seeds an empty catalog when configured,
-/// and sweeps expired reservations in the background while serving.
+/// and sweeps expired reservations and consumes order events (from the buses
+/// configured) in the background while serving.
 pub async fn run(
     config: Config,
     listener: tokio::net::TcpListener,
@@ -95,9 +99,12 @@ pub async fn run(
     }
     let mut background = service_kit::server::TaskSet::default();
     background.spawn(sweeper::run(db.clone(), config.sweep_interval));
+    let stats = Arc::new(events::EventStats::default());
+    events::spawn(&config, &db, &stats, &mut background);
     let state = AppState {
         db: db.clone(),
         config: Arc::new(config),
+        events: Arc::clone(&stats),
     };
     service_kit::service::serve(
         listener,
@@ -131,5 +138,9 @@ fn routes(state: AppState) -> Router {
         .route("/v1/reservations/{id}", get(reservations::get))
         .route("/v1/reservations/{id}/commit", post(holds::commit))
         .route("/v1/reservations/{id}/release", post(holds::release))
+        .route(
+            "/metrics",
+            get(events::metrics::serve).with_state(Arc::clone(&state.events)),
+        )
         .with_state(state)
 }
