@@ -461,6 +461,42 @@ async fn an_orders_trace_shows_the_catalog_counting_the_sale() {
     let suffix = format!("{:x}", fresh_id());
     let exchange = format!("weir.orders.e2e-{suffix}");
     let queue = format!("catalog.e2e-{suffix}");
+    // The catalog's queue exists before anything is published, as a
+    // deployment provisions it: RabbitMQ drops what no queue is bound for.
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .exchange_declare(
+            exchange.as_str().into(),
+            lapin::ExchangeKind::Topic,
+            lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            exchange.as_str().into(),
+            "order.*".into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
     let rx = OtlpReceiver::grpc().await.unwrap();
     let endpoint = rx.endpoint();
     let r = start_with_env(
@@ -479,11 +515,14 @@ async fn an_orders_trace_shows_the_catalog_counting_the_sale() {
 
     // order.placed and order.confirmed: a process span each.
     let process = format!("process {exchange}");
+    let publish = format!("publish {exchange}");
     let spans = trace_spans(&r, &trace_id, |s| {
-        s.iter()
-            .filter(|s| s.service == "catalog" && s.name == process)
-            .count()
-            >= 2
+        let named = |service: &str, name: &str| {
+            s.iter()
+                .filter(|s| s.service == service && s.name == name)
+                .count()
+        };
+        named("catalog", &process) >= 2 && named("order", &publish) >= 2
     })
     .await;
     let tree = TraceTree::new(spans).expect("one trace");
@@ -497,7 +536,7 @@ async fn an_orders_trace_shows_the_catalog_counting_the_sale() {
         let parent = tree.ancestors(span)[0];
         assert_eq!(parent.service, "order");
         assert_eq!(parent.kind, Kind::Producer);
-        assert_eq!(parent.name, format!("publish {exchange}"));
+        assert_eq!(parent.name, publish);
         assert_eq!(
             parent.attr_str("messaging.message.id"),
             span.attr_str("messaging.message.id")
@@ -526,13 +565,11 @@ async fn an_orders_trace_shows_the_catalog_counting_the_sale() {
     assert_eq!(json["units_sold"], 1, "{json}");
 
     r.stack.stop().await;
-    if let Ok(channel) = connection.create_channel().await {
-        let _ = channel
-            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-            .await;
-        let _ = channel
-            .exchange_delete(exchange.as_str().into(), Default::default())
-            .await;
-    }
+    let _ = channel
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await;
+    let _ = channel
+        .exchange_delete(exchange.as_str().into(), Default::default())
+        .await;
     let _ = connection.close(0, "done".into()).await;
 }
