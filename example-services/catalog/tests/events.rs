@@ -213,12 +213,32 @@ async fn consumer_ready(
 
 #[tokio::test]
 async fn rabbitmq_redelivery_counts_once_and_a_poison_message_is_set_aside() {
+    redelivery_and_poison(None).await;
+}
+
+/// The same on PostgreSQL (the read model's upsert and the duplicate check
+/// are written once for both databases).
+#[tokio::test]
+async fn rabbitmq_redelivery_counts_once_on_postgres() {
+    let Some(schema) = service_kit::testing::PgSchema::create("catalog_events").await else {
+        return;
+    };
+    redelivery_and_poison(Some(schema.url.clone())).await;
+    schema.drop_schema().await;
+}
+
+async fn redelivery_and_poison(database_url: Option<String>) {
     let Some((url, connection)) = rabbitmq().await else {
         return;
     };
     let (exchange, queue) = (unique("weir.orders.test"), unique("catalog.test"));
     let dir = TestDir::new("catalog-events");
-    let catalog = start(&dir, on_rabbitmq(&url, &exchange, &queue)).await;
+    let settings = on_rabbitmq(&url, &exchange, &queue);
+    let catalog = start(&dir, move |c| {
+        settings(c);
+        c.database_url = database_url;
+    })
+    .await;
     let client = TestClient::new();
     let kettle = product(&client, &catalog).await;
     let channel = amqp_channel(&connection, &exchange).await;
