@@ -268,7 +268,8 @@ async fn redelivery_and_poison(database_url: Option<String>) {
         let applied = counted(&client, &catalog, "rabbitmq", "applied").await;
         let duplicate = counted(&client, &catalog, "rabbitmq", "duplicate").await;
         let aside = counted(&client, &catalog, "rabbitmq", "set_aside").await;
-        if (applied - probes, duplicate, aside) == (3, 1, 1) {
+        // A late probe may still be counted as applied: only the floor is exact.
+        if applied >= probes + 3 && (duplicate, aside) == (1, 1) {
             Ok(())
         } else {
             Err(format!(
