@@ -276,9 +276,23 @@ impl Stack {
             message: format!("telemetry: {e}"),
         };
         tasks.push(("identity-issuer".to_owned(), identity.spawn(signal.clone())));
-        let catalog_cfg = catalog::Config::new(&opts.data_dir)
+        let mut catalog_cfg = catalog::Config::new(&opts.data_dir)
             .with_telemetry_from(&service_env)
             .map_err(|e| telemetry_error("catalog", &e))?;
+        // Order events: the order service publishes, the catalog consumes,
+        // on whichever buses the environment names (docs/events.md).
+        let var = |k: &str| opts.env.as_ref()(k);
+        catalog_cfg.amqp_url = var("AMQP_URL");
+        catalog_cfg.kafka_brokers = var("KAFKA_BROKERS");
+        if let Some(exchange) = var("AMQP_EXCHANGE") {
+            catalog_cfg.amqp_exchange = exchange;
+        }
+        if let Some(queue) = var("CATALOG_AMQP_QUEUE") {
+            catalog_cfg.amqp_queue = queue;
+        }
+        if let Some(topic) = var("KAFKA_TOPIC") {
+            catalog_cfg.kafka_topic = topic;
+        }
         // The demo shows retries and circuit breaking with payment's fault
         // knobs, which are off unless a deployment turns them on.
         let payment_cfg = payment::Config::new(&opts.data_dir)
@@ -289,7 +303,10 @@ impl Stack {
             .with_telemetry_from(&service_env)
             .map_err(|e| telemetry_error("order", &e))?;
         order_cfg.outbound_proxy = Some(sidecars["order"].outbound);
-        order_cfg.amqp_url = opts.env.as_ref()("AMQP_URL");
+        order_cfg.amqp_url = var("AMQP_URL");
+        order_cfg.kafka_brokers = var("KAFKA_BROKERS");
+        order_cfg.amqp_exchange = catalog_cfg.amqp_exchange.clone();
+        order_cfg.kafka_topic = catalog_cfg.kafka_topic.clone();
         for (svc, listener) in app_listeners {
             let stop = signal.wait();
             let handle = match svc {

@@ -30,10 +30,22 @@ async fn start() -> Running {
 }
 
 async fn start_exporting_to(rx: OtlpReceiver, endpoint: String) -> Running {
+    start_with_env(rx, endpoint, Vec::new()).await
+}
+
+/// The stack with `extra` environment variables (an event bus, say).
+async fn start_with_env(
+    rx: OtlpReceiver,
+    endpoint: String,
+    extra: Vec<(&'static str, String)>,
+) -> Running {
     let data = TempDir::new("trace-e2e").unwrap();
     let env: demo::EnvLookup = Arc::new(move |k: &str| match k {
         "OTEL_EXPORTER_OTLP_ENDPOINT" => Some(endpoint.clone()),
-        _ => None,
+        _ => extra
+            .iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| v.clone()),
     });
     let stack = demo::Stack::start(demo::StackOptions {
         config_dir: config_dir(),
@@ -424,4 +436,149 @@ async fn a_dead_collector_costs_spans_not_orders() {
     }
     assert!(r.rx.store().is_empty());
     r.stack.stop().await;
+}
+
+/// With RabbitMQ as the event bus, the order's trace goes on past the queue:
+/// order's `publish` span (PRODUCER) and, as its child, catalog's `process`
+/// span (CONSUMER) with the transaction that counts the sale under it.
+/// Skipped when RabbitMQ (`AMQP_URL`, default local) is absent, except under `CI=true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orders_trace_shows_the_catalog_counting_the_sale() {
+    use lapin::options::QueueDeleteOptions;
+    let amqp = std::env::var("AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let connection = match tokio::time::timeout(
+        Duration::from_secs(5),
+        lapin::Connection::connect(&amqp, lapin::ConnectionProperties::default()),
+    )
+    .await
+    {
+        Ok(Ok(connection)) => connection,
+        other => {
+            let reason = match other {
+                Ok(Err(e)) => e.to_string(),
+                _ => "timed out".into(),
+            };
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "RabbitMQ at {amqp} is required under CI: {reason}"
+            );
+            eprintln!("skipping: RabbitMQ at {amqp} unavailable: {reason}");
+            return;
+        }
+    };
+    let suffix = format!("{:x}", fresh_id());
+    let exchange = format!("weir.orders.e2e-{suffix}");
+    let queue = format!("catalog.e2e-{suffix}");
+    // The catalog's queue exists before anything is published, as a
+    // deployment provisions it: RabbitMQ drops what no queue is bound for.
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .exchange_declare(
+            exchange.as_str().into(),
+            lapin::ExchangeKind::Topic,
+            lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            exchange.as_str().into(),
+            "order.*".into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let rx = OtlpReceiver::grpc().await.unwrap();
+    let endpoint = rx.endpoint();
+    let r = start_with_env(
+        rx,
+        endpoint,
+        vec![
+            ("AMQP_URL", amqp.clone()),
+            ("AMQP_EXCHANGE", exchange.clone()),
+            ("CATALOG_AMQP_QUEUE", queue.clone()),
+        ],
+    )
+    .await;
+    let product = a_product(&r).await;
+    let (status, body, trace_id) = place_order(&r, &product).await;
+    assert_eq!(status, 201, "{body}");
+
+    // order.placed and order.confirmed: a process span each.
+    let process = format!("process {exchange}");
+    let publish = format!("publish {exchange}");
+    let spans = trace_spans(&r, &trace_id, |s| {
+        let named = |service: &str, name: &str| {
+            s.iter()
+                .filter(|s| s.service == service && s.name == name)
+                .count()
+        };
+        named("catalog", &process) >= 2 && named("order", &publish) >= 2
+    })
+    .await;
+    let tree = TraceTree::new(spans).expect("one trace");
+    eprintln!("{}", tree.render());
+    let consumers = tree.find("catalog", Kind::Consumer);
+    assert_eq!(consumers.len(), 2, "{}", tree.render());
+    for span in consumers {
+        assert_eq!(span.name, process);
+        assert_eq!(span.attr_str("messaging.system"), Some("rabbitmq"));
+        assert_eq!(span.attr_str("messaging.operation.type"), Some("process"));
+        let parent = tree.ancestors(span)[0];
+        assert_eq!(parent.service, "order");
+        assert_eq!(parent.kind, Kind::Producer);
+        assert_eq!(parent.name, publish);
+        assert_eq!(
+            parent.attr_str("messaging.message.id"),
+            span.attr_str("messaging.message.id")
+        );
+        assert!(
+            tree.descendants(span)
+                .iter()
+                .any(|s| s.name == "INSERT processed_events"),
+            "the transaction runs inside the process span"
+        );
+    }
+    // The producer spans hang under the order's own handling of the request.
+    let order_server = tree.find("order", Kind::Server)[0];
+    for producer in tree.find("order", Kind::Producer) {
+        assert!(
+            tree.ancestors(producer)
+                .iter()
+                .any(|a| a.span_id == order_server.span_id)
+        );
+    }
+
+    // And the sale is counted in the v2 representation.
+    let url = format!("http://{}/v2/products/{product}", r.stack.apps["catalog"]);
+    let reply = r.client.get(&url, &[]).await.unwrap();
+    let json: serde_json::Value = serde_json::from_str(&reply.text()).unwrap();
+    assert_eq!(json["units_sold"], 1, "{json}");
+
+    r.stack.stop().await;
+    let _ = channel
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await;
+    let _ = channel
+        .exchange_delete(exchange.as_str().into(), Default::default())
+        .await;
+    let _ = connection.close(0, "done".into()).await;
 }

@@ -14,6 +14,8 @@
 //! - [`grpc`]: the same API over gRPC (`weir.catalog.v1`, from
 //!   `proto/weir/catalog/v1/catalog.proto`) with health and reflection, on
 //!   the same port.
+//! - [`events`]: order events consumed from RabbitMQ and/or Kafka into the
+//!   units-sold read model shown by v2.
 //! - `seed`: the demo products loaded into an empty catalog.
 
 use std::future::Future;
@@ -27,6 +29,7 @@ use utoipa::OpenApi;
 pub mod admin;
 pub mod config;
 pub mod grpc;
+pub mod events;
 mod holds;
 pub mod model;
 mod products;
@@ -75,7 +78,8 @@ pub struct ApiDoc;
 /// for requests with a gRPC content type, the gRPC API ([`grpc`]).
 ///
 /// Opens (and migrates) the database, seeds an empty catalog when configured,
-/// and sweeps expired reservations in the background while serving.
+/// and sweeps expired reservations and consumes order events (from the buses
+/// configured) in the background while serving.
 pub async fn run(
     config: Config,
     listener: tokio::net::TcpListener,
@@ -100,9 +104,12 @@ pub async fn run(
     }
     let mut background = service_kit::server::TaskSet::default();
     background.spawn(sweeper::run(db.clone(), config.sweep_interval));
+    let stats = Arc::new(events::EventStats::default());
+    events::spawn(&config, &db, &stats, &mut background);
     let state = AppState {
         db: db.clone(),
         config: Arc::new(config),
+        events: Arc::clone(&stats),
     };
     let grpc = grpc::routes(state.clone())
         .await
@@ -136,5 +143,9 @@ fn routes(state: AppState) -> Router {
         .route("/v1/reservations/{id}", get(reservations::get))
         .route("/v1/reservations/{id}/commit", post(holds::commit))
         .route("/v1/reservations/{id}/release", post(holds::release))
+        .route(
+            "/metrics",
+            get(events::metrics::serve).with_state(Arc::clone(&state.events)),
+        )
         .with_state(state)
 }

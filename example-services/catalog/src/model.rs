@@ -18,6 +18,9 @@ pub(crate) struct ProductRow {
     pub(crate) price_minor: i64,
     pub(crate) currency: String,
     pub(crate) stock: i64,
+    /// From the order-events read model; 0 when a query does not select it.
+    #[sqlx(default)]
+    pub(crate) units_sold: i64,
 }
 
 /// A product, v1 representation.
@@ -77,6 +80,10 @@ pub struct ProductV2 {
     pub price: Price,
     /// Units available to reserve.
     pub stock: i64,
+    /// Units sold in confirmed orders, as counted from the order events
+    /// (eventually consistent: it trails a confirmation by the time the
+    /// event takes over the bus).
+    pub units_sold: i64,
 }
 
 impl From<ProductRow> for ProductV2 {
@@ -91,6 +98,7 @@ impl From<ProductRow> for ProductV2 {
                 currency: row.currency,
             },
             stock: row.stock,
+            units_sold: row.units_sold,
         }
     }
 }

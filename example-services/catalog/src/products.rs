@@ -11,7 +11,9 @@ use crate::admin::require_admin;
 use crate::model::{Product, ProductInput, ProductPage, ProductRow, ProductV2};
 use crate::state::AppState;
 
-const COLUMNS: &str = "id, sku, name, description, price_minor, currency, stock";
+/// The product columns, and its units sold from the event read model (v2 shows them).
+const COLUMNS: &str = "id, sku, name, description, price_minor, currency, stock, \
+    COALESCE((SELECT s.units_sold FROM product_sales s WHERE s.product_id = products.id), 0) AS units_sold";
 
 /// The filters and page position of a product listing.
 #[derive(Debug, Default)]

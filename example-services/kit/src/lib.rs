@@ -23,6 +23,8 @@
 //! - [`telemetry`]: log set-up, a service's OpenTelemetry handle from its
 //!   environment, trace-context propagation; `Db::traced` (in `db_span`)
 //!   makes spans of queries.
+//! - [`messaging`]: trace context in message headers, and the producer and
+//!   consumer spans of the event buses.
 //! - [`openapi`]: serving the generated OpenAPI document.
 //! - [`env`]: typed reading of environment variables for `Config::from_env`.
 //! - [`testing`]: the in-process test harness (temp dir, server handle, client).
@@ -33,6 +35,7 @@ pub mod env;
 pub mod extract;
 pub mod grpc;
 pub mod health;
+pub mod messaging;
 pub mod openapi;
 pub mod outbound;
 pub mod problem;

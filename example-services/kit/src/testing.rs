@@ -17,8 +17,10 @@ use tokio::task::JoinHandle;
 
 use crate::outbound::{Outbound, OutboundError};
 
+pub mod kafka;
 mod spans;
 
+pub use kafka::KafkaBroker;
 pub use spans::{RecordedSpan, SpanRecorder, recording_telemetry};
 
 /// A fresh directory under the system temp dir, removed on drop.
@@ -111,6 +113,8 @@ pub struct TestResponse {
     pub headers: HeaderMap,
     /// Body parsed as JSON (`Value::Null` when empty or not JSON).
     pub json: Value,
+    /// Body as text (lossy UTF-8), for the responses that are not JSON.
+    pub text: String,
 }
 
 impl Default for TestClient {
@@ -140,10 +144,12 @@ impl TestClient {
             .send_json(method, url, &HeaderMap::new(), headers, body)
             .await?;
         let json = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        let text = String::from_utf8_lossy(&response.body).into_owned();
         Ok(TestResponse {
             status: response.status,
             headers: response.headers,
             json,
+            text,
         })
     }
 

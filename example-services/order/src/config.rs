@@ -52,8 +52,18 @@ pub struct Config {
     /// reserve step gives up: nothing has been charged yet, and any
     /// reservation a lost call made expires in the catalog.
     pub reserve_deadline: Duration,
-    /// RabbitMQ for the outbox relay (`AMQP_URL`); `None` keeps events in the outbox.
+    /// RabbitMQ for the outbox relay (`AMQP_URL`); `None`: no RabbitMQ relay.
     pub amqp_url: Option<String>,
+    /// The topic exchange events go to on RabbitMQ (`AMQP_EXCHANGE`, default `weir.orders`).
+    pub amqp_exchange: String,
+    /// Kafka bootstrap brokers for the outbox relay (`KAFKA_BROKERS=host:port,…`);
+    /// `None`: no Kafka relay. With neither bus the events stay in the outbox.
+    pub kafka_brokers: Option<String>,
+    /// The topic events go to on Kafka (`KAFKA_TOPIC`, default `weir.orders`).
+    pub kafka_topic: String,
+    /// How long librdkafka tries to deliver one record before the relay backs
+    /// off and starts over (`KAFKA_MESSAGE_TIMEOUT`, default `30s`).
+    pub kafka_message_timeout: Duration,
     /// How often the relay looks for unpublished events when not woken (`OUTBOX_POLL_INTERVAL`, default `1s`).
     pub outbox_poll_interval: Duration,
     /// Test hook: stop every saga right after this step is recorded, leaving
@@ -83,6 +93,10 @@ impl Config {
             refund_backoff_max: Duration::from_secs(5 * 60),
             reserve_deadline: Duration::from_secs(10 * 60),
             amqp_url: None,
+            amqp_exchange: crate::outbox::EXCHANGE.into(),
+            kafka_brokers: None,
+            kafka_topic: crate::outbox::EXCHANGE.into(),
+            kafka_message_timeout: Duration::from_secs(30),
             outbox_poll_interval: Duration::from_secs(1),
             crash_after_step: None,
             telemetry: service_kit::telemetry::disabled("order"),
@@ -135,6 +149,16 @@ impl Config {
             config.reserve_deadline = deadline;
         }
         config.amqp_url = env.string("AMQP_URL");
+        if let Some(exchange) = env.string("AMQP_EXCHANGE") {
+            config.amqp_exchange = exchange;
+        }
+        config.kafka_brokers = env.string("KAFKA_BROKERS");
+        if let Some(topic) = env.string("KAFKA_TOPIC") {
+            config.kafka_topic = topic;
+        }
+        if let Some(timeout) = env.duration("KAFKA_MESSAGE_TIMEOUT")? {
+            config.kafka_message_timeout = timeout;
+        }
         if let Some(interval) = env.duration("OUTBOX_POLL_INTERVAL")? {
             config.outbox_poll_interval = interval;
         }
@@ -174,6 +198,8 @@ mod tests {
             ("ORDER_CALL_TIMEOUT", "750ms"),
             ("ORDER_REFUND_BACKOFF_MAX", "1m"),
             ("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            ("KAFKA_BROKERS", "127.0.0.1:9092,127.0.0.1:9093"),
+            ("KAFKA_MESSAGE_TIMEOUT", "5s"),
         ]);
         let env = Env::from_fn(|k| vars.get(k).map(|v| (*v).to_owned()));
         let config = Config::from_vars(&env).unwrap();
@@ -188,6 +214,13 @@ mod tests {
         assert_eq!(config.catalog_url, "http://catalog");
         assert_eq!(config.listen, "0.0.0.0:8082".parse().unwrap());
         assert!(config.amqp_url.is_some());
+        assert_eq!(config.amqp_exchange, "weir.orders");
+        assert_eq!(
+            config.kafka_brokers.as_deref(),
+            Some("127.0.0.1:9092,127.0.0.1:9093")
+        );
+        assert_eq!(config.kafka_topic, "weir.orders");
+        assert_eq!(config.kafka_message_timeout, Duration::from_secs(5));
         assert_eq!(config.crash_after_step, None);
         assert!(
             !config.telemetry.telemetry().is_enabled(),

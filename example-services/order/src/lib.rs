@@ -5,7 +5,8 @@
 //! commits the reservation; a declined payment releases the stock and fails
 //! the order (compensation). Each step's outcome is recorded, so a crash
 //! anywhere is finished on restart without stock left reserved or a second
-//! charge. Domain events go through a transactional outbox to RabbitMQ.
+//! charge. Domain events go through a transactional outbox to RabbitMQ,
+//! Kafka, both or neither (`docs/events.md`).
 //!
 //! # Layout
 //!
@@ -14,7 +15,7 @@
 //! - `peers`: calls to catalog and payment with bounded retries.
 //! - [`catalog_api`]: the saga's catalog calls over gRPC or REST (`CATALOG_API`).
 //! - `store`: orders, saga log and outbox in one transaction per change.
-//! - [`outbox`]: the outbox listing and the RabbitMQ relay.
+//! - [`outbox`]: the outbox listing and the relays to RabbitMQ and Kafka.
 //! - `orders`: the HTTP handlers.
 
 use std::future::Future;
@@ -41,7 +42,7 @@ pub use model::{
     COMPENSATING, CONFIRMED, FAILED, Order, OrderLine, OrderList, PENDING, PlaceOrder,
     REFUND_COMPLETED, REFUND_NOT_NEEDED, REFUND_PENDING, SagaLog, SagaLogEntry,
 };
-pub use outbox::{EXCHANGE, OutboxEvent, OutboxList};
+pub use outbox::{EVENT_SCHEMA_VERSION, EXCHANGE, OutboxEvent, OutboxList};
 pub use saga::SagaStep;
 
 use saga::Saga;
@@ -74,8 +75,8 @@ pub struct ApiDoc;
 /// Serves the order service on `listener` until `shutdown` completes.
 ///
 /// Opens (and migrates) the database, then in the background recovers
-/// pending orders (at once and every `recovery_interval`) and, with
-/// `amqp_url`, relays outbox events to RabbitMQ.
+/// pending orders (at once and every `recovery_interval`) and relays outbox
+/// events to RabbitMQ (with `amqp_url`) and to Kafka (with `kafka_brokers`).
 pub async fn run(
     config: Config,
     listener: tokio::net::TcpListener,
@@ -91,23 +92,36 @@ pub async fn run(
     )
     .await?;
     let config = Arc::new(config);
-    let events = Arc::new(tokio::sync::Notify::new());
-    let saga = Arc::new(Saga::new(
-        db.clone(),
-        Arc::clone(&config),
-        Arc::clone(&events),
-    ));
+    let mut wakers = outbox::Wakers::default();
+    let amqp_wake = config.amqp_url.as_ref().map(|_| wakers.add());
+    let kafka_wake = config.kafka_brokers.as_ref().map(|_| wakers.add());
+    let saga = Arc::new(Saga::new(db.clone(), Arc::clone(&config), Arc::new(wakers)));
 
     let mut background = service_kit::server::TaskSet::default();
     background.spawn(saga::recovery_loop(
         Arc::clone(&saga),
         config.recovery_interval,
     ));
-    if let Some(amqp_url) = config.amqp_url.clone() {
+    if let (Some(url), Some(wake)) = (config.amqp_url.clone(), amqp_wake) {
+        let bus = outbox::AmqpBus::new(url, config.amqp_exchange.clone(), telemetry.clone());
         background.spawn(outbox::relay(
             db.clone(),
-            amqp_url,
-            events,
+            bus,
+            wake,
+            config.outbox_poll_interval,
+        ));
+    }
+    if let (Some(brokers), Some(wake)) = (config.kafka_brokers.clone(), kafka_wake) {
+        let bus = outbox::KafkaBus::new(
+            brokers,
+            config.kafka_topic.clone(),
+            config.kafka_message_timeout,
+            telemetry.clone(),
+        );
+        background.spawn(outbox::relay(
+            db.clone(),
+            bus,
+            wake,
             config.outbox_poll_interval,
         ));
     }

@@ -5,12 +5,14 @@
 //! outbox. So the log and the events can never disagree with the order.
 
 use serde_json::json;
+use service_kit::messaging::TraceHeaders;
 use service_kit::{Db, Problem, now_millis};
 use sqlx::{Any, AnyConnection, Transaction};
 
 use crate::model::{
     COMPENSATING, CONFIRMED, FAILED, Order, OrderLine, PENDING, PlaceOrder, SagaLogEntry,
 };
+use crate::outbox::EVENT_SCHEMA_VERSION;
 use crate::saga::SagaStep;
 
 #[derive(Debug, sqlx::FromRow)]
@@ -407,19 +409,27 @@ async fn append_event(
 ) -> Result<(), sqlx::Error> {
     let event_id = uuid::Uuid::now_v7().to_string();
     let payload = json!({
+        "schema_version": EVENT_SCHEMA_VERSION,
         "event_id": event_id,
         "type": event_type,
         "order_id": order.id,
         "occurred_at_ms": now,
         "order": order,
     });
-    sqlx::query("INSERT INTO outbox (event_id, order_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(&event_id)
-        .bind(&order.id)
-        .bind(event_type)
-        .bind(payload.to_string())
-        .bind(now)
-        .execute(&mut **tx)
+    // The change's trace context, so the event's publication joins its trace.
+    let trace = TraceHeaders::current();
+    sqlx::query(
+        "INSERT INTO outbox (event_id, order_id, event_type, payload, created_at, traceparent, tracestate) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&event_id)
+    .bind(&order.id)
+    .bind(event_type)
+    .bind(payload.to_string())
+    .bind(now)
+    .bind(trace.traceparent)
+    .bind(trace.tracestate)
+    .execute(&mut **tx)
         .await?;
     Ok(())
 }

@@ -127,8 +127,8 @@ pub(crate) struct Saga {
     /// Orders being driven in this process, so a client retry and the recovery
     /// pass never run one order's steps side by side.
     in_flight: Mutex<HashSet<String>>,
-    /// Wakes the outbox relay when events were written.
-    pub(crate) events: Arc<tokio::sync::Notify>,
+    /// Wakes the outbox relays when events were written.
+    pub(crate) events: Arc<crate::outbox::Wakers>,
     /// Wakes the recovery loop when a retry was scheduled.
     scheduled: tokio::sync::Notify,
     /// When this process's saga began (ms since epoch): orders touched
@@ -151,7 +151,7 @@ impl Drop for InFlight<'_> {
 }
 
 impl Saga {
-    pub(crate) fn new(db: Db, config: Arc<Config>, events: Arc<tokio::sync::Notify>) -> Self {
+    pub(crate) fn new(db: Db, config: Arc<Config>, events: Arc<crate::outbox::Wakers>) -> Self {
         let outbound = Outbound::new(config.outbound_proxy, config.call_timeout)
             .with_telemetry(config.telemetry.clone());
         Self {

@@ -25,10 +25,16 @@ impl Peers {
     }
 
     pub(crate) async fn start_with(reservation_ttl: Duration) -> Self {
+        Self::start_configured(|c| c.reservation_ttl = reservation_ttl).await
+    }
+
+    /// Peers whose catalog `tweak` configures further (event consumers, tracing).
+    pub(crate) async fn start_configured(tweak: impl FnOnce(&mut catalog::Config)) -> Self {
         let dir = TestDir::new("order");
         let mut catalog_config = catalog::Config::new(dir.path());
         catalog_config.seed = false;
-        catalog_config.reservation_ttl = reservation_ttl;
+        catalog_config.reservation_ttl = Duration::from_secs(15 * 60);
+        tweak(&mut catalog_config);
         catalog_config.sweep_interval = Duration::from_millis(50);
         let catalog = Running::start(move |l, s| catalog::run(catalog_config, l, s)).await;
         let payment_config = payment::Config::new(dir.path()).with_faults_enabled();
