@@ -100,6 +100,40 @@ impl DemoIdentity {
         );
     }
 
+    /// Obtains and renews the certificate of workload `name` (one of the
+    /// services `prepare` made tokens for) in this process, until `stop`:
+    /// the gateway's identity, which has no sidecar config to name it.
+    pub(crate) fn workload(
+        &self,
+        name: &str,
+        stop: Shutdown,
+    ) -> Result<proxy_core::identity::CredentialsWatch, StackError> {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let anchors: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(&self.trust_anchor)
+                .and_then(|it| it.collect::<Result<_, _>>())
+                .map_err(err)?;
+        let id = proxy_core::identity::SpiffeId::for_workload(TRUST_DOMAIN, "default", name)
+            .map_err(err)?;
+        let client = weir_identity::IdentityClient::new(
+            &format!("https://127.0.0.1:{}", self.addr.port()),
+            &anchors,
+            weir_identity::TokenSource::File(self.tokens.join(name)),
+            Some(id),
+        )
+        .map_err(err)?;
+        let (tx, watch) = proxy_core::identity::credentials_channel();
+        tokio::spawn(weir_identity::client::run(
+            client,
+            weir_identity::RenewPolicy::default(),
+            tx,
+            weir_identity::IdentityMetrics::default(),
+            stop,
+        ));
+        Ok(watch)
+    }
+
     /// Serves the issuer until `stop`.
     pub(crate) fn spawn(self, stop: Shutdown) -> JoinHandle<Result<(), String>> {
         tokio::spawn(async move {

@@ -163,7 +163,10 @@ impl Stack {
         }
 
         // The identity issuer: CA and tokens under the data dir, made once.
-        let identity = DemoIdentity::prepare(&opts.data_dir, &SERVICES, port(7443)).await?;
+        // The gateway is a workload of the mesh too: it calls the sidecars
+        // over mutual TLS with its own certificate.
+        let workloads = [SERVICES.as_slice(), &["gateway"]].concat();
+        let identity = DemoIdentity::prepare(&opts.data_dir, &workloads, port(7443)).await?;
         let (identity_issuer, trust_anchor) = (identity.addr, identity.trust_anchor.clone());
 
         // 2. A sidecar per app, from config/sidecar-<service>.yaml.
@@ -201,7 +204,7 @@ impl Stack {
                         message: e.to_string(),
                     }
                 })?;
-            let sc = sidecar::Sidecar::bind(config)
+            let sc = sidecar::Sidecar::bind_with_identity(config, signal.clone())
                 .await
                 .map_err(|e| StackError::Sidecar {
                     service: svc.into(),
@@ -231,6 +234,16 @@ impl Stack {
                 &format!("upstreams.{svc}.endpoints"),
                 patch::endpoints(sidecars[svc].inbound),
             );
+            // Every hop is mutual TLS: the gateway checks that the sidecar
+            // it reached is the service's workload.
+            patch::set(
+                &mut doc,
+                &format!("upstreams.{svc}.tls.identity"),
+                yaml_str(format!(
+                    "spiffe://{}/ns/default/sa/{svc}",
+                    crate::identity::TRUST_DOMAIN
+                )),
+            );
         }
         // The dashboard's mesh view reads the sidecars where they really listen.
         patch::set(
@@ -255,7 +268,13 @@ impl Stack {
             source,
         })?;
         let env = opts.env.clone();
-        let gw = gateway::Gateway::bind(&derived, move |k| env(k)).await?;
+        let gateway_identity = identity.workload("gateway", signal.clone())?;
+        let gw = gateway::Gateway::bind_with_credentials(
+            &derived,
+            move |k| env(k),
+            Some(gateway_identity),
+        )
+        .await?;
         let addrs = gw.local_addrs();
         let gateway_addr = addrs
             .get("public")

@@ -90,6 +90,8 @@ pub enum SidecarError {
     },
     #[error("cannot start telemetry")]
     Telemetry(#[from] TelemetryError),
+    #[error("cannot start the workload identity: {0}")]
+    Identity(#[from] identity::IdentityError),
 }
 
 /// A sidecar whose listeners are bound, ready to [`serve`](Sidecar::serve).
@@ -129,6 +131,26 @@ impl Sidecar {
         config: SidecarConfig,
         credentials: Option<CredentialsWatch>,
     ) -> Result<Sidecar, SidecarError> {
+        Self::bind_config(config, credentials, Registry::default()).await
+    }
+
+    /// [`bind`](Self::bind), first starting the credentials source of the
+    /// config's `identity:` section (when it has one), which runs until
+    /// `shutdown`; its metrics join the sidecar's.
+    pub async fn bind_with_identity(
+        config: SidecarConfig,
+        shutdown: Shutdown,
+    ) -> Result<Sidecar, SidecarError> {
+        let mut registry = Registry::default();
+        let credentials = start_identity(&config, &mut registry, shutdown).await?;
+        Self::bind_config(config, credentials, registry).await
+    }
+
+    async fn bind_config(
+        config: SidecarConfig,
+        credentials: Option<CredentialsWatch>,
+        registry: Registry,
+    ) -> Result<Sidecar, SidecarError> {
         let mesh = Mesh::new(credentials);
         let metrics = SidecarMetrics::default();
         let telemetry = Telemetry::init(&config.telemetry)?;
@@ -140,6 +162,7 @@ impl Sidecar {
             None,
             telemetry,
             mesh,
+            registry,
         )
         .await
     }
@@ -156,6 +179,29 @@ impl Sidecar {
         path: &Path,
         env: Env,
         credentials: Option<CredentialsWatch>,
+    ) -> Result<Sidecar, SidecarError> {
+        Self::bind_file_inner(path, env, credentials, Registry::default()).await
+    }
+
+    /// [`bind_file`](Self::bind_file), first starting the credentials
+    /// source of the file's `identity:` section (see
+    /// [`bind_with_identity`](Self::bind_with_identity)).
+    pub async fn bind_file_with_identity(
+        path: &Path,
+        env: Env,
+        shutdown: Shutdown,
+    ) -> Result<Sidecar, SidecarError> {
+        let first = SidecarConfig::load(path, &*env)?;
+        let mut registry = Registry::default();
+        let credentials = start_identity(&first, &mut registry, shutdown).await?;
+        Self::bind_file_inner(path, env, credentials, registry).await
+    }
+
+    async fn bind_file_inner(
+        path: &Path,
+        env: Env,
+        credentials: Option<CredentialsWatch>,
+        registry: Registry,
     ) -> Result<Sidecar, SidecarError> {
         let mesh = Mesh::new(credentials);
         let first = SidecarConfig::load(path, &*env)?;
@@ -185,6 +231,7 @@ impl Sidecar {
             Some(reload_metrics),
             telemetry,
             mesh,
+            registry,
         )
         .await
     }
@@ -196,6 +243,7 @@ impl Sidecar {
         reload_metrics: Option<ReloadMetrics>,
         telemetry: Telemetry,
         mesh: Mesh,
+        mut registry: Registry,
     ) -> Result<Sidecar, SidecarError> {
         let (inbound_addr, outbound_addr, admin_addr, drain, limits, transparent) = {
             let rt = runtime.load();
@@ -209,7 +257,6 @@ impl Sidecar {
                 c.outbound.transparent,
             )
         };
-        let mut registry = Registry::default();
         metrics.register(&mut registry);
         if let Some(rm) = &reload_metrics {
             rm.register(&mut registry);
@@ -348,7 +395,23 @@ pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), Sideca
     Sidecar::bind(config).await?.serve(shutdown).await
 }
 
-/// Runs a sidecar from the file at `path` with hot reload until `shutdown`.
+/// Runs a sidecar from the file at `path` with hot reload until `shutdown`,
+/// with the workload identity its `identity:` section names.
 pub async fn run_file(path: &Path, env: Env, shutdown: Shutdown) -> Result<(), SidecarError> {
-    Sidecar::bind_file(path, env).await?.serve(shutdown).await
+    Sidecar::bind_file_with_identity(path, env, shutdown.clone())
+        .await?
+        .serve(shutdown)
+        .await
+}
+
+/// Starts the credentials source of `config.identity`, if any.
+async fn start_identity(
+    config: &SidecarConfig,
+    registry: &mut Registry,
+    shutdown: Shutdown,
+) -> Result<Option<CredentialsWatch>, SidecarError> {
+    match &config.identity {
+        Some(settings) => Ok(Some(identity::start(settings, registry, shutdown).await?)),
+        None => Ok(None),
+    }
 }

@@ -28,8 +28,8 @@ use utoipa::OpenApi;
 
 pub mod admin;
 pub mod config;
-pub mod grpc;
 pub mod events;
+pub mod grpc;
 mod holds;
 pub mod model;
 mod products;
