@@ -266,13 +266,20 @@ impl Shape {
         self
     }
 
-    /// An extra condition on the span, described for failure messages.
+    /// An extra condition on the span, described for failure messages;
+    /// several must all hold.
     pub fn that(
         mut self,
         what: &str,
         pred: impl Fn(&ReceivedSpan) -> bool + Send + Sync + 'static,
     ) -> Self {
-        self.pred = Some((what.to_owned(), Box::new(pred)));
+        self.pred = Some(match self.pred.take() {
+            None => (what.to_owned(), Box::new(pred)),
+            Some((before, first)) => (
+                format!("{before} and {what}"),
+                Box::new(move |s: &ReceivedSpan| first(s) && pred(s)),
+            ),
+        });
         self
     }
 

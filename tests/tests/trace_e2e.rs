@@ -188,12 +188,21 @@ async fn an_order_is_one_trace_across_every_hop() {
     // order calls a peer through its sidecar (from inside its handler, via
     // its saga's spans); the peer's sidecar hands the request to the peer
     // app: catalog over gRPC (the demo's CATALOG_API), payment over REST.
+    // Every hop between proxies is mutual TLS: each sidecar's SERVER span
+    // names the identity its caller proved with its certificate.
+    let called_by = |who: &'static str| {
+        move |s: &ReceivedSpan| {
+            s.attr_str("weir.peer.identity")
+                == Some(&*format!("spiffe://weir.local/ns/default/sa/{who}"))
+        }
+    };
     let calls = |peer: &str, handled: Shape| {
         Shape::client("order-sidecar")
             .that("a call that succeeded", ok)
             .child(
                 Shape::server(&format!("{peer}-sidecar"))
                     .that("answered", ok)
+                    .that("called by order's identity", called_by("order"))
                     .child(handled),
             )
     };
@@ -213,19 +222,42 @@ async fn an_order_is_one_trace_across_every_hop() {
             })
             .child(
                 Shape::client("gateway").child(
-                    Shape::server("order-sidecar").that("201", ok).child(
-                        Shape::server("order")
-                            .named("POST /v1/orders")
-                            .that("201", ok)
-                            .descendant(calls("catalog", reserved))
-                            .descendant(calls("payment", charged)),
-                    ),
+                    Shape::server("order-sidecar")
+                        .that("201", ok)
+                        .that("called by the gateway's identity", called_by("gateway"))
+                        .child(
+                            Shape::server("order")
+                                .named("POST /v1/orders")
+                                .that("201", ok)
+                                .descendant(calls("catalog", reserved))
+                                .descendant(calls("payment", charged)),
+                        ),
                 ),
             )
             .exact(),
     );
     // Every span has a service name and every service is in this one trace.
     assert!(tree.spans().iter().all(|s| !s.service.is_empty()));
+
+    // Outside the mesh, without a certificate, payment's sidecar lets no
+    // one in: not to charge, not to read.
+    let payment = r.stack.sidecars["payment"].inbound;
+    let charge = r
+        .client
+        .post_json(
+            &format!("http://{payment}/v1/payments"),
+            &[],
+            r#"{"order_id":"o-1","amount_cents":100}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(charge.status, 403, "{}", charge.text());
+    let read = r
+        .client
+        .get(&format!("http://{payment}/v1/payments/p-1"), &[])
+        .await
+        .unwrap();
+    assert_eq!(read.status, 403, "{}", read.text());
     r.stack.stop().await;
 }
 
