@@ -11,8 +11,8 @@
 //!   countdown while open), EWMA latency and in-flight requests, the retry
 //!   budget left, and rates from the same families with
 //!   `direction="outbound"` plus `weir_sidecar_retries_total`;
-//! - `identity`: the workload identity this sidecar proves, `null` while it
-//!   has none (no mesh identity configured).
+//! - `identity`: the workload identity this sidecar proves (SPIFFE ID,
+//!   expiry, credential versions used), `null` without an `identity:` section.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,14 +32,20 @@ pub(crate) struct SidecarDashboard {
     runtime: Arc<ArcSwap<Runtime>>,
     registry: Arc<Registry>,
     rates: RateTracker,
+    mesh: crate::mesh::Mesh,
 }
 
 impl SidecarDashboard {
-    pub(crate) fn new(runtime: Arc<ArcSwap<Runtime>>, registry: Arc<Registry>) -> Self {
+    pub(crate) fn new(
+        runtime: Arc<ArcSwap<Runtime>>,
+        registry: Arc<Registry>,
+        mesh: crate::mesh::Mesh,
+    ) -> Self {
         Self {
             runtime,
             registry,
             rates: RateTracker::default(),
+            mesh,
         }
     }
 }
@@ -136,8 +142,8 @@ impl DashboardSource for SidecarDashboard {
         let inbound = &rt.config.inbound;
         let mut out = Map::new();
         out.insert("service".into(), json!(service));
-        // Mesh identity is not part of the sidecar yet: always null here.
-        out.insert("identity".into(), Value::Null);
+        // The same as `/state`'s: SPIFFE ID, expiry, credential versions used.
+        out.insert("identity".into(), self.mesh.state_json());
         out.insert(
             "inbound".into(),
             json!({

@@ -126,7 +126,7 @@ impl Sidecar {
     /// mutual TLS handshake, inbound and outbound, uses the latest
     /// credentials on `credentials` (so rotations apply to new connections).
     /// With `Some`, destinations default to mutual TLS and inbound
-    /// authorization to `all-authenticated`; see `docs/identity-mtls.md`.
+    /// authorization to `all-authenticated`; see `docs/identity.md#mtls-and-authorization`.
     pub async fn bind_with_credentials(
         config: SidecarConfig,
         credentials: Option<CredentialsWatch>,
@@ -326,6 +326,7 @@ impl Sidecar {
             Arc::new(dashboard::SidecarDashboard::new(
                 runtime.clone(),
                 self.registry.clone(),
+                self.mesh.clone(),
             )),
             DashboardSettings::default(),
         ));

@@ -418,6 +418,13 @@ async fn dashboards_show_the_config_and_a_breaker_opening_and_closing_live() {
         .collect();
     want.sort();
     assert_eq!(strings(&dests), want);
+    // The sidecar's workload identity, from its certificate.
+    wait_dom(
+        &c,
+        "the order sidecar shows its SPIFFE ID",
+        "[...document.querySelectorAll('[data-identity=\"set\"]')].some(e => e.textContent.includes('spiffe://weir.local/ns/default/sa/order'))",
+    )
+    .await;
     wait_dom(
         &c,
         "payment's breaker shows closed",

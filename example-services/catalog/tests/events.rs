@@ -283,6 +283,17 @@ async fn redelivery_and_poison(database_url: Option<String>) {
     let listed: Vec<&Value> = page.json["items"].as_array().unwrap().iter().collect();
     let row = listed.iter().find(|p| p["id"] == kettle.as_str()).unwrap();
     assert_eq!(row["units_sold"], 5, "the listing shows the count too");
+    // The gRPC API shows the same read model.
+    let mut grpc =
+        catalog::grpc::pb::catalog_service_client::CatalogServiceClient::connect(catalog.url())
+            .await
+            .expect("h2c connection to the catalog");
+    let product = grpc
+        .get_product(catalog::grpc::pb::GetProductRequest { id: kettle.clone() })
+        .await
+        .expect("GetProduct")
+        .into_inner();
+    assert_eq!(product.units_sold, 5, "GetProduct shows the count too");
     let v1 = client
         .get(&format!("{}/v1/products/{kettle}", catalog.url()))
         .await;

@@ -1,22 +1,23 @@
 //! The REST API's types as the gRPC API's messages, and back.
 
 use super::pb;
-use crate::model::Product;
+use crate::model::ProductV2;
 use crate::reservations::{
     COMMITTED, EXPIRED, HELD, RELEASED, Reservation, ReservationLine, ReservationRequest,
     ReservedItem,
 };
 
-impl From<Product> for pb::Product {
-    fn from(p: Product) -> Self {
+impl From<ProductV2> for pb::Product {
+    fn from(p: ProductV2) -> Self {
         Self {
             id: p.id,
             sku: p.sku,
             name: p.name,
             description: p.description,
-            price_minor: p.price_minor,
-            currency: p.currency,
+            price_minor: p.price.amount,
+            currency: p.price.currency,
             stock: p.stock,
+            units_sold: p.units_sold,
         }
     }
 }

@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use super::pb;
 use super::pb::catalog_service_server::CatalogService;
-use crate::model::{Product, ProductPage};
+use crate::model::{ProductPage, ProductV2};
 use crate::state::AppState;
 use crate::{holds, products, reservations};
 
@@ -42,7 +42,7 @@ fn status(problem: Problem) -> Status {
 struct Pager {
     state: AppState,
     filters: HashMap<String, String>,
-    page: VecDeque<Product>,
+    page: VecDeque<ProductV2>,
     next: Option<String>,
 }
 
@@ -52,12 +52,12 @@ impl Pager {
         state: &AppState,
         filters: &HashMap<String, String>,
         cursor: Option<String>,
-    ) -> Result<ProductPage<Product>, Problem> {
+    ) -> Result<ProductPage<ProductV2>, Problem> {
         let mut query = filters.clone();
         if let Some(cursor) = cursor {
             query.insert("cursor".into(), cursor);
         }
-        let Json(page) = products::list_v1(State(state.clone()), QueryMap(query)).await?;
+        let Json(page) = products::list_v2(State(state.clone()), QueryMap(query)).await?;
         Ok(page)
     }
 
@@ -106,7 +106,7 @@ impl CatalogService for CatalogGrpc {
         request: Request<pb::GetProductRequest>,
     ) -> Result<Response<pb::Product>, Status> {
         let id = request.into_inner().id;
-        let Json(product) = products::get_v1(State(self.state.clone()), Path(id))
+        let Json(product) = products::get_v2(State(self.state.clone()), Path(id))
             .await
             .map_err(status)?;
         Ok(Response::new(product.into()))

@@ -293,7 +293,7 @@ function renderSidecar(s) {
     h("div", { class: "kv" },
       h("div", {}, h("span", {}, "service"), h("b", {}, s.service)),
       h("div", { "data-identity": s.identity === null ? "none" : "set" }, h("span", {}, "identity"),
-        s.identity === null || s.identity === undefined ? h("span", { class: "muted" }, "none") : String(s.identity.spiffe_id || JSON.stringify(s.identity))),
+        s.identity === null || s.identity === undefined ? h("span", { class: "muted" }, "none") : String(s.identity.id || "waiting for a certificate")),
       h("div", {}, h("span", {}, "in flight"), bar, ` ${inb.in_flight ?? "–"} / ${inb.max_concurrent_requests ?? "–"}`),
     ),
     h("table", {}, head(SIDECAR_TRAFFIC), h("tbody", {}, h("tr", {}, traffic(list, inb.traffic))))));
