@@ -93,7 +93,10 @@ async fn until_closed(tcp: &mut TcpStream) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
-#[tokio::test(start_paused = true)]
+// Real time: nothing here waits on a timer, and with paused time a busy
+// machine let the clock jump past the head deadline while a request was in
+// flight on the socket (seen once in eight full runs).
+#[tokio::test]
 async fn every_listener_refuses_an_oversized_head_on_later_requests() {
     let (all, a, b) = listeners().await;
     let big = format!("X-Big: {}\r\n", "x".repeat(70 * 1024));
