@@ -143,6 +143,21 @@ impl Code {
             Code::Unavailable | Code::Internal | Code::DeadlineExceeded
         )
     }
+
+    /// Whether a server span ends in error with this code: the codes the
+    /// OpenTelemetry gRPC conventions count as the server's doing (the
+    /// others are the caller's).
+    pub fn is_server_error(self) -> bool {
+        matches!(
+            self,
+            Code::Unknown
+                | Code::DeadlineExceeded
+                | Code::Unimplemented
+                | Code::Internal
+                | Code::Unavailable
+                | Code::DataLoss
+        )
+    }
 }
 
 impl fmt::Display for Code {

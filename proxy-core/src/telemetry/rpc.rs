@@ -37,15 +37,7 @@ impl ActiveSpan {
             i64::from(code.as_u32()),
         ));
         let error = if server {
-            matches!(
-                code,
-                Code::Unknown
-                    | Code::DeadlineExceeded
-                    | Code::Unimplemented
-                    | Code::Internal
-                    | Code::Unavailable
-                    | Code::DataLoss
-            )
+            code.is_server_error()
         } else {
             code != Code::Ok
         };

@@ -49,18 +49,10 @@ pub fn attributes(service: &str, method: &str) -> Vec<KeyValue> {
     ]
 }
 
-/// The codes OpenTelemetry counts as a server-side error (semantic
-/// conventions for gRPC): the others are the caller's doing.
+/// The codes OpenTelemetry counts as a server-side error, as the proxies
+/// judge them.
 fn server_error(code: Code) -> bool {
-    matches!(
-        code,
-        Code::Unknown
-            | Code::DeadlineExceeded
-            | Code::Unimplemented
-            | Code::Internal
-            | Code::Unavailable
-            | Code::DataLoss
-    )
+    proxy_core::grpc::Code::from_u32(i32::from(code) as u32).is_server_error()
 }
 
 /// Records a call's final status on its span.
