@@ -459,6 +459,14 @@ if [[ "${SKIP_MTLS:-0}" != 1 ]]; then
     else
         log "MTLS: the measurement failed (see $RUN/mtls.log)"
     fi
+    # The handshake: a new mutual-TLS connection per request against nginx's
+    # and haproxy's TLS termination (bench/tls_handshake.sh).
+    log "MTLS: server CPU per new mutual-TLS connection, weir vs nginx vs haproxy"
+    if RUN_DIR="$RUN/tls" SIDECAR_BIN="$SIDECAR_BIN" "$BENCH/tls_handshake.sh" >"$RUN/tls.log" 2>&1; then
+        tee "$RUN/tls.md" <"$RUN/tls/summary.md" >&2
+    else
+        log "MTLS: the handshake measurement failed (see $RUN/tls.log)"
+    fi
 fi
 
 log "load after the run: $(cut -d' ' -f1-3 /proc/loadavg)"

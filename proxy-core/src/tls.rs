@@ -46,6 +46,23 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The provider for mesh hops (both ends are Weir): the same algorithms,
+/// with AES-128-GCM preferred over AES-256-GCM. Every request on a reused
+/// connection pays record encryption on both ends; AES-128 runs 10 rounds
+/// where AES-256 runs 14, and 128-bit keys are what TLS 1.3 mandates and
+/// Linkerd and Istio use between proxies. The other suites stay, so a peer
+/// that lacks it (an `openssl s_client` check, say) still connects.
+pub fn mesh_provider() -> Arc<CryptoProvider> {
+    use rustls::crypto::ring::cipher_suite;
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites = vec![
+        cipher_suite::TLS13_AES_128_GCM_SHA256,
+        cipher_suite::TLS13_AES_256_GCM_SHA384,
+        cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+    ];
+    Arc::new(provider)
+}
+
 /// Loads a certificate chain and its private key from PEM files.
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)

@@ -277,3 +277,36 @@ async fn no_credentials_yet_is_a_connect_error_not_a_plaintext_fallback() {
     assert!(err.is_connect(), "{err:?}");
     let _ = Version::HTTP_11;
 }
+
+/// The cipher suite a handshake with `cfg` settles on.
+async fn negotiated_suite(addr: SocketAddr, cfg: rustls::ClientConfig) -> rustls::CipherSuite {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.get_ref().1.negotiated_cipher_suite().unwrap().suite()
+}
+
+#[tokio::test]
+async fn mesh_hops_use_aes_128_gcm_and_other_suites_still_connect() {
+    let ca = TestCa::new("mesh");
+    let mesh = serve_mesh(&ca, ClientAuth::Optional).await;
+    let (tx, rx) = credentials_channel();
+    tx.send_replace(Some(ca.credentials(CLIENT_ID)));
+    let ours = proxy_core::mtls::client_config(
+        CredentialSource::new(rx),
+        ExpectedPeer::TrustDomain,
+        &[b"http/1.1"],
+    )
+    .unwrap();
+    assert_eq!(
+        negotiated_suite(mesh.addr, ours).await,
+        rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+    );
+    // A client preferring AES-256 (rustls' and OpenSSL's default) gets it.
+    assert_eq!(
+        negotiated_suite(mesh.addr, raw_client(None)).await,
+        rustls::CipherSuite::TLS13_AES_256_GCM_SHA384
+    );
+}

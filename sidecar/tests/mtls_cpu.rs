@@ -8,7 +8,9 @@
 //! cargo test --release -p sidecar --test mtls_cpu -- --ignored --nocapture
 //! ```
 //!
-//! (`bench/README.md` records the figures.)
+//! (`bench/README.md` records the figures.) To profile one hop under
+//! callgrind, `MTLS_CPU_ONLY=plain|plain-h2|mtls|h2` runs only that hop and
+//! `MTLS_CPU_REQUESTS=N` sets the measured count (see `bench/README.md`).
 
 mod mesh;
 mod support;
@@ -22,6 +24,13 @@ use mesh::{id, start_meshed, yaml};
 use support::{Running, Upstream, client, start_sidecar};
 
 const REQUESTS: u64 = 20_000;
+
+fn requests() -> u64 {
+    std::env::var("MTLS_CPU_REQUESTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(REQUESTS)
+}
 const CONCURRENCY: u64 = 8;
 
 fn cpu() -> Duration {
@@ -40,9 +49,10 @@ fn cpu() -> Duration {
 async fn measure(out: std::net::SocketAddr) -> f64 {
     // Warm-up: pools, handshakes, allocator.
     drive(out, 1000).await;
+    let n = requests();
     let before = cpu();
-    drive(out, REQUESTS).await;
-    (cpu() - before).as_secs_f64() * 1e6 / REQUESTS as f64
+    drive(out, n).await;
+    (cpu() - before).as_secs_f64() * 1e6 / n as f64
 }
 
 async fn drive(out: std::net::SocketAddr, n: u64) {
@@ -104,9 +114,9 @@ async fn cpu_per_request_plaintext_and_mtls() {
         stop(payment.running).await;
         rows.push((what, plain, mtls));
     }
-    // Between two meshed sidecars the default: ALPN picks HTTP/2.
+    // With `protocol: auto` ALPN picks HTTP/2 between two meshed sidecars.
     let payment = start_meshed(&yaml(app.addr, "", ""), &ca, "payment").await;
-    let tls = format!("    tls: {{ identity: {} }}\n", id("payment"));
+    let tls = format!("    protocol: auto\n    tls: {{ identity: {} }}\n", id("payment"));
     let order = start_meshed(
         &yaml(app.addr, "", &service(payment.running.inbound, &tls)),
         &ca,
@@ -126,9 +136,46 @@ async fn cpu_per_request_plaintext_and_mtls() {
         );
     }
     println!(
-        "| reuse, mTLS with ALPN h2 (default) | | {h2:.1} | {:+.1} % vs plaintext http1 |",
+        "| reuse, mTLS with ALPN h2 (protocol: auto) | | {h2:.1} | {:+.1} % vs plaintext http1 |",
         (h2 / rows[0].1 - 1.0) * 100.0
     );
+}
+
+/// One reused hop, chosen by `MTLS_CPU_ONLY`, for a profiler: `plain`
+/// (HTTP/1.1), `plain-h2` (HTTP/2 with prior knowledge), `mtls` (HTTP/1.1
+/// over mutual TLS) or `h2` (mutual TLS with ALPN h2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run in release with --ignored and MTLS_CPU_ONLY"]
+async fn one_hop_for_a_profiler() {
+    let Ok(only) = std::env::var("MTLS_CPU_ONLY") else {
+        return;
+    };
+    let app = Upstream::start().await;
+    let ca = TestCa::new("mesh");
+    let tls = |extra: &str| format!("{extra}    tls: {{ identity: {} }}\n", id("payment"));
+    let extra = match only.as_str() {
+        "plain" => String::from("    protocol: http1\n"),
+        "plain-h2" => String::from("    protocol: http2\n"),
+        "mtls" => tls("    protocol: http1\n"),
+        "h2" => tls("    protocol: auto\n"),
+        other => panic!("MTLS_CPU_ONLY={other}: expected plain, plain-h2, mtls or h2"),
+    };
+    // As in the table above: plaintext between two sidecars without
+    // identities, mutual TLS between two meshed ones.
+    let (order, payment) = if only.starts_with("plain") {
+        let payment = start_sidecar(&yaml(app.addr, "", "")).await;
+        let order = start_sidecar(&yaml(app.addr, "", &service(payment.inbound, &extra))).await;
+        (order, payment)
+    } else {
+        let payment = start_meshed(&yaml(app.addr, "", ""), &ca, "payment").await;
+        let services = service(payment.running.inbound, &extra);
+        let order = start_meshed(&yaml(app.addr, "", &services), &ca, "order").await;
+        (order.running, payment.running)
+    };
+    let cost = measure(order.outbound).await;
+    println!("{only}: {cost:.1} µs CPU/req");
+    stop(order).await;
+    stop(payment).await;
 }
 
 async fn stop(r: Running) {

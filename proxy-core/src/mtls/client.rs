@@ -35,7 +35,7 @@ pub fn client_config(
     expected: ExpectedPeer,
     alpn: &[&[u8]],
 ) -> Result<ClientConfig, Error> {
-    let provider = crate::tls::provider();
+    let provider = crate::tls::mesh_provider();
     let algs = provider.signature_verification_algorithms;
     let mut cfg = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?

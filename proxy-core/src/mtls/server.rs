@@ -30,7 +30,7 @@ pub enum ClientAuth {
 ///
 /// Build it once per listener: credentials are read per handshake.
 pub fn server_config(source: CredentialSource, auth: ClientAuth) -> Result<ServerConfig, Error> {
-    let provider = crate::tls::provider();
+    let provider = crate::tls::mesh_provider();
     let algs = provider.signature_verification_algorithms;
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
