@@ -75,10 +75,10 @@ fn serve(listener: TcpListener, greet: Option<&'static [u8]>, http: bool) {
                         if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                             break;
                         }
-                        let lower = line.to_ascii_lowercase();
-                        request_id |= lower.starts_with("x-request-id:");
-                        if let Some(v) = lower.strip_prefix("x-weir-peer-identity:") {
-                            v.trim().clone_into(&mut peer);
+                        let (name, value) = line.split_once(':').unwrap_or((&line, ""));
+                        request_id |= name.eq_ignore_ascii_case("x-request-id");
+                        if name.eq_ignore_ascii_case("x-weir-peer-identity") {
+                            value.trim().clone_into(&mut peer);
                         }
                     }
                     let body = format!(
@@ -365,6 +365,7 @@ fn a_redirected_call_to_a_meshed_peer_leaves_the_pod_as_mutual_tls() {
     // that uid can read. The peer's address as payment names the identity
     // it must prove; the peer's plain app port stays plaintext (with an
     // identity every destination would be mutual TLS by default).
+    // (`\x20` keeps the indent a line continuation would eat.)
     let order_tls = scratch.identity(&ca, "order", PROXY_UID);
     let order_cfg = scratch.config(
         "order.yaml",
