@@ -17,13 +17,12 @@ mod mesh;
 mod netns;
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc;
 
 use mesh::ca::TestCa;
 use mesh::id;
+use netns::capture::{Capture, seen_in};
 use netns::{Net, enter, have, skip};
 use proxy_core::identity::{Credentials, credentials_channel};
 use proxy_core::shutdown;
@@ -114,36 +113,7 @@ fn the_hop_between_namespaces_is_mutual_tls_on_the_wire() {
     ready_rx.recv().unwrap();
 
     // The capture, on the pod's end of the veth; ready once it says so.
-    let pcap = std::env::temp_dir().join(format!("weir-mtls-{}.pcap", net.pod));
-    let mut tcpdump = Command::new("ip")
-        .args(["netns", "exec", &net.pod, "timeout", "120", "tcpdump"])
-        .args([
-            "-i",
-            &net.pod_dev,
-            "--immediate-mode",
-            "-U",
-            "-n",
-            "-s",
-            "0",
-            "-c",
-            "5000",
-            "-w",
-        ])
-        .arg(&pcap)
-        .arg("tcp")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(tcpdump.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("listening on") {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "tcpdump ended before capturing"
-        );
-    }
+    let capture = Capture::start(&net.pod, &net.pod_dev);
 
     // order's namespace: the sidecar and its app (this code).
     let pod_ns = net.pod.clone();
@@ -179,27 +149,12 @@ fn the_hop_between_namespaces_is_mutual_tls_on_the_wire() {
 
     // The control request went last: once the capture file holds it, every
     // packet of the mTLS requests before it is in the file too.
-    let seen_in =
-        |wire: &[u8], needle: &str| wire.windows(needle.len()).any(|w| w == needle.as_bytes());
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !seen_in(&std::fs::read(&pcap).unwrap_or_default(), CONTROL) {
-        assert!(
-            std::time::Instant::now() < until,
-            "the capture never showed the plaintext control request"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    // SAFETY: kill with the pid of a child this test spawned and has not
-    // reaped; SIGTERM lets tcpdump finish the file.
-    unsafe { libc::kill(tcpdump.id() as i32, libc::SIGTERM) };
-    let _ = tcpdump.wait();
+    let wire = capture.finish_after(CONTROL);
     let _ = stop_tx.send(());
     let app_hits = payment.join().unwrap();
 
     assert_eq!(statuses, [[200; REQUESTS].as_slice(), &[200]].concat());
     assert_eq!(app_hits, REQUESTS as u64 + 1);
-    let wire = std::fs::read(&pcap).unwrap();
-    std::fs::remove_file(&pcap).ok();
     let seen = |needle: &str| seen_in(&wire, needle);
     assert!(
         seen(CONTROL),

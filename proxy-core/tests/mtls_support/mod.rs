@@ -1,7 +1,8 @@
 //! A test certificate authority for mesh identities: a root, leaf
 //! certificates with a SPIFFE ID as their one URI SAN, and the
-//! [`Credentials`] a sidecar would get from the identity issuer.
-//! (The sidecar's tests include this file too.)
+//! [`Credentials`] a sidecar would get from the identity issuer, or the PEM
+//! files cert-manager would write for it. (The sidecar's and the gateway's
+//! tests include this file too.)
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -18,6 +19,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 pub struct TestCa {
     issuer: Issuer<'static, KeyPair>,
     pub root: CertificateDer<'static>,
+    root_pem: String,
 }
 
 /// A leaf certificate chain and its key.
@@ -39,14 +41,15 @@ impl TestCa {
             KeyUsagePurpose::DigitalSignature,
         ];
         let key = KeyPair::generate().unwrap();
-        let root = params.self_signed(&key).unwrap().der().clone();
+        let root = params.self_signed(&key).unwrap();
         TestCa {
             issuer: Issuer::new(params, key),
-            root,
+            root: root.der().clone(),
+            root_pem: root.pem(),
         }
     }
 
-    fn leaf_with(&self, id: &str, valid: Option<(i32, i32)>) -> Leaf {
+    fn issue(&self, id: &str, valid: Option<(i32, i32)>) -> (rcgen::Certificate, KeyPair) {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.subject_alt_names = vec![SanType::URI(id.try_into().unwrap())];
         params.extended_key_usages = vec![
@@ -60,6 +63,11 @@ impl TestCa {
         }
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert, key)
+    }
+
+    fn leaf_with(&self, id: &str, valid: Option<(i32, i32)>) -> Leaf {
+        let (cert, key) = self.issue(id, valid);
         Leaf {
             chain: vec![cert.der().clone()],
             key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
@@ -74,6 +82,16 @@ impl TestCa {
     /// A leaf whose validity ended years ago.
     pub fn expired_leaf(&self, id: &str) -> Leaf {
         self.leaf_with(id, Some((2001, 2002)))
+    }
+
+    /// What cert-manager writes into a Secret volume for `id`, as PEM files
+    /// in `dir`: `tls.crt` (a leaf valid now), `tls.key` and `ca.crt` (this
+    /// CA's root). For a sidecar that loads its identity with `files:`.
+    pub fn write_files(&self, id: &str, dir: &std::path::Path) -> std::io::Result<()> {
+        let (cert, key) = self.issue(id, None);
+        std::fs::write(dir.join("tls.crt"), cert.pem())?;
+        std::fs::write(dir.join("tls.key"), key.serialize_pem())?;
+        std::fs::write(dir.join("ca.crt"), &self.root_pem)
     }
 
     /// Credentials for `id` trusting this CA.

@@ -1,7 +1,12 @@
 //! Network namespaces for the tests that need two hosts: two namespaces
-//! joined by a veth pair, removed on drop, and threads that run inside one.
+//! joined by a veth pair, removed on drop, and threads that run inside one;
+//! a capture of what crosses the veth ([`capture`]) and the sidecar binary
+//! run inside a namespace ([`process`]).
 
 #![allow(unsafe_code, dead_code, unreachable_pub)]
+
+pub mod capture;
+pub mod process;
 
 use std::fs::File;
 use std::net::Ipv4Addr;
