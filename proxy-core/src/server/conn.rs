@@ -67,34 +67,55 @@ pub(super) async fn serve_connection<H: Handler>(
             let info = Arc::new(ConnInfo::new(remote, local, false, None));
             run_http(io, info, &opts.limits, handler, watcher, upgraded).await;
         }
+        // Boxed: a connection's task is as large as the largest state of
+        // this future, and TLS's (the handshake, then rustls' connection
+        // state inside the stream) is the largest. Boxed, a plaintext
+        // connection does not carry room for it for its whole life.
         Some(tls) => {
-            let acceptor = TlsAcceptor::from(tls);
-            let handshake =
-                tokio::time::timeout(opts.limits.header_read_timeout, acceptor.accept(io));
-            let tls_stream = match handshake.await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%remote, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let session = tls_stream.get_ref().1;
-            let sni = session.server_name().map(str::to_owned);
-            // Set only when the config asked for a client certificate and
-            // its verifier accepted the chain.
-            let peer = session
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(spiffe_id_of)
-                .map(PeerIdentity);
-            let info = Arc::new(ConnInfo::new(remote, local, true, sni).with_peer(peer));
-            run_http(tls_stream, info, &opts.limits, handler, watcher, upgraded).await;
+            Box::pin(serve_tls(
+                io, tls, remote, local, opts, handler, watcher, upgraded,
+            ))
+            .await;
         }
     }
+}
+
+/// The TLS handshake, then HTTP over the TLS stream.
+#[allow(clippy::too_many_arguments)]
+async fn serve_tls<H: Handler>(
+    io: TunnelIo<TcpStream>,
+    tls: Arc<rustls::ServerConfig>,
+    remote: SocketAddr,
+    local: SocketAddr,
+    opts: &ServeOptions,
+    handler: H,
+    watcher: Watcher,
+    upgraded: Arc<AtomicBool>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let handshake = tokio::time::timeout(opts.limits.header_read_timeout, acceptor.accept(io));
+    let tls_stream = match handshake.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(%remote, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%remote, "TLS handshake timed out");
+            return;
+        }
+    };
+    let session = tls_stream.get_ref().1;
+    let sni = session.server_name().map(str::to_owned);
+    // Set only when the config asked for a client certificate and its
+    // verifier accepted the chain.
+    let peer = session
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(spiffe_id_of)
+        .map(PeerIdentity);
+    let info = Arc::new(ConnInfo::new(remote, local, true, sni).with_peer(peer));
+    run_http(tls_stream, info, &opts.limits, handler, watcher, upgraded).await;
 }
 
 /// The HTTP settings every listener shares.
