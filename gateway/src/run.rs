@@ -231,7 +231,8 @@ impl Gateway {
             self.registry.clone(),
             self.reloader.metrics().clone(),
             self.reload_log.clone(),
-        );
+        )
+        .with_identity(self.identity.clone());
         admin_state.dashboard = Some(Dashboard::new(
             Arc::new(source),
             DashboardSettings::from(&snapshot.config.dashboard),

@@ -42,11 +42,23 @@ async fn a_gateway_with_identity_files_proves_its_spiffe_id_upstream() {
 
     let r = get(&gw.url("/pay")).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.text(), GATEWAY_ID, "the upstream saw the gateway's identity");
+    assert_eq!(
+        r.text(),
+        GATEWAY_ID,
+        "the upstream saw the gateway's identity"
+    );
+    let state = get(&format!("http://{}/dashboard/api/state", gw.admin())).await;
+    let state: serde_json::Value = serde_json::from_slice(&state.body).unwrap();
+    assert_eq!(state["identity"]["spiffe_id"], GATEWAY_ID, "{state}");
     let metrics = gw.metrics().await;
     assert_eq!(metric(&metrics, "weir_identity_renewals_total"), Some(1.0));
     assert!(
-        metric(&metrics, "weir_identity_certificate_expiry_timestamp_seconds").unwrap() > 0.0,
+        metric(
+            &metrics,
+            "weir_identity_certificate_expiry_timestamp_seconds"
+        )
+        .unwrap()
+            > 0.0,
         "{metrics}"
     );
 
@@ -66,8 +78,7 @@ async fn a_gateway_with_identity_files_proves_its_spiffe_id_upstream() {
 #[tokio::test]
 async fn a_gateway_with_an_issuer_serves_once_its_first_certificate_arrives() {
     let dir = TempDir::new();
-    let tokens =
-        BootstrapTokens::from_pairs([("gateway".to_owned(), TOKEN.to_owned())]).unwrap();
+    let tokens = BootstrapTokens::from_pairs([("gateway".to_owned(), TOKEN.to_owned())]).unwrap();
     let issuer = Issuer::load_or_init(
         &dir.path().join("ca"),
         "weir.local",
@@ -123,7 +134,10 @@ async fn identity_errors_name_the_field() {
             "identity:\n  issuer: { url: \"https://localhost:1\", trust_anchor: a, token_file: t }\n  files: { cert: a, key: b, ca: c }\n",
             "set either issuer or files",
         ),
-        ("identity: { namespace: default }\n", "needs an issuer or files"),
+        (
+            "identity: { namespace: default }\n",
+            "needs an issuer or files",
+        ),
         (
             "identity:\n  service_account: \"a b\"\n  files: { cert: a, key: b, ca: c }\n",
             "identity.service_account",
@@ -156,5 +170,8 @@ async fn missing_identity_files_fail_the_start_with_the_path() {
         panic!("missing files must not start");
     };
     let err = err.to_string();
-    assert!(err.contains("identity.files") && err.contains("tls.crt"), "{err}");
+    assert!(
+        err.contains("identity.files") && err.contains("tls.crt"),
+        "{err}"
+    );
 }

@@ -166,11 +166,7 @@ impl IdentityFile {
 
     /// Validates the section into `out` (each problem named by its field
     /// under `identity.`); `service` is the default service account.
-    pub fn validate(
-        &self,
-        service: &str,
-        out: &mut ConfigErrors,
-    ) -> Option<IdentitySettings> {
+    pub fn validate(&self, service: &str, out: &mut ConfigErrors) -> Option<IdentitySettings> {
         let mut errs = ConfigErrors::new();
         let td = self.trust_domain.as_deref().unwrap_or(DEFAULT_TRUST_DOMAIN);
         let ns = self.namespace.as_deref().unwrap_or("default");

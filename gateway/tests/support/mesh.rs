@@ -63,7 +63,9 @@ impl Dispatch for MeshTls {
 
 /// A meshed upstream proving `credentials` and requiring a client
 /// certificate that leads to one of their trust anchors.
-pub(crate) async fn meshed_upstream(credentials: Arc<Credentials>) -> (SocketAddr, ShutdownTrigger) {
+pub(crate) async fn meshed_upstream(
+    credentials: Arc<Credentials>,
+) -> (SocketAddr, ShutdownTrigger) {
     let (tx, rx) = credentials_channel();
     tx.send_replace(Some(credentials));
     let cfg = server_config(CredentialSource::new(rx), ClientAuth::Required).unwrap();
