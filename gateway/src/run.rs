@@ -19,7 +19,7 @@ use proxy_core::shutdown::{Shutdown, ShutdownTrigger};
 use proxy_core::telemetry::Telemetry;
 use tokio::net::TcpListener;
 
-use crate::config::{DEFAULT_SERVICE_ACCOUNT, GatewayConfig};
+use crate::config::GatewayConfig;
 use crate::dashboard::{GatewayDashboard, ReloadLog};
 use crate::metrics::GatewayMetrics;
 use crate::proxy::GatewayHandler;
@@ -289,12 +289,12 @@ async fn start_identity(
     path: &Path,
     registry: &mut Registry,
 ) -> Result<Option<(CredentialsWatch, ShutdownTrigger)>, GatewayError> {
-    let file: GatewayConfig = read_yaml_file(path)?;
-    let Some(mut section) = file.identity else {
+    let mut file: GatewayConfig = read_yaml_file(path)?;
+    let Some(section) = &mut file.identity else {
         return Ok(None);
     };
     section.resolve_paths(path.parent().unwrap_or(Path::new(".")));
-    let Some(settings) = section.validate(DEFAULT_SERVICE_ACCOUNT, &mut ConfigErrors::new()) else {
+    let Some(settings) = file.identity_settings(&mut ConfigErrors::new()) else {
         return Ok(None);
     };
     let (stop, shutdown) = proxy_core::shutdown::channel();

@@ -240,3 +240,45 @@ impl IdentityFile {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(cert: &str) -> IdentityFile {
+        IdentityFile {
+            files: Some(FilesFile {
+                cert: cert.into(),
+                key: "tls.key".into(),
+                ca: "/abs/ca.crt".into(),
+            }),
+            ..IdentityFile::default()
+        }
+    }
+
+    /// The caller names the default service account: the sidecar its
+    /// `service`, the gateway `gateway`.
+    #[test]
+    fn the_default_service_account_is_the_callers() {
+        let mut errs = ConfigErrors::new();
+        let s = files("tls.crt").validate("gateway", &mut errs).unwrap();
+        assert!(errs.is_empty());
+        assert_eq!(s.id.as_str(), "spiffe://weir.local/ns/default/sa/gateway");
+        let named = IdentityFile {
+            service_account: Some("edge".into()),
+            ..files("tls.crt")
+        };
+        let s = named.validate("gateway", &mut errs).unwrap();
+        assert_eq!(s.id.as_str(), "spiffe://weir.local/ns/default/sa/edge");
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_config_directory() {
+        let mut f = files("tls/tls.crt");
+        f.resolve_paths(Path::new("/etc/weir"));
+        let f = f.files.unwrap();
+        assert_eq!(f.cert, Path::new("/etc/weir/tls/tls.crt"));
+        assert_eq!(f.key, Path::new("/etc/weir/tls.key"));
+        assert_eq!(f.ca, Path::new("/abs/ca.crt"));
+    }
+}
