@@ -1,6 +1,7 @@
 //! The demo's workload identity: a trust anchor and issuer under the data
 //! directory (made on the first start, reused after), the issuer running in
-//! this process, and a bootstrap token per service that its sidecar reads.
+//! this process, and a bootstrap token per service that its sidecar reads
+//! (and one for the gateway, which reads it the same way).
 //!
 //! ```text
 //! <data>/identity/ca/        trust-domain, anchor.crt, anchor.key, issuer.crt, issuer.key
@@ -79,7 +80,8 @@ impl DemoIdentity {
         })
     }
 
-    /// Gives service `svc`'s sidecar config its `identity:` section.
+    /// Gives workload `svc`'s config (a sidecar's, or the gateway's) its
+    /// `identity:` section.
     pub(crate) fn patch(&self, doc: &mut Value, svc: &str) {
         let s = |v: String| Value::String(v);
         patch::set(doc, "identity.trust_domain", s(TRUST_DOMAIN.into()));
@@ -98,40 +100,6 @@ impl DemoIdentity {
             "identity.issuer.token_file",
             s(self.tokens.join(svc).display().to_string()),
         );
-    }
-
-    /// Obtains and renews the certificate of workload `name` (one of the
-    /// services `prepare` made tokens for) in this process, until `stop`:
-    /// the gateway's identity, which has no sidecar config to name it.
-    pub(crate) fn workload(
-        &self,
-        name: &str,
-        stop: Shutdown,
-    ) -> Result<proxy_core::identity::CredentialsWatch, StackError> {
-        use rustls_pki_types::CertificateDer;
-        use rustls_pki_types::pem::PemObject;
-        let anchors: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_file_iter(&self.trust_anchor)
-                .and_then(|it| it.collect::<Result<_, _>>())
-                .map_err(err)?;
-        let id = proxy_core::identity::SpiffeId::for_workload(TRUST_DOMAIN, "default", name)
-            .map_err(err)?;
-        let client = weir_identity::IdentityClient::new(
-            &format!("https://127.0.0.1:{}", self.addr.port()),
-            &anchors,
-            weir_identity::TokenSource::File(self.tokens.join(name)),
-            Some(id),
-        )
-        .map_err(err)?;
-        let (tx, watch) = proxy_core::identity::credentials_channel();
-        tokio::spawn(weir_identity::client::run(
-            client,
-            weir_identity::RenewPolicy::default(),
-            tx,
-            weir_identity::IdentityMetrics::default(),
-            stop,
-        ));
-        Ok(watch)
     }
 
     /// Serves the issuer until `stop`.

@@ -245,6 +245,9 @@ impl Stack {
                 )),
             );
         }
+        // The gateway's own certificate, from the same issuer as the
+        // sidecars' (the `gateway` workload: spiffe://weir.local/ns/default/sa/gateway).
+        identity.patch(&mut doc, "gateway");
         // The dashboard's mesh view reads the sidecars where they really listen.
         patch::set(
             &mut doc,
@@ -268,13 +271,7 @@ impl Stack {
             source,
         })?;
         let env = opts.env.clone();
-        let gateway_identity = identity.workload("gateway", signal.clone())?;
-        let gw = gateway::Gateway::bind_with_credentials(
-            &derived,
-            move |k| env(k),
-            Some(gateway_identity),
-        )
-        .await?;
+        let gw = gateway::Gateway::bind(&derived, move |k| env(k)).await?;
         let addrs = gw.local_addrs();
         let gateway_addr = addrs
             .get("public")

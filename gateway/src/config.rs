@@ -17,6 +17,7 @@ use proxy_core::config::{
 use proxy_core::telemetry::TelemetryConfig;
 use proxy_core::tls::MinTlsVersion;
 use serde::{Deserialize, Serialize};
+use weir_identity::settings::{IdentityFile, IdentitySettings};
 
 use crate::routing::{RouteConfig, VersioningConfig};
 
@@ -48,7 +49,17 @@ pub struct GatewayConfig {
     /// its mesh view reads, the Jaeger UI its trace ids link to.
     #[serde(default)]
     pub dashboard: DashboardConfig,
+    /// The gateway's own workload identity: where the certificate it
+    /// presents to `upstreams.<name>.tls` upstreams comes from (the
+    /// sidecar's section; see docs/identity.md#the-gateways-identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentityFile>,
 }
+
+/// The gateway's `service_account` when `identity:` names none: there is no
+/// `service` to default to, and `gateway` is the workload a mesh's
+/// authorization rules name (`spiffe://<td>/ns/<ns>/sa/gateway`).
+pub const DEFAULT_SERVICE_ACCOUNT: &str = "gateway";
 
 /// `listeners[]`: an address the gateway accepts client traffic on.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -98,7 +109,7 @@ pub struct UpstreamConfig {
     #[serde(default = "default_dns_refresh")]
     pub dns_refresh: HumanDuration,
     /// Mutual TLS to the upstream's sidecars with the gateway's own workload
-    /// identity (absent: plaintext).
+    /// identity (absent: plaintext). Needs the gateway's `identity:`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<UpstreamTlsConfig>,
 }
@@ -204,6 +215,36 @@ impl GatewayConfig {
         }
         errors.extend(self.admin.validate("admin"));
         errors.extend(self.dashboard.validate("dashboard"));
+        self.identity_settings(&mut errors);
+        errors
+    }
+
+    /// The validated `identity:` section, `None` without one or when it is
+    /// invalid (the problems then go to `errors`, named `identity.<field>`).
+    pub fn identity_settings(&self, errors: &mut ConfigErrors) -> Option<IdentitySettings> {
+        self.identity
+            .as_ref()
+            .and_then(|i| i.validate(DEFAULT_SERVICE_ACCOUNT, errors))
+    }
+
+    /// An upstream with `tls:` on a gateway that has no workload identity
+    /// could only fail every connection (it never falls back to plaintext),
+    /// so it is a config error naming the upstream's `tls`. Checked when
+    /// the gateway has no credentials from elsewhere (an embedder's
+    /// `Gateway::bind_with_credentials`).
+    pub fn upstream_tls_without_identity(&self) -> ConfigErrors {
+        let mut errors = ConfigErrors::new();
+        if self.identity.is_some() {
+            return errors;
+        }
+        for (name, u) in &self.upstreams {
+            if u.tls.is_some() {
+                errors.push(
+                    format!("upstreams.{name}.tls"),
+                    "mutual TLS needs the gateway's workload identity: add an `identity:` section",
+                );
+            }
+        }
         errors
     }
 }
@@ -218,7 +259,9 @@ const LIVE_LIMITS: &[&str] = &["max_body_bytes"];
 /// `running` started with and that only a restart applies: listeners (their
 /// set, names, addresses, and whether they speak TLS; certificates and
 /// `min_version` reload), `admin`, `limits` but [`LIVE_LIMITS`], `telemetry`
-/// (the exporter and log format are built once), `shutdown` and `dashboard`.
+/// (the exporter and log format are built once), `shutdown`, `dashboard`
+/// and `identity` (its source starts once; a rotated certificate needs no
+/// reload).
 pub fn restart_required(running: &GatewayConfig, new: &GatewayConfig) -> Vec<String> {
     let mut out = Vec::new();
     if running.listeners.len() != new.listeners.len() {
@@ -263,5 +306,6 @@ pub fn restart_required(running: &GatewayConfig, new: &GatewayConfig) -> Vec<Str
         &running.dashboard,
         &new.dashboard,
     ));
+    out.extend(changed_fields("identity", &running.identity, &new.identity));
     out
 }

@@ -9,7 +9,8 @@
 //! Figures per route come from `weir_requests_total`,
 //! `weir_request_duration_seconds` and `weir_ratelimit_decisions_total`,
 //! per upstream from `weir_upstream_errors_total`; endpoint health and
-//! ejection from the endpoint group itself.
+//! ejection from the endpoint group itself. `identity` is the gateway's
+//! workload identity (SPIFFE ID and expiry; `null` without one).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use prometheus_client::registry::Registry;
 use proxy_core::admin::dashboard::{Counts, DashboardSource, RateTracker, Samples};
+use proxy_core::identity::CredentialsWatch;
 use proxy_core::reload::ReloadMetrics;
 use serde_json::{Map, Value, json};
 
@@ -59,6 +61,7 @@ pub struct GatewayDashboard {
     pub(crate) reload_log: Arc<ReloadLog>,
     pub(crate) routes: RateTracker,
     pub(crate) upstreams: RateTracker,
+    pub(crate) identity: Option<CredentialsWatch>,
 }
 
 impl GatewayDashboard {
@@ -75,6 +78,26 @@ impl GatewayDashboard {
             reload_log,
             routes: RateTracker::default(),
             upstreams: RateTracker::default(),
+            identity: None,
+        }
+    }
+
+    /// Shows the gateway's workload identity, read from `watch` per update.
+    pub fn with_identity(mut self, watch: Option<CredentialsWatch>) -> Self {
+        self.identity = watch;
+        self
+    }
+
+    /// `{spiffe_id, not_after, expires_in_seconds, trust_anchors}`, with
+    /// `spiffe_id: null` before the first certificate, `null` without an
+    /// identity.
+    fn identity_view(&self) -> Value {
+        let Some(watch) = &self.identity else {
+            return Value::Null;
+        };
+        match weir_identity::source::state_json(watch) {
+            Value::Null => json!({ "spiffe_id": null }),
+            v => v,
         }
     }
 }
@@ -97,6 +120,7 @@ impl DashboardSource for GatewayDashboard {
         out.insert("routes".into(), self.routes_view(&snap, &samples));
         out.insert("upstreams".into(), self.upstreams_view(&snap, &samples));
         out.insert("tls".into(), tls_view(&snap));
+        out.insert("identity".into(), self.identity_view());
         out.insert(
             "connections".into(),
             json!(samples.sum("weir_active_connections", &[])),

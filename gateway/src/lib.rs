@@ -11,7 +11,8 @@
 //! - [`metrics`]: Prometheus families.
 //! - `grpc_web`: gRPC-Web clients translated to gRPC and back.
 //! - [`dashboard`]: what the admin listener's `/dashboard` shows.
-//! - [`run`](mod@run): binds listeners and the admin port and serves until shutdown.
+//! - [`run`](mod@run): starts the workload identity (`identity:`), binds
+//!   listeners and the admin port and serves until shutdown.
 
 pub mod config;
 pub mod dashboard;

@@ -10,15 +10,16 @@ use arc_swap::ArcSwap;
 use prometheus_client::registry::Registry;
 use proxy_core::admin::dashboard::{Dashboard, DashboardSettings};
 use proxy_core::admin::{AdminAccess, AdminState, serve_admin};
-use proxy_core::config::ConfigErrors;
+use proxy_core::config::{ConfigErrors, read_yaml_file};
 use proxy_core::identity::CredentialsWatch;
 use proxy_core::mtls::CredentialSource;
 use proxy_core::reload::Reloader;
 use proxy_core::server::{ConnLimits, ServeOptions, serve};
-use proxy_core::shutdown::Shutdown;
+use proxy_core::shutdown::{Shutdown, ShutdownTrigger};
 use proxy_core::telemetry::Telemetry;
 use tokio::net::TcpListener;
 
+use crate::config::GatewayConfig;
 use crate::dashboard::{GatewayDashboard, ReloadLog};
 use crate::metrics::GatewayMetrics;
 use crate::proxy::GatewayHandler;
@@ -38,6 +39,8 @@ pub enum GatewayError {
     },
     #[error("telemetry: {0}")]
     Telemetry(#[from] proxy_core::telemetry::TelemetryError),
+    #[error("cannot start the workload identity: {0}")]
+    Identity(#[from] weir_identity::IdentityError),
 }
 
 /// A gateway whose listeners are bound, ready to serve. Splitting binding from
@@ -52,11 +55,17 @@ pub struct Gateway {
     admin_access: AdminAccess,
     reload_log: Arc<ReloadLog>,
     tls_sources: Arc<HashMap<String, proxy_core::server::TlsSource>>,
+    /// The gateway's workload credentials, when it has an identity.
+    identity: Option<CredentialsWatch>,
+    /// Stops the `identity:` section's source (renewals, file watching)
+    /// when the gateway stops; dropping it stops it too.
+    identity_stop: Option<ShutdownTrigger>,
 }
 
 impl Gateway {
-    /// Loads and validates the config, then binds every listener. Nothing is
-    /// bound when the config is invalid.
+    /// Loads and validates the config, starts the workload identity its
+    /// `identity:` section names (if any), then binds every listener.
+    /// Nothing is bound when the config is invalid.
     pub async fn bind(
         config_path: impl Into<PathBuf>,
         env: impl Fn(&str) -> Option<String>,
@@ -67,14 +76,24 @@ impl Gateway {
     /// [`bind`](Self::bind) with the gateway's workload identity: upstreams
     /// with `tls:` are reached over mutual TLS presenting the latest
     /// credentials on `credentials` (each new connection reads them, so
-    /// rotations need no reload).
+    /// rotations need no reload). `Some` is used instead of the file's
+    /// `identity:` section, which is then not started; `None` starts the
+    /// section's source, as `bind` does.
     pub async fn bind_with_credentials(
         config_path: impl Into<PathBuf>,
         env: impl Fn(&str) -> Option<String>,
         credentials: Option<CredentialsWatch>,
     ) -> Result<Self, GatewayError> {
-        let mesh = credentials.map(CredentialSource::new);
         let path: PathBuf = config_path.into();
+        let mut registry = Registry::default();
+        let (identity, identity_stop) = match credentials {
+            Some(watch) => (Some(watch), None),
+            None => match start_identity(&path, &mut registry).await? {
+                Some((watch, stop)) => (Some(watch), Some(stop)),
+                None => (None, None),
+            },
+        };
+        let mesh = identity.clone().map(CredentialSource::new);
         let metrics = Arc::new(GatewayMetrics::default());
         let build_metrics = metrics.clone();
         // Rate-limit counters, Redis connections and JWKS caches outlive reloads.
@@ -119,7 +138,6 @@ impl Gateway {
                 .resolve("telemetry", "gateway", env!("CARGO_PKG_VERSION"), &env)?;
         let telemetry = Arc::new(Telemetry::init(&settings)?);
 
-        let mut registry = Registry::default();
         metrics.register(&mut registry, reloader.current().clone());
         policy_state.register_metrics(&mut registry);
         telemetry.register_metrics(&mut registry);
@@ -166,6 +184,8 @@ impl Gateway {
             admin_access,
             reload_log,
             tls_sources,
+            identity,
+            identity_stop,
         })
     }
 
@@ -211,7 +231,8 @@ impl Gateway {
             self.registry.clone(),
             self.reloader.metrics().clone(),
             self.reload_log.clone(),
-        );
+        )
+        .with_identity(self.identity.clone());
         admin_state.dashboard = Some(Dashboard::new(
             Arc::new(source),
             DashboardSettings::from(&snapshot.config.dashboard),
@@ -219,8 +240,17 @@ impl Gateway {
         let ready = admin_state.ready.clone();
 
         self.reloader.spawn_watchers(shutdown.clone());
+        // The admin listener first: `/healthz` answers (and `/readyz` says
+        // 503) while the client listeners wait for the first certificate.
+        let admin_shutdown = shutdown.clone();
+        let admin_task = tokio::spawn(serve_admin(self.admin, admin_state, admin_shutdown));
+        let started = match self.identity.clone() {
+            Some(watch) => first_certificate(watch, &shutdown).await,
+            None => true,
+        };
+        let listeners = if started { self.listeners } else { Vec::new() };
         let mut tasks = Vec::new();
-        for (name, listener, tls) in self.listeners {
+        for (name, listener, tls) in listeners {
             let opts = ServeOptions {
                 limits: limits.clone(),
                 tls,
@@ -232,9 +262,7 @@ impl Gateway {
             tracing::info!(listener = %name, address = ?listener.local_addr().ok(), "listening");
             tasks.push(tokio::spawn(serve(listener, opts, handler, shutdown)));
         }
-        let admin_shutdown = shutdown.clone();
-        let admin_task = tokio::spawn(serve_admin(self.admin, admin_state, admin_shutdown));
-        ready.store(true, Ordering::Relaxed);
+        ready.store(started, Ordering::Relaxed);
         shutdown.wait().await;
         ready.store(false, Ordering::Relaxed);
         tracing::info!(?drain, "shutting down: draining in-flight requests");
@@ -246,6 +274,53 @@ impl Gateway {
             .shutdown(std::time::Duration::from_secs(5))
             .await;
         drop(self.tls_sources);
+        // Renewals go on through the drain and stop with the gateway.
+        drop(self.identity_stop);
+    }
+}
+
+/// Starts the credentials source of the file's `identity:` section, if it
+/// has a valid one; it runs until the returned trigger is dropped. An
+/// invalid section starts nothing: building the first snapshot then reports
+/// its errors along with every other problem in the file. (The file is read
+/// once more by the reloader; `identity` is restart-only, so the source
+/// started here is the one the gateway keeps.)
+async fn start_identity(
+    path: &Path,
+    registry: &mut Registry,
+) -> Result<Option<(CredentialsWatch, ShutdownTrigger)>, GatewayError> {
+    let mut file: GatewayConfig = read_yaml_file(path)?;
+    let Some(section) = &mut file.identity else {
+        return Ok(None);
+    };
+    section.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+    let Some(settings) = file.identity_settings(&mut ConfigErrors::new()) else {
+        return Ok(None);
+    };
+    let (stop, shutdown) = proxy_core::shutdown::channel();
+    let watch = weir_identity::start(&settings, registry, shutdown).await?;
+    Ok(Some((watch, stop)))
+}
+
+/// Waits for the gateway's first certificate (an issuer's arrives after
+/// start; files are loaded before it): until then an upstream with `tls:`
+/// could only fail, so the client listeners hold their connections in the
+/// accept queue. False when shutdown comes first.
+async fn first_certificate(mut watch: CredentialsWatch, shutdown: &Shutdown) -> bool {
+    if watch.borrow().is_some() {
+        return true;
+    }
+    tracing::info!("waiting for the gateway's first workload certificate");
+    tokio::select! {
+        got = watch.wait_for(Option::is_some) => {
+            if got.is_err() {
+                // The source is gone without a certificate; serve anyway
+                // (mTLS upstreams fail, plaintext ones work).
+                tracing::error!("the workload identity source stopped before a certificate arrived");
+            }
+            true
+        }
+        () = shutdown.wait() => false,
     }
 }
 

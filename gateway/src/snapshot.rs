@@ -65,6 +65,7 @@ pub fn load_config(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
     let config: GatewayConfig = read_yaml_file(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut errors = config.validate();
+    errors.extend(config.upstream_tls_without_identity());
     errors.extend(tls_configs(&config, base).2);
     let paths: Vec<String> = (0..config.routes.len())
         .map(|i| format!("routes[{i}]"))
@@ -170,7 +171,9 @@ impl Snapshot {
         )
     }
 
-    /// `mesh`: the gateway's workload credentials (upstreams with `tls:`).
+    /// `mesh`: the gateway's workload credentials (upstreams with `tls:`;
+    /// without them such an upstream is a config error unless the file has
+    /// an `identity:` section, which a restart starts).
     pub fn from_config(
         config: GatewayConfig,
         base_dir: &Path,
@@ -182,6 +185,9 @@ impl Snapshot {
         // Each check runs once here: this is the reload path, and a large
         // route table should not be compiled twice per reload.
         let mut errors = config.validate();
+        if mesh.is_none() {
+            errors.extend(config.upstream_tls_without_identity());
+        }
         let (tls, certificates, tls_errors) = tls_configs(&config, base_dir);
         errors.extend(tls_errors);
         let routes = match compile_routes(&config) {

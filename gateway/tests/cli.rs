@@ -1,5 +1,6 @@
-//! `gateway validate` (and `gateway run` on a bad file): exit status and
-//! error messages that name the field, run as the built binary.
+//! `gateway validate` (and `gateway run` on a bad file or identity files it
+//! cannot load): exit status and error messages that name the field, run as
+//! the built binary.
 
 mod support;
 
@@ -132,4 +133,37 @@ fn run_refuses_an_invalid_file() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("routes[0].upstream"), "{stderr}");
+}
+
+#[test]
+fn identity_problems_name_the_field() {
+    rejects(
+        "upstreams:\n  svc: { endpoints: [127.0.0.1:9] }",
+        "upstreams:\n  svc: { endpoints: [127.0.0.1:9], tls: {} }",
+        &["upstreams.svc.tls", "identity:"],
+    );
+    rejects(
+        "upstreams:",
+        "identity:\n  issuer: { url: \"http://localhost:1\", trust_anchor: a.crt, token_file: t }\nupstreams:",
+        &["identity.issuer.url"],
+    );
+}
+
+#[test]
+fn run_refuses_identity_files_it_cannot_load() {
+    let dir = TempDir::new();
+    let path = dir.write(
+        "gateway.yaml",
+        &VALID.replace(
+            "upstreams:",
+            "identity:\n  files: { cert: tls/tls.crt, key: tls/tls.key, ca: tls/ca.crt }\nupstreams:",
+        ),
+    );
+    let out = gateway(&["run", "--config", path.to_str().expect("utf-8 path")]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("identity.files") && stderr.contains("tls.crt"),
+        "{stderr}"
+    );
 }

@@ -1,4 +1,5 @@
-//! Workload identity for Weir: where a sidecar's mTLS credentials come from.
+//! Workload identity for Weir: where a sidecar's (or the gateway's) mTLS
+//! credentials come from.
 //!
 //! Each sidecar proves a SPIFFE ID, `spiffe://<trust-domain>/ns/<ns>/sa/<sa>`,
 //! with a short-lived X.509 certificate (24 h by default) whose only SAN is
@@ -24,6 +25,10 @@
 //! - `svid.rs`: the checks every certificate passes before it is published.
 //! - `https.rs`: the small JSON-over-HTTPS client both sides use.
 //! - `metrics.rs`: renewals, failures, expiry.
+//! - `settings.rs`: the `identity:` config section both binaries share, and
+//!   its validation.
+//! - `source.rs`: starting the source a section names (`start`), what
+//!   `/state` shows of it.
 //! - `cli.rs`: `sidecar identity init / token / issuer`.
 
 pub mod api;
@@ -35,7 +40,9 @@ pub mod files;
 pub mod https;
 pub mod issuer;
 pub mod metrics;
+pub mod settings;
 pub mod sign;
+pub mod source;
 pub mod svid;
 
 pub use ca::Ca;
@@ -43,3 +50,5 @@ pub use client::{IdentityClient, RenewPolicy, TokenSource};
 pub use files::FileSource;
 pub use issuer::{Issuer, IssuerOptions};
 pub use metrics::IdentityMetrics;
+pub use settings::{IdentityFile, IdentitySettings, IdentitySource};
+pub use source::{IdentityError, start};

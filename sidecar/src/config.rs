@@ -19,7 +19,7 @@
 //! | `WEIR_ADMIN_ADDRESS` | `admin.address` |
 //! | `WEIR_ADMIN_TOKEN`, `WEIR_ADMIN_TOKEN_FILE` | `admin.token_file` (the bearer token `POST /reload` requires) |
 //! | `OTEL_*` | `telemetry` (see `proxy_core::telemetry::config`) |
-//! | `WEIR_IDENTITY_*` | `identity` (see `config/identity.rs`) |
+//! | `WEIR_IDENTITY_*` | `identity` (see `weir_identity::settings`) |
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -2,7 +2,8 @@
 //! front of the whole demo stack in-process:
 //!
 //! - the gateway's page lists exactly the routes and upstreams of
-//!   `config/gateway.yaml`, and the order sidecar's page its destinations;
+//!   `config/gateway.yaml` and shows the gateway's SPIFFE ID, and the order
+//!   sidecar's page its destinations;
 //! - payment's fault knob makes the order sidecar's breaker for payment open
 //!   on the open page, and healing it closes it again, through the live
 //!   stream (a marker set in the page survives: it was never reloaded);
@@ -395,6 +396,13 @@ async fn dashboards_show_the_config_and_a_breaker_opening_and_closing_live() {
     upstreams.sort();
     let shown = js(&c, "return [...document.querySelectorAll('[data-upstream-row]')].map(e => e.dataset.upstreamRow);").await;
     assert_eq!(strings(&shown), upstreams);
+    // The gateway's own workload identity, from its `identity:` section.
+    wait_dom(
+        &c,
+        "the gateway shows its SPIFFE ID",
+        "[...document.querySelectorAll('[data-identity=\"set\"]')].some(e => e.textContent.includes('spiffe://weir.local/ns/default/sa/gateway'))",
+    )
+    .await;
     let gateway_window = c.window().await.unwrap();
 
     // The order sidecar's page, in a second window; both stay open.

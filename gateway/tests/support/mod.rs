@@ -33,6 +33,8 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+pub(crate) mod mesh;
+
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Body type of test requests and upstream responses.
 pub(crate) type TestBody = UnsyncBoxBody<Bytes, BoxError>;

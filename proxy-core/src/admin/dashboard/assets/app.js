@@ -134,7 +134,11 @@ function renderGateway(s) {
       h("div", {}, h("span", {}, "loaded"), time(c.loaded_at_unix_ms)),
       h("div", {}, h("span", {}, "reloads"), `${c.reloads_ok || 0} ok, ${c.reloads_failed || 0} refused`),
       h("div", {}, h("span", {}, "last reload"), reload.at_unix_ms ? (reload.ok ? badge("applied", "ok") : badge("refused", "bad")) : "–"),
-      h("div", {}, h("span", {}, "connections"), s.connections ?? "–", " ", metricLink("weir_active_connections"))),
+      h("div", {}, h("span", {}, "connections"), s.connections ?? "–", " ", metricLink("weir_active_connections")),
+      h("div", { "data-identity": s.identity ? "set" : "none" }, h("span", {}, "identity"),
+        !s.identity ? h("span", { class: "muted" }, "none") : String(s.identity.spiffe_id || "waiting for a certificate"),
+        s.identity && s.identity.expires_in_seconds != null
+          ? h("span", { class: "muted" }, ` (expires in ${Math.floor(s.identity.expires_in_seconds / 3600)} h)`) : null)),
     c.last_error ? h("p", { class: "error", "data-last-error": "" },
       `Last reload error (${time(c.last_error.at_unix_ms)}): ${c.last_error.message}`) : null));
 
