@@ -5,7 +5,10 @@
 //! cluster-wide rate-limit backend and trace export. Any other difference
 //! (a missing `strip_headers`, a route without its write scope, a different
 //! retry policy) fails this test, so a security setting cannot exist in one
-//! environment only.
+//! environment only. SPIFFE IDs compare with their namespace translated
+//! ([`LOCAL_NAMESPACE`] to [`CLUSTER_NAMESPACE`]): an authorization rule names
+//! the same workloads in both. (That the workloads exist and the identity
+//! pieces agree is `cluster_identity.rs`.)
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +25,10 @@ const GATEWAY_ENVIRONMENT: &[&str] = &[
     "rate_limits.redis",
     "telemetry.otlp",
     "dashboard.sidecars",
+    // The local demo gives the gateway its identity and the upstreams their
+    // `tls:` when it starts (demo/src/stack.rs); the cluster's are written out.
+    "identity",
+    "upstreams.*.tls",
 ];
 
 /// Fields of a sidecar config that belong to the environment.
@@ -31,6 +38,10 @@ const SIDECAR_ENVIRONMENT: &[&str] = &[
     "admin.address",
     "services.*.endpoints",
 ];
+
+/// The namespace of every workload in the local demo, and in the cluster.
+const LOCAL_NAMESPACE: &str = "default";
+const CLUSTER_NAMESPACE: &str = "weir-demo";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -69,6 +80,28 @@ fn policy_of(mut doc: Value, environment: &[&str]) -> Value {
     doc
 }
 
+/// Rewrites every SPIFFE ID in `doc` from namespace `from` to `to`
+/// (`spiffe://<td>/ns/<from>/sa/<account>`), leaving other strings alone.
+fn translate_namespace(doc: &mut Value, from: &str, to: &str) {
+    match doc {
+        Value::String(s) => {
+            if let Some((td, rest)) = s.strip_prefix("spiffe://").and_then(|r| r.split_once('/'))
+                && let Some(account) = rest.strip_prefix(&format!("ns/{from}/sa/"))
+            {
+                *s = format!("spiffe://{td}/ns/{to}/sa/{account}");
+            }
+        }
+        Value::Sequence(items) => items
+            .iter_mut()
+            .for_each(|v| translate_namespace(v, from, to)),
+        Value::Mapping(map) => map
+            .values_mut()
+            .for_each(|v| translate_namespace(v, from, to)),
+        Value::Tagged(t) => translate_namespace(&mut t.value, from, to),
+        _ => {}
+    }
+}
+
 /// The first difference between two YAML values, as a dotted path.
 fn first_difference(a: &Value, b: &Value, at: &str) -> Option<String> {
     match (a, b) {
@@ -99,7 +132,8 @@ fn first_difference(a: &Value, b: &Value, at: &str) -> Option<String> {
 }
 
 fn assert_same_policy(local: &str, cluster: &str, environment: &[&str]) {
-    let a = policy_of(load(&root().join(local)), environment);
+    let mut a = policy_of(load(&root().join(local)), environment);
+    translate_namespace(&mut a, LOCAL_NAMESPACE, CLUSTER_NAMESPACE);
     let b = policy_of(load(&root().join(cluster)), environment);
     if let Some(diff) = first_difference(&a, &b, "") {
         panic!(
@@ -134,6 +168,32 @@ fn the_cluster_sidecar_configs_are_the_local_ones_in_another_environment() {
             &format!("config/sidecar-{service}.yaml"),
             &format!("deploy/k8s/base/services/sidecar-{service}.yaml"),
             SIDECAR_ENVIRONMENT,
+        );
+    }
+}
+
+/// An authorization rule naming a workload of the local namespace compares
+/// equal to the same workload in the cluster's, and to no other.
+#[test]
+fn spiffe_ids_compare_across_the_namespaces() {
+    let rule = |id: &str| -> Value {
+        serde_norway::from_str(&format!(
+            "inbound: {{ authorization: {{ rules: [{{ identities: [{id}], paths: [/ns/default/sa/x] }}] }} }}"
+        ))
+        .unwrap()
+    };
+    let mut local = rule("spiffe://weir.local/ns/default/sa/order");
+    translate_namespace(&mut local, LOCAL_NAMESPACE, CLUSTER_NAMESPACE);
+    // Only the SPIFFE ID changes, not the path that looks alike.
+    assert_eq!(local, rule("spiffe://weir.local/ns/weir-demo/sa/order"));
+    for other in [
+        "spiffe://weir.local/ns/default/sa/order",
+        "spiffe://weir.local/ns/weir-demo/sa/payment",
+        "spiffe://cluster.local/ns/weir-demo/sa/order",
+    ] {
+        assert!(
+            first_difference(&local, &rule(other), "").is_some(),
+            "{other}"
         );
     }
 }

@@ -11,11 +11,16 @@
 # offline: it is only needed to make a new issuer certificate. See docs/identity.md.
 #
 # Usage: deploy/k8s/identity-ca.sh --out-dir DIR [--no-apply]
-# Environment: TRUST_DOMAIN (cluster.local), NAMESPACES (weir-demo, space-separated),
+# Environment: TRUST_DOMAIN (weir.local), NAMESPACES (weir-demo, space-separated),
 #   SIDECAR (the sidecar binary; default `sidecar` on PATH, else `cargo run -p sidecar`).
+# The issuer signs only IDs of this trust domain, and injected sidecars and the
+# gateway ask for spiffe://weir.local/... (identity.trust_domain's default; the
+# injector sets no WEIR_IDENTITY_TRUST_DOMAIN): another value here needs the
+# same value in every sidecar's and the gateway's `identity.trust_domain` and
+# in the SPIFFE IDs the configs name (demo/tests/cluster_identity.rs checks).
 set -euo pipefail
 
-TRUST_DOMAIN="${TRUST_DOMAIN:-cluster.local}"
+TRUST_DOMAIN="${TRUST_DOMAIN:-weir.local}"
 NAMESPACES="${NAMESPACES:-weir-demo}"
 out_dir=""
 apply=1
@@ -23,7 +28,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --out-dir) out_dir="${2:?--out-dir needs a directory}"; shift 2 ;;
     --no-apply) apply=0; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -151,9 +151,29 @@ fn compose_stack_is_wired_consistently() {
     }
 }
 
+/// Rewrites the namespace of every SPIFFE ID under `v` to `NAMESPACE`: the
+/// demo's workloads are in `default`, the cluster's in `weir-demo`, and a
+/// rule names the same workloads in both.
+fn any_namespace(v: &mut Value) {
+    match v {
+        Value::String(s) => {
+            if let Some((head, rest)) = s.split_once("/ns/")
+                && head.starts_with("spiffe://")
+                && let Some((_, account)) = rest.split_once("/sa/")
+            {
+                *s = format!("{head}/ns/NAMESPACE/sa/{account}");
+            }
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(any_namespace),
+        Value::Mapping(map) => map.values_mut().for_each(any_namespace),
+        _ => {}
+    }
+}
+
 /// The cluster's sidecar configs (deploy/k8s/base/services) carry the same
-/// policies as the demo's (config/); only addresses differ, and those are the
-/// injector's defaults (which its env sets anyway).
+/// policies as the demo's (config/); only addresses and the namespace in
+/// SPIFFE IDs differ, and the addresses are the injector's defaults (which
+/// its env sets anyway).
 #[test]
 fn cluster_sidecar_configs_follow_the_demo_configs() {
     let root = repo_root();
@@ -178,6 +198,7 @@ fn cluster_sidecar_configs_follow_the_demo_configs() {
         // Normalize addresses, then everything else must be equal.
         let mut demo = demo;
         for config in [&mut demo, &mut cluster] {
+            any_namespace(config);
             for path in [
                 ["inbound", "address"],
                 ["outbound", "address"],
