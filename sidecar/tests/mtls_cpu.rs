@@ -116,7 +116,10 @@ async fn cpu_per_request_plaintext_and_mtls() {
     }
     // With `protocol: auto` ALPN picks HTTP/2 between two meshed sidecars.
     let payment = start_meshed(&yaml(app.addr, "", ""), &ca, "payment").await;
-    let tls = format!("    protocol: auto\n    tls: {{ identity: {} }}\n", id("payment"));
+    let tls = format!(
+        "    protocol: auto\n    tls: {{ identity: {} }}\n",
+        id("payment")
+    );
     let order = start_meshed(
         &yaml(app.addr, "", &service(payment.running.inbound, &tls)),
         &ca,
