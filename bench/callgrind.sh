@@ -5,6 +5,7 @@
 #
 #   bench/callgrind.sh            gateway and sidecar
 #   TARGETS=gateway bench/callgrind.sh
+#   TARGETS=sidecar-inbound bench/callgrind.sh   the sidecar's inbound side
 #
 # For each target it makes two runs of the release binary under callgrind:
 #   measured  start, WARMUP requests, REQUESTS requests, stop (SIGTERM)
@@ -16,7 +17,9 @@
 # measured route, 33 routes) with the health checks removed: they run on a
 # timer, not per request, and would make the idle difference depend on time.
 # The sidecar runs bench/sidecar-bench.yaml (retries, breaker, P2C-EWMA, OTLP
-# tracing with every trace sampled). The upstream, the OTLP sink and the
+# tracing with every trace sampled), driven on its outbound port; target
+# sidecar-inbound drives the same sidecar on its inbound port (the path to the
+# local app, which is the bench upstream). The upstream, the OTLP sink and the
 # request driver are bench/loopback.py (plain sockets, outside valgrind):
 # one connection, one request after the other.
 #
@@ -36,6 +39,7 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 GATEWAY_BIN="${GATEWAY_BIN:-$TARGET_DIR/release/gateway}"
 SIDECAR_BIN="${SIDECAR_BIN:-$TARGET_DIR/release/sidecar}"
 UPSTREAM_PORT=18080 GATEWAY_PORT=18081 SIDECAR_PORT=18084 OTLP_SINK_PORT=18085
+SIDECAR_INBOUND_PORT=18086 # inbound.address in bench/sidecar-bench.yaml
 
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 RUN="$BENCH/results/callgrind-$STAMP"
@@ -45,7 +49,7 @@ log() { printf '[callgrind %s] %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$RUN/
 command -v valgrind >/dev/null || { log "valgrind is not installed (apt-get install valgrind)"; exit 1; }
 for t in $TARGETS; do
     bin=$GATEWAY_BIN
-    [[ $t == sidecar ]] && bin=$SIDECAR_BIN
+    [[ $t == sidecar* ]] && bin=$SIDECAR_BIN
     [[ -x $bin ]] || { log "$bin is missing: cargo build --release -p gateway -p sidecar"; exit 1; }
 done
 
@@ -91,7 +95,7 @@ wait_port() { # port; bounded: valgrind starts slowly
 }
 
 drive() { # port count
-    if [[ $1 == "$SIDECAR_PORT" ]]; then
+    if [[ $1 == "$SIDECAR_PORT" || $1 == "$SIDECAR_INBOUND_PORT" ]]; then
         timeout 1200 python3 "$BENCH/loopback.py" drive "$1" "$2" "host: bench"
     else
         timeout 1200 python3 "$BENCH/loopback.py" drive "$1" "$2" "x-api-key: bench-key"
@@ -103,6 +107,8 @@ run_one() {
     local t=$1 mode=$2 idle_secs=${3:-0} bin cfg port pid start end
     if [[ $t == gateway ]]; then
         bin=$GATEWAY_BIN cfg=$RUN/gateway.yaml port=$GATEWAY_PORT
+    elif [[ $t == sidecar-inbound ]]; then
+        bin=$SIDECAR_BIN cfg=$BENCH/sidecar-bench.yaml port=$SIDECAR_INBOUND_PORT
     else
         bin=$SIDECAR_BIN cfg=$BENCH/sidecar-bench.yaml port=$SIDECAR_PORT
     fi

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use proxy_core::admin::dashboard::{CertSummary, SlowRing, summarize_certificate};
 use proxy_core::config::{ConfigErrors, LimitsConfig, read_yaml_file};
+use proxy_core::hash::FastMap;
 use proxy_core::mtls::CredentialSource;
 use serde_json::Value;
 
@@ -24,7 +25,7 @@ use crate::upstream::Upstream;
 pub struct Snapshot {
     pub config: Arc<GatewayConfig>,
     pub routes: RouteTable,
-    pub upstreams: HashMap<String, Arc<Upstream>>,
+    pub upstreams: FastMap<String, Arc<Upstream>>,
     /// Metric handles by route index.
     pub route_metrics: Vec<RouteHandles>,
     /// The path pattern of each route (`/products/{id}`, `/products/*`), by

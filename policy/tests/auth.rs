@@ -572,3 +572,61 @@ routes:
     );
     assert!(parts.headers.get("x-weir-scopes").is_none());
 }
+
+async fn check(b: &Built, key: &str) -> Result<Option<String>, Rejection> {
+    let mut parts = request("GET", "/", &[("x-api-key", key)]);
+    b.policies
+        .check(b.route("key"), &mut parts, PEER)
+        .await
+        .map(|a| a.identity.and_then(|i| i.consumer))
+}
+
+/// Verified keys are cached per config generation: a reload that drops a key
+/// refuses it on the next request, even right after it was accepted (and
+/// cached) many times by the generation before.
+#[tokio::test]
+async fn a_reload_that_removes_an_api_key_refuses_it_at_once() {
+    const FILE_KEY_SHA256: &str =
+        "a0cc538968c3de95e887314617b79289de0f999e78c8f7eef949463a96055b52";
+    let config = |keys: &str| {
+        format!(
+            "auth:\n  api_keys: [{keys}]\nroutes:\n  - name: key\n    auth: {{ any_of: [api_key] }}\n"
+        )
+    };
+    let state = PolicyState::new();
+    let both = format!(
+        r#"{{ name: demo, sha256: "{DEMO_KEY_SHA256}" }}, {{ name: other, sha256: "{FILE_KEY_SHA256}" }}"#
+    );
+    let before = build(&config(&both), &state);
+    for _ in 0..3 {
+        assert_eq!(
+            check(&before, "demo-key").await.unwrap().as_deref(),
+            Some("apikey:demo")
+        );
+    }
+    assert_eq!(
+        check(&before, "demo-kex").await.unwrap_err().reason(),
+        "unknown_api_key"
+    );
+
+    let after = build(
+        &config(&format!(
+            r#"{{ name: other, sha256: "{FILE_KEY_SHA256}" }}"#
+        )),
+        &state,
+    );
+    assert_eq!(
+        check(&after, "demo-key").await.unwrap_err().reason(),
+        "unknown_api_key",
+        "the removed key is refused by the new generation"
+    );
+    assert_eq!(
+        check(&after, "file-key").await.unwrap().as_deref(),
+        Some("apikey:other")
+    );
+    // The old generation, still serving requests in flight, is unchanged.
+    assert_eq!(
+        check(&before, "demo-key").await.unwrap().as_deref(),
+        Some("apikey:demo")
+    );
+}

@@ -16,6 +16,7 @@
 //! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`, `/config`).
 //! - [`problem`]: RFC 9457 problem responses for errors the proxies generate.
 //! - [`body`]: the body type that flows through both proxies.
+//! - [`hash`]: the hashers of request-path maps (foldhash; keyed where clients pick keys).
 
 pub mod admin;
 pub mod balance;
@@ -23,6 +24,7 @@ pub mod body;
 pub mod config;
 pub mod forward;
 pub mod grpc;
+pub mod hash;
 pub mod identity;
 pub mod metrics;
 pub mod mtls;

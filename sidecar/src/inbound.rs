@@ -141,8 +141,11 @@ async fn handle(
         None => rt.config.inbound.timeout,
     };
     let req = Request::from_parts(parts, body);
-    let result =
-        tokio::time::timeout(timeout, rt.app_client.send(req, rt.config.inbound.app)).await;
+    let result = tokio::time::timeout(
+        timeout,
+        rt.app_client.send_to(req, rt.app_authority.clone()),
+    )
+    .await;
     let resp = match result {
         Ok(Ok(mut resp)) => {
             let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;

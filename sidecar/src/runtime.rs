@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use http::uri::Authority;
 use proxy_core::config::{ConfigErrors, EndpointAddr};
-use proxy_core::forward::{ClientOptions, UpstreamClient};
+use proxy_core::forward::{ClientOptions, UpstreamClient, endpoint_authority};
 use proxy_core::telemetry::Telemetry;
 use tokio::sync::Semaphore;
 
@@ -29,6 +30,9 @@ pub(crate) struct Runtime {
     pub(crate) inbound_slots: Arc<Semaphore>,
     /// The pool to the local app.
     pub(crate) app_client: UpstreamClient,
+    /// `inbound.app` as the authority the pool is keyed by, formatted once
+    /// per snapshot rather than per request.
+    pub(crate) app_authority: Authority,
     /// The pool for transparent-mode traffic to destinations not configured.
     pub(crate) passthrough: UpstreamClient,
     /// Who may call the app (`inbound.authorization`, default resolved).
@@ -120,6 +124,7 @@ impl Runtime {
         );
         let authorizer = Authorizer::new(config.inbound.authorization.clone(), mesh.meshed());
         Ok(Runtime {
+            app_authority: endpoint_authority(config.inbound.app),
             authorizer,
             inbound_traffic: metrics.traffic("inbound", &config.service),
             passthrough_traffic: metrics.traffic("outbound", "passthrough"),

@@ -21,13 +21,15 @@
 //! candidate list is pre-sorted by the tie-break order, so the first candidate
 //! whose headers, version and method fit wins. The table is immutable: the
 //! gateway builds a new one off to the side on reload and swaps it whole.
+//! Its maps hash with foldhash (`proxy_core::hash::FastMap`): their keys come
+//! from the configuration, a request only looks them up.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::header::{HOST, HeaderMap};
 use http::{Method, Uri};
+use proxy_core::hash::FastMap;
 
 use super::matcher::{extend_allow, sort_allow};
 use super::pattern::{
@@ -41,27 +43,27 @@ use super::version::{VersionSource, Versioning};
 #[derive(Debug, Default)]
 pub struct RouteTable {
     pub(crate) routes: Vec<Route>,
-    pub(crate) by_name: HashMap<Arc<str>, usize>,
+    pub(crate) by_name: FastMap<Arc<str>, usize>,
     pub(crate) versioning: Versioning,
     hosts: HostIndex,
 }
 
 #[derive(Debug, Default)]
 struct HostIndex {
-    exact: HashMap<Box<str>, PathIndex>,
-    wildcard: HashMap<Box<str>, PathIndex>,
+    exact: FastMap<Box<str>, PathIndex>,
+    wildcard: FastMap<Box<str>, PathIndex>,
     any: PathIndex,
 }
 
 #[derive(Debug, Default)]
 struct PathIndex {
-    exact: HashMap<Box<str>, Vec<u32>>,
+    exact: FastMap<Box<str>, Vec<u32>>,
     root: Node,
 }
 
 #[derive(Debug, Default)]
 struct Node {
-    children: HashMap<Box<str>, Node>,
+    children: FastMap<Box<str>, Node>,
     param: Option<Box<Node>>,
     prefix: Vec<u32>,
     template: Vec<u32>,

@@ -1,9 +1,12 @@
-//! API keys, stored as SHA-256 hashes and compared in constant time.
+//! API keys, stored as SHA-256 hashes and compared in constant time, with
+//! the keys already verified cached so a repeat caller skips the hash.
 
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
+
+use super::verified_keys::VerifiedKeys;
 
 /// One known key: the hash of the key, never the key.
 #[derive(Clone, Debug)]
@@ -13,27 +16,44 @@ pub(crate) struct StoredKey {
     pub(crate) scopes: Arc<[String]>,
 }
 
-/// All configured API keys.
-#[derive(Clone, Debug, Default)]
+/// All configured API keys of one config generation.
+#[derive(Debug)]
 pub(crate) struct ApiKeys {
     keys: Vec<StoredKey>,
+    /// Presented keys already verified (see [`VerifiedKeys`]); one per
+    /// generation, so a reload that removes a key forgets it too.
+    verified: VerifiedKeys,
 }
 
 impl ApiKeys {
     pub(crate) fn new(keys: Vec<StoredKey>) -> Self {
-        Self { keys }
+        Self {
+            verified: VerifiedKeys::for_keys(keys.len()),
+            keys,
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 
-    /// Finds the key whose hash matches the presented key's hash.
+    /// Finds the stored key the presented key is: from the cache of keys
+    /// already verified, else by its SHA-256 (then cached).
+    pub(crate) fn lookup(&self, presented: &str) -> Option<&StoredKey> {
+        if let Some(i) = self.verified.get(presented.as_bytes()) {
+            return self.keys.get(i);
+        }
+        let i = self.lookup_hashed(presented)?;
+        self.verified.insert(presented.as_bytes(), i);
+        self.keys.get(i)
+    }
+
+    /// The index of the key whose hash matches the presented key's hash.
     ///
     /// Every stored hash is compared, each with `subtle`'s constant-time
     /// equality, and the match is selected without branching, so the time taken
     /// says nothing about which key (or how much of a hash) matched.
-    pub(crate) fn lookup(&self, presented: &str) -> Option<&StoredKey> {
+    fn lookup_hashed(&self, presented: &str) -> Option<usize> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = subtle::Choice::from(0);
         let mut index = 0u64;
@@ -42,11 +62,7 @@ impl ApiKeys {
             index.conditional_assign(&(i as u64), eq);
             found |= eq;
         }
-        if bool::from(found) {
-            self.keys.get(index as usize)
-        } else {
-            None
-        }
+        bool::from(found).then_some(index as usize)
     }
 }
 
@@ -84,7 +100,32 @@ mod tests {
         assert_eq!(&*k.lookup("k2").unwrap().name, "two");
         assert!(k.lookup("k4").is_none());
         assert!(k.lookup("").is_none());
-        assert!(ApiKeys::default().lookup("k1").is_none());
+        assert!(ApiKeys::new(Vec::new()).lookup("k1").is_none());
+    }
+
+    #[test]
+    fn a_verified_key_is_cached_and_still_found() {
+        let k = keys();
+        assert_eq!(k.verified.get(b"k2"), None);
+        assert_eq!(&*k.lookup("k2").unwrap().name, "two");
+        assert_eq!(k.verified.get(b"k2"), Some(1), "cached after the hash");
+        for _ in 0..3 {
+            assert_eq!(&*k.lookup("k2").unwrap().name, "two");
+        }
+        assert!(k.lookup("k2 ").is_none());
+        assert!(k.lookup("K2").is_none());
+    }
+
+    #[test]
+    fn a_flood_of_wrong_keys_is_never_cached() {
+        let k = keys();
+        assert!(k.lookup("k1").is_some());
+        for i in 0..10_000 {
+            assert!(k.lookup(&format!("wrong-{i}")).is_none());
+        }
+        assert_eq!(k.verified.occupied(), 1, "only the valid key is held");
+        assert_eq!(k.verified.get(b"k1"), Some(0), "and it was not evicted");
+        assert!(k.verified.capacity() <= super::super::verified_keys::MAX_SLOTS);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod json;
 mod jwks;
 mod jwt;
 mod keys;
+mod verified_keys;
 
 use std::collections::HashMap;
 
@@ -187,11 +188,7 @@ impl Authenticator {
             .ok_or_else(|| AuthError::invalid("unknown_api_key", "API key not valid"))?;
         Ok(Identity {
             method: AuthMethod::ApiKey,
-            consumer: Some(format!(
-                "{}{}",
-                crate::identity::API_KEY_PREFIX,
-                stored.name
-            )),
+            consumer: Some([crate::identity::API_KEY_PREFIX, &stored.name].concat()),
             scopes: stored.scopes.to_vec(),
             claims: serde_json::Map::new(),
             issuer: None,

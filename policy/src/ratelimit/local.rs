@@ -1,14 +1,15 @@
 //! The in-memory limiter: GCRA state in N shards so cores do not contend on
 //! one lock, with idle keys forgotten so memory stays bounded.
 //!
-//! Keys are reduced to a 64-bit hash with a per-process random seed (so
-//! clients cannot aim collisions); the map stores hash -> TAT, 16 bytes a key.
+//! Keys are reduced to a 64-bit hash with a random seed from the operating
+//! system (`proxy_core::hash::keyed`: foldhash, so clients cannot aim
+//! collisions, at a fraction of SipHash's cost); the map stores hash -> TAT, 16 bytes a key.
 //! A TAT in the past is the same as no entry (see `gcra.rs`), so sweeping those
 //! out never changes a decision. When a flood of distinct keys fills a shard
 //! with live entries anyway, the ones closest to expiry are evicted first.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Mutex, MutexGuard};
 
 use tokio::time::Instant;
@@ -45,7 +46,7 @@ struct Shard {
 pub struct LocalLimiter {
     quota: Quota,
     shards: Box<[Mutex<Shard>]>,
-    seed: RandomState,
+    seed: proxy_core::hash::KeyedState,
     epoch: Instant,
     max_per_shard: usize,
 }
@@ -67,7 +68,7 @@ impl LocalLimiter {
         Self {
             quota,
             shards,
-            seed: RandomState::new(),
+            seed: proxy_core::hash::keyed(),
             epoch: Instant::now(),
             max_per_shard,
         }

@@ -48,8 +48,7 @@ impl Endpoint {
     /// An endpoint whose ejection state is `ejection` (from its group's
     /// detector, so `max_percent` counts across the set).
     pub fn with_ejection(addr: SocketAddr, ejection: Arc<EndpointHealth>) -> Arc<Self> {
-        let authority = http::uri::Authority::try_from(addr.to_string())
-            .unwrap_or_else(|_| http::uri::Authority::from_static("invalid.endpoint"));
+        let authority = crate::forward::endpoint_authority(addr);
         Arc::new(Self {
             addr,
             authority,

@@ -12,7 +12,7 @@ mod request_id;
 mod tls;
 mod upgrade;
 
-pub use client::{ClientOptions, UpstreamClient};
+pub use client::{ClientOptions, UpstreamClient, endpoint_authority};
 pub use client_body::{BodyOutcome, ClientBody, ClientBodyError};
 pub use client_error::ClientError;
 pub use error::ForwardError;

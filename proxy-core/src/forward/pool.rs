@@ -30,7 +30,6 @@
 //!   closed first (the upstream timed it out) is retried on another one; one
 //!   that fails on a fresh connection is not.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -52,6 +51,7 @@ use tokio::time::Instant;
 use super::client_error::ClientError;
 use super::tls::{UpstreamIo, UpstreamTls};
 use crate::body::Body;
+use crate::hash::FastMap;
 
 type H1Sender = http1::SendRequest<Body>;
 type H2Sender = http2::SendRequest<Body>;
@@ -82,11 +82,11 @@ struct Inner {
     settings: PoolSettings,
     tls: Option<UpstreamTls>,
     /// Per endpoint, whether ALPN chose HTTP/2 (negotiating TLS pools only).
-    alpn_h2: Mutex<HashMap<Box<str>, bool>>,
+    alpn_h2: Mutex<FastMap<Box<str>, bool>>,
     /// Idle HTTP/1 connections per endpoint (`host:port`), most recent last.
-    h1: Mutex<HashMap<Box<str>, Vec<Idle>>>,
+    h1: Mutex<FastMap<Box<str>, Vec<Idle>>>,
     /// The HTTP/2 connection per endpoint; its async lock serialises connecting.
-    h2: Mutex<HashMap<Box<str>, Arc<H2Slot>>>,
+    h2: Mutex<FastMap<Box<str>, Arc<H2Slot>>>,
     sweeping: AtomicBool,
     /// Signalled whenever an HTTP/1 connection is put back, so requests
     /// waiting on a new connection can take it instead (see `send_h1`).
@@ -134,9 +134,9 @@ impl Pool {
             inner: Arc::new(Inner {
                 settings,
                 tls,
-                alpn_h2: Mutex::new(HashMap::new()),
-                h1: Mutex::new(HashMap::new()),
-                h2: Mutex::new(HashMap::new()),
+                alpn_h2: Mutex::new(FastMap::default()),
+                h1: Mutex::new(FastMap::default()),
+                h2: Mutex::new(FastMap::default()),
                 sweeping: AtomicBool::new(false),
                 returned: tokio::sync::Notify::new(),
             }),
