@@ -45,13 +45,31 @@ async fn catalog_takes_product_changes_only_from_the_gateway() {
     let catalog = start_meshed(&shipped("catalog", app.addr), &ca, "catalog").await;
     let inbound = catalog.running.inbound;
     for method in ["POST", "PUT", "PATCH", "DELETE"] {
-        let path = if method == "POST" { "/v1/products" } else { "/v1/products/p-1" };
-        assert_eq!(status(inbound, &ca, "order", method, path).await, 403, "{method}");
-        assert_eq!(status(inbound, &ca, "gateway", method, path).await, 200, "{method}");
+        let path = if method == "POST" {
+            "/v1/products"
+        } else {
+            "/v1/products/p-1"
+        };
+        assert_eq!(
+            status(inbound, &ca, "order", method, path).await,
+            403,
+            "{method}"
+        );
+        assert_eq!(
+            status(inbound, &ca, "gateway", method, path).await,
+            200,
+            "{method}"
+        );
     }
     // Reads and order's reservations follow the default.
-    assert_eq!(status(inbound, &ca, "order", "GET", "/v1/products").await, 200);
-    assert_eq!(status(inbound, &ca, "order", "POST", "/v1/reservations").await, 200);
+    assert_eq!(
+        status(inbound, &ca, "order", "GET", "/v1/products").await,
+        200
+    );
+    assert_eq!(
+        status(inbound, &ca, "order", "POST", "/v1/reservations").await,
+        200
+    );
     catalog.running.stop().await;
 }
 
@@ -61,8 +79,17 @@ async fn payment_charges_only_for_order() {
     let ca = TestCa::new("mesh");
     let payment = start_meshed(&shipped("payment", app.addr), &ca, "payment").await;
     let inbound = payment.running.inbound;
-    assert_eq!(status(inbound, &ca, "order", "POST", "/v1/payments").await, 200);
-    assert_eq!(status(inbound, &ca, "gateway", "POST", "/v1/payments").await, 403);
-    assert_eq!(status(inbound, &ca, "gateway", "GET", "/v1/payments/p-1").await, 200);
+    assert_eq!(
+        status(inbound, &ca, "order", "POST", "/v1/payments").await,
+        200
+    );
+    assert_eq!(
+        status(inbound, &ca, "gateway", "POST", "/v1/payments").await,
+        403
+    );
+    assert_eq!(
+        status(inbound, &ca, "gateway", "GET", "/v1/payments/p-1").await,
+        200
+    );
     payment.running.stop().await;
 }
