@@ -82,7 +82,11 @@ impl AuthFailureLimit {
 
 fn key(client: IpAddr) -> String {
     match client.to_canonical() {
-        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V4(v4) => {
+            let mut key = String::with_capacity(15);
+            crate::ip_text::push_ip(&mut key, IpAddr::V4(v4));
+            key
+        }
         IpAddr::V6(v6) => {
             let s = v6.segments();
             format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])

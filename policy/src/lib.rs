@@ -18,6 +18,7 @@ mod auth_failures;
 pub mod config;
 mod cors;
 mod identity;
+mod ip_text;
 mod metrics;
 mod policies;
 pub mod ratelimit;
