@@ -48,7 +48,11 @@ impl DemoIdentity {
         services: &[&str],
         addr: SocketAddr,
     ) -> Result<Self, StackError> {
-        let root = data_dir.join("identity");
+        // Absolute: the paths go into configs that resolve relative paths
+        // against their own directory (the gateway's derived config lives in
+        // the data dir itself), so `data/identity/...` would become
+        // `data/data/identity/...` there.
+        let root = std::path::absolute(data_dir).map_err(err)?.join("identity");
         let tokens = root.join("tokens");
         std::fs::create_dir_all(&tokens).map_err(err)?;
         let mut pairs = Vec::new();
